@@ -1,0 +1,287 @@
+//! The one error type of the library: every failure names the thing that is wrong and what to do.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Everything that can stop a dockception run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The manifest file could not be read.
+    #[error("cannot read manifest {path}: {source}\n  help: pass the manifest with -f FILE, or run from the folder that holds dockception.toml")]
+    ReadManifest {
+        /// The manifest path as given.
+        path: PathBuf,
+        /// Why reading failed.
+        source: std::io::Error,
+    },
+
+    /// The manifest has syntax, type or semantic errors; each one points at its spot.
+    #[error("{}", render_diagnostics(.0))]
+    Manifest(Vec<Diagnostic>),
+
+    /// No Docker Engine answers.
+    #[error("no Docker Engine answers at {host}: {reason}\n  help: start one (as root on Debian: scripts/engine.sh), or point DOCKER_HOST at a running engine")]
+    NoDaemon {
+        /// The address that was tried.
+        host: String,
+        /// What the connection attempt said.
+        reason: String,
+    },
+
+    /// An image is neither present locally nor pullable.
+    #[error("image {image} is not present locally and could not be pulled: {reason}\n  help: build or import it locally (scripts/engine.sh makes gcc:local, golang:local and busybox:local), or fix the name in the manifest")]
+    ImageUnavailable {
+        /// The image reference from the manifest.
+        image: String,
+        /// The daemon's message from the failed pull.
+        reason: String,
+    },
+
+    /// The build command in the builder container exited with a non-zero status.
+    #[error("the build command failed with exit status {code}{}\n  help: fix the build, or run it by hand: docker run --rm -it {image} sh", render_tail(.tail))]
+    BuildCommandFailed {
+        /// The builder's exit status; the CLI exits with it.
+        code: i64,
+        /// The builder image, for the hint.
+        image: String,
+        /// The builder's last output lines.
+        tail: Vec<String>,
+    },
+
+    /// The include globs selected nothing in the builder's output folder.
+    #[error("no artifacts matched include {include:?} in the builder output folder {from}{}\n  help: make the build command write into {from}, or fix [artifacts] include", render_found(.found))]
+    NoArtifacts {
+        /// The container folder the artifacts come from.
+        from: String,
+        /// The include globs.
+        include: Vec<String>,
+        /// A few of the files the builder did produce, relative to `from`.
+        found: Vec<String>,
+    },
+
+    /// An artifact glob does not compile.
+    #[error("invalid artifact glob {pattern:?}: {message}")]
+    InvalidGlob {
+        /// The glob as written.
+        pattern: String,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// The daemon refused the runtime image build.
+    #[error("building the runtime image failed: {message}\n  help: check [runtime] in the manifest; `dockception context | tar -t` shows what was sent")]
+    ImageBuild {
+        /// The daemon's message.
+        message: String,
+    },
+
+    /// Any other Docker Engine call failed.
+    #[error("{action} failed: {message}")]
+    Docker {
+        /// What dockception was doing, e.g. "creating the builder container".
+        action: String,
+        /// The daemon's message.
+        message: String,
+    },
+
+    /// A file system operation on the tool's own files failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done, e.g. "creating output folder".
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+
+    /// The run was interrupted by a signal; cleanup already happened.
+    #[error("interrupted by {signal}; the builder container and temporary folders were removed")]
+    Interrupted {
+        /// The signal's name.
+        signal: &'static str,
+        /// The conventional exit status (130 for SIGINT, 143 for SIGTERM).
+        status: u8,
+    },
+}
+
+impl Error {
+    /// The process exit status the CLI uses for this error: the builder's own status when the
+    /// build command failed, 128+signal when interrupted, 1 otherwise.
+    pub fn exit_status(&self) -> u8 {
+        match self {
+            Error::BuildCommandFailed { code, .. } => {
+                u8::try_from(*code).ok().filter(|c| *c != 0).unwrap_or(1)
+            }
+            Error::Interrupted { status, .. } => *status,
+            _ => 1,
+        }
+    }
+
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One problem in a manifest, located at `file:line:col`, with the source line and a fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// The manifest file.
+    pub path: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub column: usize,
+    /// What is wrong.
+    pub message: String,
+    /// The source line the error is on (empty when unknown).
+    pub source_line: String,
+    /// How many characters the caret underlines (at least 1).
+    pub width: usize,
+    /// A one-line fix.
+    pub help: Option<String>,
+}
+
+impl Diagnostic {
+    /// Locate `span` (byte offsets into `source`) and build a diagnostic for it.
+    pub fn at(
+        path: impl Into<PathBuf>,
+        source: &str,
+        span: std::ops::Range<usize>,
+        message: impl Into<String>,
+        help: Option<String>,
+    ) -> Self {
+        let start = floor_char_boundary(source, span.start.min(source.len()));
+        let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = source[start..]
+            .find('\n')
+            .map_or(source.len(), |i| start + i);
+        let source_line = source[line_start..line_end]
+            .trim_end_matches('\r')
+            .to_string();
+        let line = source[..start].matches('\n').count() + 1;
+        let column = source[line_start..start].chars().count() + 1;
+        let end = floor_char_boundary(source, span.end.clamp(start, line_end));
+        let width = source[start..end].chars().count().max(1);
+        Diagnostic {
+            path: path.into(),
+            line,
+            column,
+            message: message.into(),
+            source_line,
+            width,
+            help,
+        }
+    }
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{}:{}:{}: {}",
+            self.path.display(),
+            self.line,
+            self.column,
+            self.message
+        )?;
+        let gutter = self.line.to_string();
+        let pad = " ".repeat(gutter.len());
+        writeln!(f, "{pad} |")?;
+        writeln!(f, "{gutter} | {}", self.source_line)?;
+        write!(
+            f,
+            "{pad} | {}{}",
+            " ".repeat(self.column - 1),
+            "^".repeat(self.width)
+        )?;
+        if let Some(help) = &self.help {
+            write!(f, "\n{pad} = help: {help}")?;
+        }
+        Ok(())
+    }
+}
+
+fn render_diagnostics(diagnostics: &[Diagnostic]) -> String {
+    let mut out = String::new();
+    for (i, d) in diagnostics.iter().enumerate() {
+        if i > 0 {
+            out.push_str("\n\n");
+        }
+        out.push_str(&d.to_string());
+    }
+    if diagnostics.len() > 1 {
+        out.push_str(&format!("\n\n{} errors in the manifest", diagnostics.len()));
+    }
+    out
+}
+
+fn render_tail(tail: &[String]) -> String {
+    if tail.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("; its last lines were:");
+    for line in tail {
+        out.push_str("\n  | ");
+        out.push_str(line);
+    }
+    out
+}
+
+fn render_found(found: &[String]) -> String {
+    if found.is_empty() {
+        " (the folder is empty)".to_string()
+    } else {
+        format!("; it holds {}", found.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diagnostic_points_at_line_and_column() {
+        let src = "[builder]\nimage = 3\n";
+        let d = Diagnostic::at("m.toml", src, 18..19, "expected a string", None);
+        assert_eq!((d.line, d.column, d.width), (2, 9, 1));
+        assert_eq!(
+            d.to_string(),
+            "m.toml:2:9: expected a string\n  |\n2 | image = 3\n  |         ^"
+        );
+    }
+
+    #[test]
+    fn build_failure_keeps_the_builders_status() {
+        let e = Error::BuildCommandFailed {
+            code: 3,
+            image: "gcc:local".into(),
+            tail: vec![],
+        };
+        assert_eq!(e.exit_status(), 3);
+        let e = Error::BuildCommandFailed {
+            code: 300,
+            image: "gcc:local".into(),
+            tail: vec![],
+        };
+        assert_eq!(e.exit_status(), 1);
+    }
+}
