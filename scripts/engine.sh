@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Make sure a Docker Engine answers and the local images the examples and tests use exist.
+#
+#   scripts/engine.sh                 engine + busybox:local, gcc:local, golang:local
+#   scripts/engine.sh gcc busybox     engine + only those images
+#
+# No image registry is needed: images are made from Debian's packages and imported.
+# When no engine answers and this runs as root on Debian, Debian's docker.io is installed and
+# dockerd is started in the background (log: /var/log/dockerd.log). Existing images are kept.
+set -euo pipefail
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+tmpdirs=()
+cleanup() { [ ${#tmpdirs[@]} -eq 0 ] || rm -rf "${tmpdirs[@]}"; }
+trap cleanup EXIT
+
+engine_answers() { docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
+
+apt_install() {
+    [ "$(id -u)" = 0 ] || die "need root to install $* (or install them yourself)"
+    command -v apt-get >/dev/null || die "not a Debian system: install $* yourself"
+    log "installing $* from Debian's packages"
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >/dev/null; then
+        apt-get update -q >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >/dev/null
+    fi
+}
+
+ensure_engine() {
+    if engine_answers; then
+        log "Docker Engine answers ($(docker version --format '{{.Server.Version}}'))"
+        return
+    fi
+    [ -z "${DOCKER_HOST:-}" ] || die "DOCKER_HOST=$DOCKER_HOST does not answer; start that engine or unset DOCKER_HOST"
+    [ "$(id -u)" = 0 ] || die "no Docker Engine answers; start one (sudo $0) or set DOCKER_HOST"
+    command -v dockerd >/dev/null || apt_install docker.io
+    command -v docker >/dev/null || apt_install docker.io
+    # A pid file left by a dockerd that died with an earlier session blocks the start.
+    if [ -f /var/run/docker.pid ] && ! kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then
+        rm -f /var/run/docker.pid
+    fi
+    log "starting dockerd (log: /var/log/dockerd.log)"
+    setsid nohup dockerd >>/var/log/dockerd.log 2>&1 </dev/null &
+    for _ in $(seq 1 60); do
+        engine_answers && { log "Docker Engine answers"; return; }
+        sleep 1
+    done
+    tail -n 20 /var/log/dockerd.log >&2 || true
+    die "dockerd did not answer within 60 s; see /var/log/dockerd.log"
+}
+
+have_image() { docker image inspect "$1" >/dev/null 2>&1; }
+
+make_busybox() {
+    have_image busybox:local && { log "busybox:local exists"; return; }
+    dpkg -s busybox-static >/dev/null 2>&1 || apt_install busybox-static
+    local dir
+    dir=$(mktemp -d)
+    tmpdirs+=("$dir")
+    mkdir -p "$dir/bin" "$dir/tmp" "$dir/etc"
+    cp /bin/busybox "$dir/bin/busybox"
+    for applet in sh ls cat echo id ps sleep true false env wc sha256sum touch mkdir rm init; do
+        ln -s busybox "$dir/bin/$applet"
+    done
+    chmod 1777 "$dir/tmp"
+    printf 'root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$dir/etc/passwd"
+    printf 'root:x:0:\nnogroup:x:65534:\n' >"$dir/etc/group"
+    tar -C "$dir" --numeric-owner --owner=0 --group=0 -cf - . |
+        docker import --change 'ENV PATH=/bin' --change 'CMD ["sh"]' - busybox:local >/dev/null
+    log "made busybox:local ($(docker image inspect -f '{{.Size}}' busybox:local) bytes)"
+}
+
+# mmdebstrap a Debian bookworm with the given packages and import it as $1.
+make_debian() {
+    local image=$1; shift
+    have_image "$image" && { log "$image exists"; return; }
+    command -v mmdebstrap >/dev/null || apt_install mmdebstrap
+    local dir
+    dir=$(mktemp -d)
+    tmpdirs+=("$dir")
+    log "making $image with mmdebstrap (packages: $*; about a minute)"
+    mmdebstrap --quiet --variant=apt --include="$(IFS=,; echo "$*")" bookworm "$dir/rootfs.tar"
+    docker import --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        "$dir/rootfs.tar" "$image" >/dev/null
+    log "made $image ($(docker image inspect -f '{{.Size}}' "$image") bytes)"
+}
+
+ensure_engine
+images=("$@")
+[ ${#images[@]} -gt 0 ] || images=(busybox gcc golang)
+for image in "${images[@]}"; do
+    case $image in
+        busybox) make_busybox ;;
+        gcc) make_debian gcc:local gcc libc6-dev ;;
+        golang | go) make_debian golang:local golang-go ;;
+        *) die "unknown image $image (known: busybox gcc golang)" ;;
+    esac
+done
