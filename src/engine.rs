@@ -11,8 +11,8 @@ use bollard::models::{
     ContainerCreateBody, HostConfig, Mount as DockerMount, MountType, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, TagImageOptionsBuilder,
+    AttachContainerOptionsBuilder, BuildImageOptionsBuilder, CreateContainerOptionsBuilder,
+    CreateImageOptionsBuilder, RemoveContainerOptionsBuilder, TagImageOptionsBuilder,
 };
 use bollard::Docker;
 use bytes::Bytes;
@@ -280,17 +280,23 @@ impl Engine {
     }
 
     async fn start_and_wait(&self, name: &str, progress: &Progress) -> Result<BuilderExit> {
+        // Attach before starting so no early line is lost, whatever the log driver.
+        let options = AttachContainerOptionsBuilder::default()
+            .stream(true)
+            .logs(true)
+            .stdout(true)
+            .stderr(true)
+            .build();
+        let attached = self
+            .docker
+            .attach_container(name, Some(options))
+            .await
+            .map_err(|e| docker_error("attaching to the builder container".into(), e))?;
+        let mut logs = attached.output;
         self.docker
             .start_container(name, None)
             .await
             .map_err(|e| docker_error("starting the builder container".into(), e))?;
-        let options = LogsOptionsBuilder::default()
-            .follow(true)
-            .stdout(true)
-            .stderr(true)
-            .tail("all")
-            .build();
-        let mut logs = self.docker.logs(name, Some(options));
         let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
         let mut pending = Vec::new();
         while let Some(item) = logs.next().await {

@@ -1,0 +1,321 @@
+//! End to end against the real Docker Engine: the examples build images that run, contexts are
+//! reproducible, failures exit with the builder's status and leave nothing behind, sources stay
+//! untouched, and outputs belong to the invoking user.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+/// Build an example with a unique tag and a private output folder; return the image, the
+/// report and the output folder.
+fn build_example(example: &str) -> (TestImage, serde_json::Value, tempfile::TempDir) {
+    let image = TestImage::new(example);
+    let out = tempfile::tempdir().expect("tempdir");
+    let manifest = repo()
+        .join("examples")
+        .join(example)
+        .join("dockception.toml");
+    let before = tree_checksum(&repo().join("examples").join(example));
+    let result = dockception(
+        &[
+            "build",
+            "-f",
+            manifest.to_str().expect("utf-8 path"),
+            "--out-dir",
+            out.path().to_str().expect("utf-8 path"),
+            "--tag",
+            &image.0,
+            "--format",
+            "json",
+        ],
+        &repo(),
+    );
+    assert!(
+        result.status.success(),
+        "build of {example} failed:\n{}",
+        text(&result.stderr)
+    );
+    assert_eq!(
+        before,
+        tree_checksum(&repo().join("examples").join(example)),
+        "building {example} changed its sources"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&result.stdout).expect("JSON report");
+    (image, report, out)
+}
+
+fn assert_runs_and_is_small(example: &str, expected: &str) {
+    let (image, report, out) = build_example(example);
+    let output = docker_stdout(&["run", "--rm", &image.0]);
+    assert_eq!(output.trim(), expected);
+
+    let size: u64 = docker_stdout(&["image", "inspect", "-f", "{{.Size}}", &image.0])
+        .trim()
+        .parse()
+        .expect("a size");
+    let artifact = std::fs::metadata(out.path().join("last/hello")).expect("the kept output");
+    assert!(
+        size <= artifact.len() + 16 * 1024,
+        "image of {size} bytes is more than its {}-byte artifact plus 16 KiB",
+        artifact.len()
+    );
+    assert_eq!(report["runtime_bytes"], size);
+    assert_eq!(report["artifacts"][0]["path"], "/hello");
+    assert_eq!(report["artifacts"][0]["bytes"], artifact.len());
+    assert!(report["builder"]["bytes"].as_u64().expect("bytes") > 100 * 1024 * 1024);
+    assert_eq!(
+        report["left_behind_bytes"].as_u64().expect("bytes"),
+        report["builder"]["bytes"].as_u64().expect("bytes") - size
+    );
+    let layers = docker_stdout(&["image", "inspect", "-f", "{{len .RootFS.Layers}}", &image.0]);
+    assert_eq!(layers.trim(), "1", "one layer: the artifacts on scratch");
+}
+
+#[test]
+fn hello_c_ships_a_static_binary_alone_on_scratch() {
+    if !engine_with(&["gcc:local"]) {
+        return;
+    }
+    assert_runs_and_is_small("hello-c", "Hello, world! (C, static, on scratch)");
+}
+
+#[test]
+fn hello_go_is_the_2017_builder_pattern() {
+    if !engine_with(&["golang:local"]) {
+        return;
+    }
+    assert_runs_and_is_small("hello-go", "Hello, world! (Go, CGO_ENABLED=0, on scratch)");
+}
+
+#[test]
+fn the_context_is_byte_identical_across_runs_and_docker_builds_it() {
+    if !engine_with(&["gcc:local"]) {
+        return;
+    }
+    let manifest = repo().join("examples/hello-c/dockception.toml");
+    let out = tempfile::tempdir().expect("tempdir");
+    let args = [
+        "context",
+        "-q",
+        "-f",
+        manifest.to_str().expect("utf-8 path"),
+        "--out-dir",
+        out.path().to_str().expect("utf-8 path"),
+    ];
+    let first = dockception(&args, &repo());
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let second = dockception(&args, &repo());
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    assert!(first.stdout.len() > 10_000, "the context holds the binary");
+    assert!(
+        first.stdout == second.stdout,
+        "two runs gave different bytes"
+    );
+
+    // The 2015 trick: `dockception context | docker build -t app -`.
+    let image = TestImage::new("piped");
+    let mut build = std::process::Command::new("docker")
+        .args(["build", "-q", "-t", &image.0, "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("docker build runs");
+    {
+        use std::io::Write;
+        let mut stdin = build.stdin.take().expect("stdin");
+        stdin.write_all(&first.stdout).expect("send context");
+    }
+    assert!(build.wait().expect("docker build").success());
+    let output = docker_stdout(&["run", "--rm", &image.0, "context"]);
+    assert_eq!(output.trim(), "Hello, context! (C, static, on scratch)");
+}
+
+fn failing_manifest(run: &str) -> String {
+    format!(
+        r#"
+[builder]
+image = "gcc:local"
+run = {run:?}
+
+[[mount]]
+source = "src"
+target = "/src"
+
+[artifacts]
+include = ["app"]
+"#
+    )
+}
+
+#[test]
+fn a_failing_build_exits_with_its_status_and_leaves_nothing() {
+    if !engine_with(&["gcc:local"]) {
+        return;
+    }
+    let dir = project("failing");
+    write_files(
+        dir.path(),
+        &[
+            (
+                "dockception.toml",
+                &failing_manifest("echo compiling; echo 'app.c:3: error: boom' >&2; exit 3"),
+            ),
+            ("src/app.c", "int main(void) { return 0; }\n"),
+        ],
+    );
+    let image = TestImage::new("never-built");
+    let result = dockception(&["build", "--tag", &image.0], dir.path());
+    let stderr = text(&result.stderr);
+    assert_eq!(result.status.code(), Some(3), "{stderr}");
+    // stdout and stderr travel through separate pipes, so their relative order may vary.
+    let (_, tail) = stderr
+        .split_once("error: the build command failed with exit status 3; its last lines were:\n")
+        .unwrap_or_else(|| panic!("no failure summary in:\n{stderr}"));
+    assert!(tail.contains("  | compiling\n"), "{stderr}");
+    assert!(tail.contains("  | app.c:3: error: boom\n"), "{stderr}");
+    assert!(!image_exists(&image.0), "a failed build tagged an image");
+    assert_eq!(containers_of(dir.path()), Vec::<String>::new());
+    let runs = std::fs::read_dir(dir.path().join(".dockception/runs")).expect("runs folder");
+    assert_eq!(runs.count(), 0, "the failed run's folder was left behind");
+    assert!(!dir.path().join(".dockception/last").exists());
+}
+
+#[test]
+fn sources_are_mounted_read_only() {
+    if !engine_with(&["gcc:local"]) {
+        return;
+    }
+    let dir = project("readonly");
+    write_files(
+        dir.path(),
+        &[
+            (
+                "dockception.toml",
+                &failing_manifest(
+                    "echo tampered > /src/app.c && touch /src/new && cp /src/app.c /out/app",
+                ),
+            ),
+            ("src/app.c", "int main(void) { return 0; }\n"),
+        ],
+    );
+    let before = tree_checksum(&dir.path().join("src"));
+    let result = dockception(&["build"], dir.path());
+    let stderr = text(&result.stderr);
+    assert!(
+        !result.status.success(),
+        "writing into the sources succeeded:\n{stderr}"
+    );
+    assert!(stderr.contains("Read-only file system"), "{stderr}");
+    assert_eq!(before, tree_checksum(&dir.path().join("src")));
+}
+
+#[test]
+fn outputs_belong_to_the_invoking_user() {
+    if !engine_with(&["gcc:local"]) {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let dir = project("owner");
+    write_files(
+        dir.path(),
+        &[
+            (
+                "dockception.toml",
+                &failing_manifest(
+                    "cp /src/app.c /out/app && mkdir -p /out/sub && touch /out/sub/x",
+                ),
+            ),
+            ("src/app.c", "int main(void) { return 0; }\n"),
+        ],
+    );
+    let image = TestImage::new("owner");
+    let root = rustix::process::getuid().is_root();
+    // As root, run the tool as `nobody` (with the docker group, to reach the socket) so the
+    // test proves the builder does not write as root.
+    let (uid, gid) = if root {
+        (65534, 65534)
+    } else {
+        (
+            rustix::process::getuid().as_raw(),
+            rustix::process::getgid().as_raw(),
+        )
+    };
+    let result = if root {
+        chown_tree(dir.path(), uid, gid);
+        let docker_gid = docker_group().expect("the docker group exists (scripts/engine.sh)");
+        std::process::Command::new("setpriv")
+            .args([
+                format!("--reuid={uid}"),
+                format!("--regid={gid}"),
+                format!("--groups={docker_gid}"),
+                "--".into(),
+                BIN.into(),
+                "build".into(),
+                "--tag".into(),
+                image.0.clone(),
+            ])
+            .current_dir(dir.path())
+            .env("HOME", dir.path())
+            .output()
+            .expect("setpriv runs")
+    } else {
+        dockception(&["build", "--tag", &image.0], dir.path())
+    };
+    assert!(result.status.success(), "{}", text(&result.stderr));
+    for path in ["app", "sub", "sub/x"] {
+        let meta = std::fs::metadata(dir.path().join(".dockception/last").join(path))
+            .expect("output exists");
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (uid, gid),
+            "{path} has the wrong owner"
+        );
+    }
+}
+
+fn chown_tree(dir: &Path, uid: u32, gid: u32) {
+    for entry in walkdir::WalkDir::new(dir) {
+        let entry = entry.expect("walk");
+        std::os::unix::fs::chown(entry.path(), Some(uid), Some(gid)).expect("chown");
+    }
+}
+
+fn docker_group() -> Option<u32> {
+    let groups = std::fs::read_to_string("/etc/group").ok()?;
+    groups
+        .lines()
+        .find(|l| l.starts_with("docker:"))
+        .and_then(|l| l.split(':').nth(2))
+        .and_then(|g| g.parse().ok())
+}
+
+#[test]
+fn a_missing_builder_image_names_it() {
+    if !engine_with(&[]) {
+        return;
+    }
+    let dir = project("noimage");
+    let manifest = failing_manifest("true").replace("gcc:local", "dockception-test/absent:never");
+    write_files(
+        dir.path(),
+        &[("dockception.toml", &manifest), ("src/a", "")],
+    );
+    let result = dockception(&["build"], dir.path());
+    let stderr = text(&result.stderr);
+    assert_eq!(result.status.code(), Some(1), "{stderr}");
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .expect("an error line");
+    assert!(
+        error.starts_with("error: image dockception-test/absent:never is not present locally and could not be pulled: "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("help: build or import it locally"),
+        "{stderr}"
+    );
+    assert_eq!(containers_of(dir.path()), Vec::<String>::new());
+}
