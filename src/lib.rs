@@ -165,6 +165,11 @@ fn context_spec(plan: &Plan, collected: &Collected) -> ContextSpec {
     )
 }
 
+/// Compiles the README's Rust example, so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExample;
+
 fn join(dest: &str, path: &str) -> String {
     if dest.is_empty() {
         path.to_string()

@@ -319,3 +319,52 @@ fn a_missing_builder_image_names_it() {
     );
     assert_eq!(containers_of(dir.path()), Vec::<String>::new());
 }
+
+#[test]
+fn an_interrupted_build_removes_its_container_and_folders() {
+    if !engine_with(&["gcc:local"]) {
+        return;
+    }
+    let dir = project("interrupt");
+    write_files(
+        dir.path(),
+        &[
+            (
+                "dockception.toml",
+                &failing_manifest("echo started; sleep 60"),
+            ),
+            ("src/app.c", ""),
+        ],
+    );
+    let child = std::process::Command::new(BIN)
+        .arg("build")
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("dockception runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while containers_of(dir.path()).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the builder never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill runs")
+        .success());
+    let result = child.wait_with_output().expect("dockception ends");
+    let stderr = text(&result.stderr);
+    assert_eq!(result.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("error: interrupted by SIGINT"), "{stderr}");
+    assert_eq!(containers_of(dir.path()), Vec::<String>::new());
+    let runs = std::fs::read_dir(dir.path().join(".dockception/runs")).expect("runs folder");
+    assert_eq!(
+        runs.count(),
+        0,
+        "the interrupted run's folder was left behind"
+    );
+}
