@@ -7,6 +7,7 @@
 # No image registry is needed: images are made from Debian's packages and imported.
 # When no engine answers and this runs as root on Debian, Debian's docker.io is installed and
 # dockerd is started in the background (log: /var/log/dockerd.log). Existing images are kept.
+# Debian's docker-registry is installed too, for the tests that pull from a local registry.
 set -euo pipefail
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -88,6 +89,8 @@ make_debian() {
 }
 
 ensure_engine
+# A real registry for the tests that pull (they start it themselves, on 127.0.0.1).
+command -v docker-registry >/dev/null || [ "$(id -u)" != 0 ] || apt_install docker-registry
 images=("$@")
 [ ${#images[@]} -gt 0 ] || images=(busybox gcc golang)
 for image in "${images[@]}"; do

@@ -368,3 +368,98 @@ fn an_interrupted_build_removes_its_container_and_folders() {
         "the interrupted run's folder was left behind"
     );
 }
+
+/// A real registry (Debian's docker-registry) on a free 127.0.0.1 port, stopped on drop.
+struct LocalRegistry {
+    child: std::process::Child,
+    address: String,
+    _storage: tempfile::TempDir,
+}
+
+impl LocalRegistry {
+    fn start() -> LocalRegistry {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let storage = tempfile::tempdir().expect("tempdir");
+        let config = storage.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                storage.path().join("data").display()
+            ),
+        )
+        .expect("write config");
+        let child = std::process::Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("docker-registry starts (scripts/engine.sh installs it)");
+        let address = format!("127.0.0.1:{port}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(&address).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the registry did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        LocalRegistry {
+            child,
+            address,
+            _storage: storage,
+        }
+    }
+}
+
+impl Drop for LocalRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_missing_builder_image_is_pulled_when_a_registry_answers() {
+    if !engine_with(&["busybox:local"]) {
+        return;
+    }
+    let registry = LocalRegistry::start();
+    let remote = format!("{}/dockception-test/busybox:pull", registry.address);
+    let _remote_guard = TestImage(remote.clone());
+    docker_stdout(&["tag", "busybox:local", &remote]);
+    docker_stdout(&["push", &remote]);
+    docker_stdout(&["rmi", &remote]);
+    assert!(!image_exists(&remote));
+
+    let dir = project("pull");
+    let manifest = format!(
+        r#"
+[builder]
+image = "{remote}"
+run = "echo '#!/bin/sh' > /out/app && chmod +x /out/app"
+
+[artifacts]
+include = ["app"]
+
+[runtime]
+base = "busybox:local"
+"#
+    );
+    write_files(dir.path(), &[("dockception.toml", &manifest)]);
+    let image = TestImage::new("pulled");
+    let result = dockception(&["build", "--tag", &image.0], dir.path());
+    let stderr = text(&result.stderr);
+    assert!(result.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("==> {remote} is not present locally; pulling it")),
+        "{stderr}"
+    );
+    assert!(image_exists(&remote), "the builder image was not pulled");
+    let listing = docker_stdout(&["run", "--rm", "--entrypoint", "ls", &image.0, "-l", "/app"]);
+    assert!(listing.starts_with("-rwxr-xr-x"), "{listing}");
+}
