@@ -164,6 +164,7 @@ mod tests {
 
     fn rules(include: &[&str], exclude: &[&str]) -> ArtifactPlan {
         ArtifactPlan {
+            subdir: String::new(),
             include: include.iter().map(|s| s.to_string()).collect(),
             exclude: exclude.iter().map(|s| s.to_string()).collect(),
             dest: "/".into(),

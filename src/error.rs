@@ -19,6 +19,15 @@ pub enum Error {
     #[error("{}", render_diagnostics(.0))]
     Manifest(Vec<Diagnostic>),
 
+    /// The command line asks for something the manifest does not have.
+    #[error("{message}\n  help: {help}")]
+    Usage {
+        /// What is wrong.
+        message: String,
+        /// What to do.
+        help: String,
+    },
+
     /// No Docker Engine answers.
     #[error("no Docker Engine answers at {host}: {reason}\n  help: start one (as root on Debian: scripts/engine.sh), or point DOCKER_HOST at a running engine")]
     NoDaemon {
@@ -114,6 +123,7 @@ impl Error {
                 u8::try_from(*code).ok().filter(|c| *c != 0).unwrap_or(1)
             }
             Error::Interrupted { status, .. } => *status,
+            Error::Usage { .. } => 2,
             _ => 1,
         }
     }

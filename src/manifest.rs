@@ -6,27 +6,96 @@ use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
 use serde::Deserialize;
+use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use crate::error::{Diagnostic, Error, Result};
+use crate::vars::Overrides;
 
 /// A dockception manifest: how to build the artifacts in a builder image and how to ship them
-/// on a small runtime base.
+/// on a small runtime base. Either one image (top-level `[builder]`, `[artifacts]`, …) or
+/// several named targets (`[targets.NAME]`), not both.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(title = "dockception manifest")]
 pub struct Manifest {
-    /// The fat image the build runs in, and the command that builds.
-    pub builder: Builder,
-    /// Host folders bind-mounted into the builder (read-only unless `read_only = false`). Sources
-    /// are mounted, never copied into a layer.
+    /// Variables for `${NAME}` and `${NAME:-default}` in any string value. The environment
+    /// (`DOCKCEPTION_VAR_NAME`) overrides them, and `--set NAME=VALUE` overrides both. Write
+    /// `$${` for a literal `${` (e.g. the build shell's own `$${HOME}`).
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+    /// Single-image form: the fat image the build runs in, and the command that builds.
+    #[serde(default)]
+    pub builder: Option<Builder>,
+    /// Single-image form: host folders bind-mounted into the builder (read-only unless
+    /// `read_only = false`). Sources are mounted, never copied into a layer.
     #[serde(default, rename = "mount")]
     pub mounts: Vec<Mount>,
-    /// Named volumes mounted into the builder that survive between builds (compiler caches,
-    /// package registries).
+    /// Single-image form: named volumes mounted into the builder that survive between builds
+    /// (compiler caches, package registries).
     #[serde(default, rename = "cache")]
     pub caches: Vec<Cache>,
-    /// Which files of the builder's output folder are shipped, and where they land.
+    /// Single-image form: which files of the builder's output folder are shipped, and where
+    /// they land.
+    #[serde(default)]
+    pub artifacts: Option<Artifacts>,
+    /// Single-image form: the runtime image, its base and its configuration.
+    #[serde(default)]
+    pub runtime: Option<Runtime>,
+    /// Single-image form: how the runtime image is named.
+    #[serde(default)]
+    pub image: Option<Image>,
+    /// Several images from one file, by name (`[targets.build]`, `[targets.run]`). A target can
+    /// take its artifacts from another target's output (`artifacts.from = "build:/out"`).
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, Target>")]
+    pub targets: BTreeMap<Spanned<String>, Target>,
+    /// Named sets of targets, usable wherever a target name is: `images = ["build", "run"]`.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, Vec<String>>")]
+    pub groups: BTreeMap<Spanned<String>, Vec<Spanned<String>>>,
+    /// What `dockception build` builds without target names: a target or group name, or a list
+    /// of them. Without it, every target is built.
+    #[serde(default)]
+    #[schemars(with = "Option<Names>")]
+    pub default: Option<Spanned<Names>>,
+}
+
+/// One name or a list of names.
+#[derive(Debug, Clone, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Names {
+    /// A single target or group name.
+    One(String),
+    /// Several target or group names.
+    Many(Vec<String>),
+}
+
+impl Names {
+    /// The names, in order.
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            Names::One(name) => vec![name.clone()],
+            Names::Many(names) => names.clone(),
+        }
+    }
+}
+
+/// One image of a several-target manifest.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// The fat image the build runs in, and the command that builds. Leave it out when the
+    /// artifacts come from another target (`artifacts.from = "TARGET:/path"`).
+    #[serde(default)]
+    pub builder: Option<Builder>,
+    /// Host folders bind-mounted into the builder (read-only unless `read_only = false`).
+    #[serde(default, rename = "mount")]
+    pub mounts: Vec<Mount>,
+    /// Named volumes mounted into the builder that survive between builds.
+    #[serde(default, rename = "cache")]
+    pub caches: Vec<Cache>,
+    /// Which files are shipped, and where they land.
     pub artifacts: Artifacts,
     /// The runtime image: its base and its configuration.
     #[serde(default)]
@@ -35,6 +104,9 @@ pub struct Manifest {
     #[serde(default)]
     pub image: Image,
 }
+
+/// The name the single-image form's one target has.
+pub const DEFAULT_TARGET: &str = "default";
 
 /// The builder: an image with the toolchain, and the build command run inside it.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -104,8 +176,9 @@ pub struct Cache {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Artifacts {
-    /// The folder inside the builder that the build writes its outputs into. dockception mounts a
-    /// fresh host folder there for every run.
+    /// The folder inside the builder that the build writes its outputs into; dockception mounts
+    /// a fresh host folder there for every run. Or `TARGET:/path`: the artifacts come from
+    /// another target's output (like `COPY --from=build /path`), and this target has no builder.
     #[serde(default = "default_from")]
     #[schemars(with = "String", default = "default_from")]
     pub from: Spanned<String>,
@@ -212,8 +285,85 @@ pub struct LoadedManifest {
     pub path: PathBuf,
     /// Its text.
     pub source: String,
-    /// The parsed and checked manifest.
+    /// The parsed and checked manifest, variables expanded.
     pub manifest: Manifest,
+    /// The variables' values after the environment and `--set` were applied.
+    pub vars: BTreeMap<String, String>,
+}
+
+/// A target of the manifest, by name (the single-image form has one, named `default`).
+#[derive(Debug, Clone)]
+pub struct NamedTarget {
+    /// The target's name.
+    pub name: String,
+    /// Where the name is written (empty for the single-image form).
+    pub span: std::ops::Range<usize>,
+    /// The target.
+    pub target: Target,
+}
+
+impl Manifest {
+    /// Every target, in name order; the single-image form gives one named `default`.
+    pub fn targets(&self) -> Vec<NamedTarget> {
+        if !self.targets.is_empty() {
+            return self
+                .targets
+                .iter()
+                .map(|(name, target)| NamedTarget {
+                    name: name.get_ref().clone(),
+                    span: name.span(),
+                    target: target.clone(),
+                })
+                .collect();
+        }
+        match &self.artifacts {
+            Some(artifacts) => vec![NamedTarget {
+                name: DEFAULT_TARGET.to_string(),
+                span: 0..0,
+                target: Target {
+                    builder: self.builder.clone(),
+                    mounts: self.mounts.clone(),
+                    caches: self.caches.clone(),
+                    artifacts: artifacts.clone(),
+                    runtime: self.runtime.clone().unwrap_or_default(),
+                    image: self.image.clone().unwrap_or_default(),
+                },
+            }],
+            None => Vec::new(),
+        }
+    }
+
+    /// Whether this is the several-target form.
+    pub fn has_named_targets(&self) -> bool {
+        !self.targets.is_empty()
+    }
+}
+
+/// Where a target's artifacts come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArtifactSource<'a> {
+    /// A folder of the target's own builder.
+    Builder(&'a str),
+    /// A folder of another target's output: `TARGET:/path`.
+    Target {
+        /// The other target.
+        name: &'a str,
+        /// A folder inside that target's `artifacts.from`.
+        path: &'a str,
+    },
+}
+
+impl Artifacts {
+    /// Parse `from`.
+    pub fn source(&self) -> ArtifactSource<'_> {
+        let from = self.from.get_ref().as_str();
+        match from.split_once(':') {
+            Some((name, path)) if !from.starts_with('/') && path.starts_with('/') => {
+                ArtifactSource::Target { name, path }
+            }
+            _ => ArtifactSource::Builder(from),
+        }
+    }
 }
 
 impl LoadedManifest {
@@ -236,39 +386,213 @@ impl LoadedManifest {
     }
 }
 
-/// Read and check a manifest file.
+/// Read and check a manifest file, with variables from the manifest only.
 pub fn load(path: &Path) -> Result<LoadedManifest> {
-    let source = std::fs::read_to_string(path).map_err(|source| Error::ReadManifest {
+    load_with(path, &Overrides::default())
+}
+
+/// Read and check a manifest file, with variables overridden from outside.
+pub fn load_with(path: &Path, overrides: &Overrides) -> Result<LoadedManifest> {
+    let bytes = std::fs::read(path).map_err(|source| Error::ReadManifest {
         path: path.to_path_buf(),
         source,
     })?;
-    parse(path, source)
+    let source = String::from_utf8(bytes).map_err(|e| Error::ReadManifest {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "it is not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        ),
+    })?;
+    parse_with(path, source, overrides)
 }
 
 /// Parse and check manifest text; `path` is only used in messages and to resolve relative paths.
 pub fn parse(path: &Path, source: String) -> Result<LoadedManifest> {
-    let manifest: Manifest = match toml::from_str(&source) {
-        Ok(m) => m,
-        Err(e) => {
-            let span = e.span().unwrap_or(0..0);
-            let message = e.message().trim_end().to_string();
-            let help = help_for_parse_error(&message);
-            return Err(Error::Manifest(vec![Diagnostic::at(
-                path, &source, span, message, help,
-            )]));
+    parse_with(path, source, &Overrides::default())
+}
+
+/// The most problems reported from one file; the rest are counted.
+const MAX_DIAGNOSTICS: usize = 50;
+
+/// Parse manifest text: TOML syntax, variables, shape (keys and types, against the schema),
+/// then the checks that need nothing but the file. Every problem found is reported.
+pub fn parse_with(path: &Path, source: String, overrides: &Overrides) -> Result<LoadedManifest> {
+    let (vars, manifest, mut problems) = {
+        let diagnostic = |span: std::ops::Range<usize>, message: String, help: Option<String>| {
+            Diagnostic::at(path, &source, span, message, help)
+        };
+        let (mut document, syntax) = DeTable::parse_recoverable(&source);
+        if !syntax.is_empty() {
+            let diagnostics = syntax
+                .iter()
+                .take(MAX_DIAGNOSTICS)
+                .map(|e| {
+                    diagnostic(
+                        e.span().unwrap_or(0..0),
+                        e.message().trim_end().to_string(),
+                        Some("fix the TOML syntax; see https://toml.io".into()),
+                    )
+                })
+                .collect();
+            return Err(Error::Manifest(diagnostics));
         }
+        let mut problems = Vec::new();
+        let declared = declared_vars(document.get_ref());
+        let vars = crate::vars::resolve(&declared, overrides);
+        expand_document(document.get_mut(), &vars, &source, &mut problems);
+        if let Ok(schema) = serde_json::from_str::<serde_json::Value>(&json_schema()) {
+            for p in crate::shape::check(&document, &schema) {
+                problems.push((p.span, p.message, p.help));
+            }
+            // Without the unknown keys the rest may still deserialize and be checked, so a
+            // typo does not hide the file's other mistakes.
+            crate::shape::strip_unknown(document.get_mut(), &schema);
+        }
+        let manifest = match Manifest::deserialize(toml::de::Deserializer::from(document)) {
+            Ok(m) => m,
+            Err(e) if problems.is_empty() => {
+                let message = e.message().trim_end().to_string();
+                let help = help_for_parse_error(&message);
+                return Err(Error::Manifest(vec![diagnostic(
+                    e.span().unwrap_or(0..0),
+                    message,
+                    help,
+                )]));
+            }
+            Err(_) => return Err(Error::Manifest(sorted_diagnostics(problems, &diagnostic))),
+        };
+        (vars, manifest, sorted_diagnostics(problems, &diagnostic))
     };
     let loaded = LoadedManifest {
         path: path.to_path_buf(),
         source,
         manifest,
+        vars,
     };
-    let problems = check(&loaded);
+    problems.extend(check(&loaded));
+    problems.sort_by_key(|d| (d.line, d.column));
     if problems.is_empty() {
         Ok(loaded)
     } else {
+        problems.truncate(MAX_DIAGNOSTICS);
         Err(Error::Manifest(problems))
     }
+}
+
+fn sorted_diagnostics(
+    mut problems: Problems,
+    diagnostic: &impl Fn(std::ops::Range<usize>, String, Option<String>) -> Diagnostic,
+) -> Vec<Diagnostic> {
+    problems.sort_by_key(|p| p.0.start);
+    problems.truncate(MAX_DIAGNOSTICS);
+    problems
+        .into_iter()
+        .map(|(span, message, help)| diagnostic(span, message, help))
+        .collect()
+}
+
+/// The `[vars]` table's string values; other shapes are reported by the shape check.
+fn declared_vars(document: &DeTable<'_>) -> BTreeMap<String, String> {
+    let Some(DeValue::Table(vars)) = document.get("vars").map(|v| v.get_ref()) else {
+        return BTreeMap::new();
+    };
+    vars.iter()
+        .filter_map(|(k, v)| match v.get_ref() {
+            DeValue::String(s) => Some((k.get_ref().to_string(), s.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
+type Problems = Vec<(std::ops::Range<usize>, String, Option<String>)>;
+
+/// Expand variables in every string value except `[vars]` itself.
+fn expand_document(
+    document: &mut DeTable<'_>,
+    vars: &BTreeMap<String, String>,
+    source: &str,
+    problems: &mut Problems,
+) {
+    for (key, value) in document.iter_mut() {
+        if key.get_ref() == "vars" {
+            continue;
+        }
+        expand_value(value, vars, source, problems);
+    }
+}
+
+fn expand_value(
+    value: &mut Spanned<DeValue<'_>>,
+    vars: &BTreeMap<String, String>,
+    source: &str,
+    problems: &mut Problems,
+) {
+    let span = value.span();
+    match value.get_mut() {
+        DeValue::String(text) => match crate::vars::expand(text, vars) {
+            Ok(expanded) => {
+                if expanded != *text {
+                    *text = std::borrow::Cow::Owned(expanded);
+                }
+            }
+            Err(errors) => {
+                for error in errors {
+                    problems.push(variable_problem(&error, text, span.clone(), source));
+                }
+            }
+        },
+        DeValue::Array(items) => {
+            for item in items.iter_mut() {
+                expand_value(item, vars, source, problems);
+            }
+        }
+        DeValue::Table(table) => {
+            for (_, item) in table.iter_mut() {
+                expand_value(item, vars, source, problems);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Point at the reference inside the string literal when it is written there as is.
+fn variable_problem(
+    error: &crate::vars::ExpandError,
+    text: &str,
+    literal: std::ops::Range<usize>,
+    source: &str,
+) -> (std::ops::Range<usize>, String, Option<String>) {
+    use crate::vars::ExpandError;
+    let (range, message, help) = match error {
+        ExpandError::Undefined(u) => (
+            u.range.clone(),
+            format!("variable `{}` is not defined", u.name),
+            format!(
+                "define it in [vars], set {}{} or pass --set {}=VALUE, give a default with ${{{}:-VALUE}}, or write $${{ for a literal ${{",
+                crate::vars::ENV_PREFIX,
+                u.name,
+                u.name,
+                u.name
+            ),
+        ),
+        ExpandError::Malformed(m) => (
+            m.range.clone(),
+            m.message.clone(),
+            "write ${NAME} or ${NAME:-default}, or $${ for a literal ${".to_string(),
+        ),
+    };
+    let reference = text.get(range).unwrap_or_default();
+    let span = source
+        .get(literal.clone())
+        .and_then(|written| written.find(reference))
+        .filter(|_| !reference.is_empty())
+        .map(|at| literal.start + at..literal.start + at + reference.len())
+        .unwrap_or(literal);
+    (span, message, Some(help))
 }
 
 fn help_for_parse_error(message: &str) -> Option<String> {
@@ -276,13 +600,6 @@ fn help_for_parse_error(message: &str) -> Option<String> {
         Some("remove the key or fix its spelling; the schema in schema/dockception.schema.json lists every key".into())
     } else if message.starts_with("missing field") {
         Some("add the key; see README.md for a manifest walk-through".into())
-    } else if message.contains("untagged enum Command") {
-        Some(
-            r#"write the command as a string ("make") or a list of strings (["make", "-j2"])"#
-                .into(),
-        )
-    } else if message.contains("untagged enum Port") {
-        Some(r#"write a port number (8080) or a string like "53/udp""#.into())
     } else {
         None
     }
@@ -292,6 +609,56 @@ fn help_for_parse_error(message: &str) -> Option<String> {
 fn check(loaded: &LoadedManifest) -> Vec<Diagnostic> {
     let m = &loaded.manifest;
     let mut out = Vec::new();
+    let targets = m.targets();
+    if m.has_named_targets() {
+        let single: Vec<(&str, Option<std::ops::Range<usize>>)> = vec![
+            ("builder", m.builder.as_ref().map(|b| b.image.span())),
+            ("mount", m.mounts.first().map(|x| x.source.span())),
+            ("cache", m.caches.first().map(|x| x.target.span())),
+            ("artifacts", m.artifacts.as_ref().map(|a| a.include.span())),
+            ("runtime", m.runtime.as_ref().map(|r| r.base.span())),
+            ("image", m.image.as_ref().map(|_| 0..0)),
+        ];
+        for (key, span) in single {
+            if let Some(span) = span {
+                out.push(loaded.diagnostic(
+                    span,
+                    format!("a top-level [{key}] cannot be combined with [targets]"),
+                    Some(format!("move it into a target, e.g. [targets.NAME.{key}]")),
+                ));
+            }
+        }
+    } else if m.artifacts.is_none() || m.builder.is_none() {
+        let missing = if m.builder.is_none() {
+            "[builder]"
+        } else {
+            "[artifacts]"
+        };
+        out.push(loaded.diagnostic(
+            0..0,
+            format!("the manifest has no {missing}, so it describes no image"),
+            Some("add [builder] and [artifacts] (see README.md), or several [targets.NAME]".into()),
+        ));
+    }
+
+    let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+    for named in &targets {
+        check_target(loaded, named, &names, &targets, &mut out);
+    }
+    check_cycles(loaded, &targets, &mut out);
+    check_groups(loaded, &names, &mut out);
+    out.sort_by_key(|d| (d.line, d.column));
+    out
+}
+
+fn check_target(
+    loaded: &LoadedManifest,
+    named: &NamedTarget,
+    names: &[&str],
+    targets: &[NamedTarget],
+    out: &mut Vec<Diagnostic>,
+) {
+    let t = &named.target;
     let mut absolute = |value: &Spanned<String>, what: &str| {
         if !value.get_ref().starts_with('/') {
             out.push(loaded.diagnostic(
@@ -307,62 +674,129 @@ fn check(loaded: &LoadedManifest) -> Vec<Diagnostic> {
             ));
         }
     };
-    if let Some(w) = &m.builder.workdir {
+    if let Some(w) = t.builder.as_ref().and_then(|b| b.workdir.as_ref()) {
         absolute(w, "builder.workdir");
     }
-    for mount in &m.mounts {
+    for mount in &t.mounts {
         absolute(&mount.target, "mount target");
     }
-    for cache in &m.caches {
+    for cache in &t.caches {
         absolute(&cache.target, "cache target");
     }
-    absolute(&m.artifacts.from, "artifacts.from");
-    absolute(&m.artifacts.dest, "artifacts.dest");
-    if let Some(w) = &m.runtime.workdir {
+    let source = t.artifacts.source();
+    match source {
+        ArtifactSource::Builder(_) => absolute(&t.artifacts.from, "artifacts.from"),
+        ArtifactSource::Target { .. } => {}
+    }
+    absolute(&t.artifacts.dest, "artifacts.dest");
+    if let Some(w) = &t.runtime.workdir {
         absolute(w, "runtime.workdir");
     }
 
-    if m.builder.image.get_ref().trim().is_empty() {
-        out.push(loaded.diagnostic(
-            m.builder.image.span(),
-            "builder.image is empty",
-            Some("name the image the build runs in, e.g. \"gcc:local\"".into()),
-        ));
-    }
-    match m.builder.run.get_ref() {
-        Command::Shell(s) if s.trim().is_empty() => out.push(loaded.diagnostic(
-            m.builder.run.span(),
-            "builder.run is empty",
-            Some("give the command that builds your artifacts".into()),
+    match (&t.builder, &source) {
+        (Some(b), ArtifactSource::Target { name, .. }) => out.push(loaded.diagnostic(
+            b.image.span(),
+            format!(
+                "target `{}` takes its artifacts from target `{name}`, so it cannot have a builder of its own",
+                named.name
+            ),
+            Some("remove this [builder], or take the artifacts from this target's own output folder (e.g. from = \"/out\")".into()),
         )),
-        Command::Argv(v) if v.is_empty() => out.push(loaded.diagnostic(
-            m.builder.run.span(),
-            "builder.run is an empty list",
-            Some("give the program and its arguments, e.g. [\"make\"]".into()),
-        )),
+        (None, ArtifactSource::Builder(_)) if loaded.manifest.has_named_targets() => {
+            out.push(loaded.diagnostic(
+                named.span.clone(),
+                format!("target `{}` has no [builder] and takes no artifacts from another target", named.name),
+                Some(format!("add [targets.{}.builder], or set artifacts.from = \"TARGET:/path\"", named.name)),
+            ))
+        }
+        (None, _) => {
+            if let Some(first) = t.mounts.first() {
+                out.push(loaded.diagnostic(
+                    first.source.span(),
+                    "a mount without a builder is never used",
+                    Some("remove the mount, or give the target a [builder]".to_string()),
+                ));
+            }
+        }
         _ => {}
     }
+    if let ArtifactSource::Target { name, path } = source {
+        if !names.contains(&name) {
+            let help = match crate::shape::did_you_mean(name, names) {
+                Some(near) => format!("did you mean `{near}`?"),
+                None => format!("the targets are {}", quoted(names)),
+            };
+            out.push(loaded.diagnostic(
+                t.artifacts.from.span(),
+                format!("artifacts.from names target `{name}`, which does not exist"),
+                Some(help),
+            ));
+        } else if let Some(other) = targets.iter().find(|o| o.name == name) {
+            if let ArtifactSource::Builder(root) = other.target.artifacts.source() {
+                let root = normalise_container_path(root);
+                let inside =
+                    path == root || path.starts_with(&format!("{}/", root.trim_end_matches('/')));
+                if !inside || has_parent_component(path) {
+                    out.push(loaded.diagnostic(
+                        t.artifacts.from.span(),
+                        format!("{path} is not inside target `{name}`'s output folder {root}"),
+                        Some(format!("take a folder below it, e.g. \"{name}:{root}\"")),
+                    ));
+                }
+            }
+        }
+    }
 
-    if has_parent_component(m.artifacts.dest.get_ref()) {
+    if let Some(b) = &t.builder {
+        if b.image.get_ref().trim().is_empty() {
+            out.push(loaded.diagnostic(
+                b.image.span(),
+                "builder.image is empty",
+                Some("name the image the build runs in, e.g. \"gcc:local\"".into()),
+            ));
+        }
+        match b.run.get_ref() {
+            Command::Shell(s) if s.trim().is_empty() => out.push(loaded.diagnostic(
+                b.run.span(),
+                "builder.run is empty",
+                Some("give the command that builds your artifacts".into()),
+            )),
+            Command::Argv(v) if v.is_empty() => out.push(loaded.diagnostic(
+                b.run.span(),
+                "builder.run is an empty list",
+                Some("give the program and its arguments, e.g. [\"make\"]".into()),
+            )),
+            _ => {}
+        }
+    }
+    if t.runtime.base.get_ref().trim().is_empty() {
         out.push(loaded.diagnostic(
-            m.artifacts.dest.span(),
+            t.runtime.base.span(),
+            "runtime.base is empty",
+            Some("write \"scratch\" for an empty base, or name an image".into()),
+        ));
+    }
+
+    if has_parent_component(t.artifacts.dest.get_ref()) {
+        out.push(loaded.diagnostic(
+            t.artifacts.dest.span(),
             "artifacts.dest must not contain `..`",
             Some("name a folder inside the image, e.g. \"/app\"".into()),
         ));
     }
-    if m.artifacts.include.get_ref().is_empty() {
+    if t.artifacts.include.get_ref().is_empty() {
         out.push(loaded.diagnostic(
-            m.artifacts.include.span(),
+            t.artifacts.include.span(),
             "artifacts.include is empty, so nothing would be shipped",
             Some("list the files to ship, e.g. [\"app\"] or [\"bin/*\"]".into()),
         ));
     }
-    for glob in m
+    for glob in t
         .artifacts
         .include
         .get_ref()
         .iter()
-        .chain(&m.artifacts.exclude)
+        .chain(&t.artifacts.exclude)
     {
         let g = glob.get_ref();
         if g.starts_with('/') || has_parent_component(g) {
@@ -374,48 +808,50 @@ fn check(loaded: &LoadedManifest) -> Vec<Diagnostic> {
         } else if let Err(e) = crate::collect::compile_glob(g) {
             out.push(loaded.diagnostic(
                 glob.span(),
-                format!("invalid glob {g:?}: {e}"),
+                format!("invalid glob {g:?}: {}", e.kind()),
                 Some("see https://docs.rs/globset for the glob syntax".into()),
             ));
         }
     }
 
-    let mut targets: Vec<(&str, std::ops::Range<usize>)> = Vec::new();
-    for mount in &m.mounts {
-        let t = normalise_container_path(mount.target.get_ref());
-        if let Some((_, first)) = targets.iter().find(|(seen, _)| *seen == t) {
+    let mut seen: Vec<(&str, std::ops::Range<usize>)> = Vec::new();
+    for mount in &t.mounts {
+        let path = normalise_container_path(mount.target.get_ref());
+        if let Some((_, first)) = seen.iter().find(|(p, _)| *p == path) {
             let first = loaded.diagnostic(first.clone(), "", None);
             out.push(loaded.diagnostic(
                 mount.target.span(),
-                format!("two mounts on {t} (the first is at line {})", first.line),
+                format!("two mounts on {path} (the first is at line {})", first.line),
                 Some("mount each host folder on its own container path".into()),
             ));
         } else {
-            targets.push((t, mount.target.span()));
+            seen.push((path, mount.target.span()));
         }
     }
-    for cache in &m.caches {
-        let t = normalise_container_path(cache.target.get_ref());
-        if targets.iter().any(|(seen, _)| *seen == t) {
+    for cache in &t.caches {
+        let path = normalise_container_path(cache.target.get_ref());
+        if seen.iter().any(|(p, _)| *p == path) {
             out.push(loaded.diagnostic(
                 cache.target.span(),
-                format!("the cache on {t} collides with another mount on the same path"),
+                format!("the cache on {path} collides with another mount on the same path"),
                 Some("give the cache its own path".into()),
             ));
         } else {
-            targets.push((t, cache.target.span()));
+            seen.push((path, cache.target.span()));
         }
     }
-    let from = normalise_container_path(m.artifacts.from.get_ref());
-    if targets.iter().any(|(seen, _)| *seen == from) {
-        out.push(loaded.diagnostic(
-            m.artifacts.from.span(),
-            format!("artifacts.from {from} is also a mount or cache target"),
-            Some("dockception mounts its own output folder there; pick a separate path such as \"/out\"".into()),
-        ));
+    if let ArtifactSource::Builder(from) = source {
+        let from = normalise_container_path(from);
+        if seen.iter().any(|(p, _)| *p == from) {
+            out.push(loaded.diagnostic(
+                t.artifacts.from.span(),
+                format!("artifacts.from {from} is also a mount or cache target"),
+                Some("dockception mounts its own output folder there; pick a separate path such as \"/out\"".into()),
+            ));
+        }
     }
 
-    for port in &m.runtime.expose {
+    for port in &t.runtime.expose {
         if let Port::Spec(s) = port.get_ref() {
             if parse_port_spec(s).is_none() {
                 out.push(loaded.diagnostic(
@@ -426,8 +862,113 @@ fn check(loaded: &LoadedManifest) -> Vec<Diagnostic> {
             }
         }
     }
-    out.sort_by_key(|d| (d.line, d.column));
-    out
+}
+
+/// Targets that take artifacts from each other in a circle can never be built.
+fn check_cycles(loaded: &LoadedManifest, targets: &[NamedTarget], out: &mut Vec<Diagnostic>) {
+    let next = |name: &str| -> Option<&str> {
+        targets
+            .iter()
+            .find(|t| t.name == name)
+            .and_then(|t| match t.target.artifacts.source() {
+                ArtifactSource::Target { name, .. } => Some(name),
+                ArtifactSource::Builder(_) => None,
+            })
+    };
+    let mut reported: Vec<String> = Vec::new();
+    for start in targets {
+        let mut chain = vec![start.name.as_str()];
+        let mut current = start.name.as_str();
+        while let Some(following) = next(current) {
+            if let Some(at) = chain.iter().position(|n| *n == following) {
+                let mut cycle: Vec<&str> = chain[at..].to_vec();
+                // Report each cycle once, starting from its smallest name.
+                let smallest = cycle
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, n)| **n)
+                    .map(|(i, _)| i)
+                    .unwrap_or(0);
+                cycle.rotate_left(smallest);
+                let key = cycle.join(" -> ");
+                if !reported.contains(&key) {
+                    let first = targets.iter().find(|t| t.name == cycle[0]);
+                    let span = first
+                        .map(|t| t.target.artifacts.from.span())
+                        .unwrap_or(0..0);
+                    out.push(loaded.diagnostic(
+                        span,
+                        format!("targets take artifacts from each other in a cycle: {key} -> {}", cycle[0]),
+                        Some("one of them must build its artifacts itself (a [builder] and artifacts.from = \"/out\")".into()),
+                    ));
+                    reported.push(key);
+                }
+                break;
+            }
+            chain.push(following);
+            current = following;
+        }
+    }
+}
+
+fn check_groups(loaded: &LoadedManifest, names: &[&str], out: &mut Vec<Diagnostic>) {
+    let m = &loaded.manifest;
+    let groups: Vec<&str> = m.groups.keys().map(|g| g.get_ref().as_str()).collect();
+    for (group, members) in &m.groups {
+        if names.contains(&group.get_ref().as_str()) {
+            out.push(loaded.diagnostic(
+                group.span(),
+                format!("group `{}` has the name of a target", group.get_ref()),
+                Some("rename the group".into()),
+            ));
+        }
+        for member in members {
+            if !names.contains(&member.get_ref().as_str()) {
+                out.push(unknown_name(loaded, member, names, &[]));
+            }
+        }
+    }
+    if let Some(default) = &m.default {
+        for name in default.get_ref().to_vec() {
+            if !names.contains(&name.as_str()) && !groups.contains(&name.as_str()) {
+                let spanned = Spanned::new(default.span(), name);
+                out.push(unknown_name(loaded, &spanned, names, &groups));
+            }
+        }
+    }
+}
+
+fn unknown_name(
+    loaded: &LoadedManifest,
+    name: &Spanned<String>,
+    targets: &[&str],
+    groups: &[&str],
+) -> Diagnostic {
+    let known: Vec<&str> = targets.iter().chain(groups).copied().collect();
+    let help = match crate::shape::did_you_mean(name.get_ref(), &known) {
+        Some(near) => format!("did you mean `{near}`?"),
+        None => format!("the targets are {}", quoted(targets)),
+    };
+    loaded.diagnostic(
+        name.span(),
+        format!(
+            "`{}` is not a target{}",
+            name.get_ref(),
+            if groups.is_empty() { "" } else { " or group" }
+        ),
+        Some(help),
+    )
+}
+
+fn quoted(names: &[&str]) -> String {
+    if names.is_empty() {
+        return "none".into();
+    }
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn has_parent_component(path: &str) -> bool {
@@ -492,15 +1033,17 @@ expose = [8080, "53/udp"]
     fn a_good_manifest_loads_with_defaults() {
         let loaded = parse(Path::new("dockception.toml"), GOOD.to_string()).expect("loads");
         let m = loaded.manifest;
-        assert_eq!(m.artifacts.from.get_ref(), "/out");
-        assert_eq!(m.artifacts.dest.get_ref(), "/");
-        assert_eq!(m.runtime.base.get_ref(), "scratch");
+        let artifacts = m.artifacts.as_ref().expect("artifacts");
+        assert_eq!(artifacts.from.get_ref(), "/out");
+        assert_eq!(artifacts.dest.get_ref(), "/");
+        let runtime = m.runtime.as_ref().expect("runtime");
+        assert_eq!(runtime.base.get_ref(), "scratch");
         assert!(m.mounts[0].read_only);
         assert_eq!(
-            m.builder.run.get_ref(),
+            m.builder.as_ref().expect("builder").run.get_ref(),
             &Command::Shell("gcc -static -o /out/hello hello.c".into())
         );
-        assert_eq!(m.runtime.expose.len(), 2);
+        assert_eq!(runtime.expose.len(), 2);
     }
 
     #[test]
@@ -508,11 +1051,12 @@ expose = [8080, "53/udp"]
         let src = GOOD.replace("[[mount]]\n", "[[mount]]\nsorce = \"x\"\n");
         let d = errors(&src);
         assert_eq!(d.len(), 1);
-        assert!(
-            d[0].message.starts_with("unknown field `sorce`"),
+        assert_eq!(
+            d[0].message, "unknown key `sorce` in `mount[0]`",
             "{}",
             d[0]
         );
+        assert_eq!(d[0].help.as_deref(), Some("did you mean `source`?"));
         assert_eq!((d[0].line, d[0].column), (7, 1));
     }
 

@@ -9,7 +9,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::manifest::{self, Command, LoadedManifest, Port};
+use crate::manifest::{self, ArtifactSource, Command, LoadedManifest, NamedTarget, Port};
 
 /// The label every container, volume and image dockception creates carries.
 pub const LABEL: &str = "dockception";
@@ -22,23 +22,230 @@ pub struct PlanOptions {
     /// The invoking user's `(uid, gid)`: the builder runs as them unless the manifest says
     /// otherwise.
     pub invoking_user: Option<(u32, u32)>,
-    /// Replace the manifest's tags.
-    pub tags: Option<Vec<String>>,
+    /// Tags from the command line; they replace the manifest's tags of their target.
+    pub tags: Vec<TagOverride>,
     /// The tool's own output folder; defaults to `.dockception` next to the manifest.
     pub out_dir: Option<PathBuf>,
+    /// Which targets to build.
+    pub selection: Selection,
 }
 
-/// Everything a run needs, resolved.
+/// Which targets a run builds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Selection {
+    /// The manifest's `default`, else every target.
+    #[default]
+    Default,
+    /// Every target.
+    All,
+    /// These targets and groups.
+    Names(Vec<String>),
+}
+
+/// A tag given on the command line: `NAME[:TAG]` or `TARGET=NAME[:TAG]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagOverride {
+    /// The target it is for; `None` means the only selected target.
+    pub target: Option<String>,
+    /// The image reference.
+    pub tag: String,
+}
+
+impl TagOverride {
+    /// Parse `NAME[:TAG]` or `TARGET=NAME[:TAG]` (image references never contain `=`).
+    pub fn parse(text: &str) -> TagOverride {
+        match text.split_once('=') {
+            Some((target, tag)) => TagOverride {
+                target: Some(target.to_string()),
+                tag: tag.to_string(),
+            },
+            None => TagOverride {
+                target: None,
+                tag: text.to_string(),
+            },
+        }
+    }
+}
+
+/// The resolved plan of a run: every target that must run, in build order.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PlanSet {
+    /// The manifest file, absolute.
+    pub manifest: PathBuf,
+    /// The project name (see [`Plan::project`]).
+    pub project: String,
+    /// The variables' final values.
+    pub vars: BTreeMap<String, String>,
+    /// The targets whose images are built.
+    pub selected: Vec<String>,
+    /// Every target that runs, in build order: the selected ones and those they take artifacts
+    /// from.
+    pub order: Vec<String>,
+    /// The targets' plans, in build order.
+    pub targets: Vec<Plan>,
+}
+
+impl PlanSet {
+    /// The plan of the target named `name`.
+    pub fn target(&self, name: &str) -> Option<&Plan> {
+        self.targets.iter().find(|p| p.target == name)
+    }
+
+    /// Whether the image of `name` is built (not only its artifacts).
+    pub fn is_selected(&self, name: &str) -> bool {
+        self.selected.iter().any(|s| s == name)
+    }
+}
+
+impl PlanSet {
+    /// The plan for people: build order, then each target's resolved settings.
+    pub fn to_text(&self) -> String {
+        let mut out = format!("manifest {}\n", self.manifest.display());
+        out.push_str(&format!("build order: {}\n", self.order.join(" -> ")));
+        out.push_str(&format!("images built: {}\n", self.selected.join(", ")));
+        if !self.vars.is_empty() {
+            let vars: Vec<String> = self.vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            out.push_str(&format!("vars: {}\n", vars.join(" ")));
+        }
+        for plan in &self.targets {
+            out.push('\n');
+            out.push_str(&plan.to_text(self.is_selected(&plan.target)));
+        }
+        out
+    }
+}
+
+impl Plan {
+    fn to_text(&self, builds_image: bool) -> String {
+        let b = &self.builder;
+        let mut lines = vec![format!("[{}]", self.target)];
+        match &self.artifacts_from {
+            Some(from) => lines.push(format!(
+                "  artifacts from target {from}: {}",
+                if self.artifacts.subdir.is_empty() {
+                    b.output_target.clone()
+                } else {
+                    format!("{}/{}", b.output_target, self.artifacts.subdir)
+                }
+            )),
+            None => {
+                lines.push(format!("  builder   {}", b.image));
+                lines.push(format!("  run       {}", shell_words(&b.command)));
+                if let Some(w) = &b.workdir {
+                    lines.push(format!("  workdir   {w}"));
+                }
+                lines.push(format!(
+                    "  user      {}",
+                    b.user.as_deref().unwrap_or("(image default)")
+                ));
+                for (k, v) in &b.env {
+                    lines.push(format!("  env       {k}={v}"));
+                }
+                for m in &b.mounts {
+                    lines.push(format!(
+                        "  mount     {} -> {} ({})",
+                        m.source.display(),
+                        m.target,
+                        if m.read_only {
+                            "read-only"
+                        } else {
+                            "read-write"
+                        }
+                    ));
+                }
+                for c in &b.caches {
+                    lines.push(format!("  cache     {} -> {}", c.volume, c.target));
+                }
+                lines.push(format!(
+                    "  output    {} -> {}",
+                    self.out_dir.display(),
+                    b.output_target
+                ));
+            }
+        }
+        lines.push(format!(
+            "  ship      {}{} -> {}",
+            self.artifacts.include.join(", "),
+            if self.artifacts.exclude.is_empty() {
+                String::new()
+            } else {
+                format!(" minus {}", self.artifacts.exclude.join(", "))
+            },
+            self.artifacts.dest
+        ));
+        if builds_image {
+            let r = &self.runtime;
+            lines.push(format!("  base      {}", r.base));
+            if let Some(e) = &r.entrypoint {
+                lines.push(format!("  entrypoint {}", shell_words(e)));
+            }
+            if let Some(c) = &r.cmd {
+                lines.push(format!("  cmd       {}", shell_words(c)));
+            }
+            for (k, v) in &r.env {
+                lines.push(format!("  env       {k}={v}"));
+            }
+            if let Some(w) = &r.workdir {
+                lines.push(format!("  workdir   {w}"));
+            }
+            if let Some(u) = &r.user {
+                lines.push(format!("  user      {u}"));
+            }
+            if !r.expose.is_empty() {
+                lines.push(format!("  expose    {}", r.expose.join(" ")));
+            }
+            for (k, v) in &r.labels {
+                lines.push(format!("  label     {k}={v}"));
+            }
+            lines.push(format!(
+                "  tags      {}",
+                if self.tags.is_empty() {
+                    "(none: the image is known by its id)".to_string()
+                } else {
+                    self.tags.join(", ")
+                }
+            ));
+        } else {
+            lines.push("  (artifacts only: another target uses them)".into());
+        }
+        lines.join("\n") + "\n"
+    }
+}
+
+/// Quote words that need it, so the line can be pasted into a shell.
+fn shell_words(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|w| {
+            if !w.is_empty()
+                && w.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+            {
+                w.clone()
+            } else {
+                format!("'{}'", w.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Everything a run of one target needs, resolved.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Plan {
+    /// The target's name (`default` for a single-image manifest).
+    pub target: String,
     /// The manifest file, absolute.
     pub manifest: PathBuf,
     /// A name for the project that is stable for one manifest location and distinct across
     /// projects: `<folder name>-<hash of its absolute path>`.
     pub project: String,
-    /// The tool's own output folder on the host.
+    /// The tool's own output folder on the host for this target.
     pub out_dir: PathBuf,
-    /// How the builder runs.
+    /// When set, this target runs no builder: its artifacts come from that target's output.
+    pub artifacts_from: Option<String>,
+    /// How the builder runs; for a target with `artifacts_from`, the builder of that target
+    /// (which produced the artifacts, and which the report compares the image with).
     pub builder: BuilderPlan,
     /// Which outputs are shipped.
     pub artifacts: ArtifactPlan,
@@ -92,6 +299,8 @@ pub struct CacheVolume {
 /// How artifacts are selected and placed.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ArtifactPlan {
+    /// The folder, relative to the output root, the globs apply in (`""` for the root).
+    pub subdir: String,
     /// Globs of files to ship, relative to the output folder.
     pub include: Vec<String>,
     /// Globs of files to leave out.
@@ -128,21 +337,250 @@ impl RuntimePlan {
     }
 }
 
-/// Resolve a loaded manifest into a plan.
-pub fn plan(loaded: &LoadedManifest, options: &PlanOptions) -> Result<Plan> {
-    let m = &loaded.manifest;
+/// Resolve a loaded manifest into the plan of a run: the selected targets and what they need,
+/// in build order.
+pub fn plan(loaded: &LoadedManifest, options: &PlanOptions) -> Result<PlanSet> {
     let manifest_path = absolute(&loaded.path)?;
     let manifest_dir = manifest_path
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("/"));
     let project = project_name(&manifest_dir);
+    let base_out = options
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| manifest_dir.join(".dockception"));
+    let named = loaded.manifest.targets();
+    let names: Vec<&str> = named.iter().map(|t| t.name.as_str()).collect();
+
+    let selected = select(loaded, &names, &options.selection)?;
+    let needed = with_dependencies(&named, &selected);
+    let order = build_order(&named, &needed);
 
     let mut problems = Vec::new();
+    let mut builders: BTreeMap<&str, BuilderPlan> = BTreeMap::new();
+    for t in &named {
+        if let Some(builder) = &t.target.builder {
+            match builder_plan(loaded, &manifest_dir, &project, t, builder, options) {
+                Ok(plan) => {
+                    builders.insert(t.name.as_str(), plan);
+                }
+                Err(mut more) => problems.append(&mut more),
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Error::Manifest(problems));
+    }
+
+    let tags = tags_by_target(&named, &selected, &options.tags)?;
+    let mut targets = Vec::new();
+    for name in &order {
+        let Some(t) = named.iter().find(|t| &t.name == name) else {
+            continue;
+        };
+        let (artifacts_from, builder, subdir) = match t.target.artifacts.source() {
+            ArtifactSource::Builder(_) => {
+                (None, builders.get(name.as_str()).cloned(), String::new())
+            }
+            ArtifactSource::Target { name: from, path } => {
+                let builder = builders.get(from).cloned();
+                let root = builder
+                    .as_ref()
+                    .map(|b| b.output_target.clone())
+                    .unwrap_or_default();
+                let subdir = path
+                    .strip_prefix(root.as_str())
+                    .unwrap_or_default()
+                    .trim_matches('/')
+                    .to_string();
+                (Some(from.to_string()), builder, subdir)
+            }
+        };
+        // The manifest checks guarantee a builder for every target that runs one.
+        let Some(builder) = builder else {
+            continue;
+        };
+        targets.push(target_plan(
+            t,
+            &manifest_path,
+            &project,
+            out_dir_for(&base_out, loaded.manifest.has_named_targets(), name),
+            artifacts_from,
+            builder,
+            subdir,
+            tags.get(name.as_str()).cloned().unwrap_or_default(),
+        ));
+    }
+    Ok(PlanSet {
+        manifest: manifest_path,
+        project,
+        vars: loaded.vars.clone(),
+        selected,
+        order,
+        targets,
+    })
+}
+
+fn out_dir_for(base: &Path, named_targets: bool, name: &str) -> PathBuf {
+    if named_targets {
+        base.join("targets").join(name)
+    } else {
+        base.to_path_buf()
+    }
+}
+
+/// Expand groups and the default into target names, refusing unknown names.
+fn select(loaded: &LoadedManifest, names: &[&str], selection: &Selection) -> Result<Vec<String>> {
+    let m = &loaded.manifest;
+    let requested: Vec<String> = match selection {
+        Selection::All => return Ok(names.iter().map(|n| n.to_string()).collect()),
+        Selection::Names(list) if !list.is_empty() => list.clone(),
+        _ => match &m.default {
+            Some(default) => default.get_ref().to_vec(),
+            None => return Ok(names.iter().map(|n| n.to_string()).collect()),
+        },
+    };
+    let mut out: Vec<String> = Vec::new();
+    for name in requested {
+        let members: Vec<String> = if names.contains(&name.as_str()) {
+            vec![name]
+        } else if let Some((_, members)) = m.groups.iter().find(|(g, _)| g.get_ref() == &name) {
+            members.iter().map(|m| m.get_ref().clone()).collect()
+        } else {
+            let groups: Vec<&str> = m.groups.keys().map(|g| g.get_ref().as_str()).collect();
+            let known: Vec<&str> = names.iter().chain(&groups).copied().collect();
+            let help = match crate::shape::did_you_mean(&name, &known) {
+                Some(near) => format!("did you mean `{near}`?"),
+                None => format!(
+                    "the manifest has {}",
+                    known
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            return Err(Error::Usage {
+                message: format!(
+                    "`{name}` is not a target or group of {}",
+                    loaded.path.display()
+                ),
+                help,
+            });
+        };
+        for member in members {
+            if !out.contains(&member) {
+                out.push(member);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn dependency(target: &NamedTarget) -> Option<&str> {
+    match target.target.artifacts.source() {
+        ArtifactSource::Target { name, .. } => Some(name),
+        ArtifactSource::Builder(_) => None,
+    }
+}
+
+/// The selected targets and every target they take artifacts from, transitively.
+fn with_dependencies(named: &[NamedTarget], selected: &[String]) -> Vec<String> {
+    let mut needed: Vec<String> = Vec::new();
+    let mut queue: Vec<String> = selected.to_vec();
+    while let Some(name) = queue.pop() {
+        if needed.contains(&name) {
+            continue;
+        }
+        if let Some(dep) = named.iter().find(|t| t.name == name).and_then(dependency) {
+            queue.push(dep.to_string());
+        }
+        needed.push(name);
+    }
+    needed
+}
+
+/// Dependencies first; otherwise in name order, so the order is stable.
+fn build_order(named: &[NamedTarget], needed: &[String]) -> Vec<String> {
+    let mut order: Vec<String> = Vec::new();
+    let mut remaining: Vec<&NamedTarget> =
+        named.iter().filter(|t| needed.contains(&t.name)).collect();
+    while !remaining.is_empty() {
+        let ready = remaining
+            .iter()
+            .position(|t| dependency(t).is_none_or(|d| order.iter().any(|o| o == d)));
+        // A cycle is reported by the manifest checks; never loop forever on one.
+        let Some(at) = ready else { break };
+        order.push(remaining.remove(at).name.clone());
+    }
+    order
+}
+
+fn tags_by_target<'a>(
+    named: &'a [NamedTarget],
+    selected: &[String],
+    overrides: &[TagOverride],
+) -> Result<BTreeMap<&'a str, Vec<String>>> {
+    let mut tags: BTreeMap<&str, Vec<String>> = named
+        .iter()
+        .map(|t| (t.name.as_str(), t.target.image.tags.clone()))
+        .collect();
+    let mut replaced: Vec<String> = Vec::new();
+    for o in overrides {
+        let target = match &o.target {
+            Some(target) => target.clone(),
+            None if selected.len() == 1 => selected[0].clone(),
+            None => {
+                return Err(Error::Usage {
+                    message: format!(
+                        "--tag {} does not say which of the {} selected targets it is for",
+                        o.tag,
+                        selected.len()
+                    ),
+                    help: format!(
+                        "write --tag TARGET={} (targets: {})",
+                        o.tag,
+                        selected.join(", ")
+                    ),
+                })
+            }
+        };
+        let Some(list) = tags.get_mut(target.as_str()) else {
+            return Err(Error::Usage {
+                message: format!("--tag {target}={}: there is no target `{target}`", o.tag),
+                help: format!(
+                    "the targets are {}",
+                    named
+                        .iter()
+                        .map(|t| t.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        };
+        if !replaced.contains(&target) {
+            list.clear();
+            replaced.push(target);
+        }
+        list.push(o.tag.clone());
+    }
+    Ok(tags)
+}
+
+fn builder_plan(
+    loaded: &LoadedManifest,
+    manifest_dir: &Path,
+    project: &str,
+    named: &NamedTarget,
+    builder: &manifest::Builder,
+    options: &PlanOptions,
+) -> std::result::Result<BuilderPlan, Vec<crate::error::Diagnostic>> {
+    let t = &named.target;
+    let mut problems = Vec::new();
     let mut mounts = Vec::new();
-    for mount in &m.mounts {
-        let given = Path::new(mount.source.get_ref());
-        let host = normalise(&manifest_dir.join(given));
+    for mount in &t.mounts {
+        let host = normalise(&manifest_dir.join(Path::new(mount.source.get_ref())));
         match std::fs::metadata(&host) {
             Ok(_) => mounts.push(BindMount {
                 source: host,
@@ -157,35 +595,65 @@ pub fn plan(loaded: &LoadedManifest, options: &PlanOptions) -> Result<Plan> {
         }
     }
     if !problems.is_empty() {
-        return Err(Error::Manifest(problems));
+        return Err(problems);
     }
-
-    let caches = m
+    let caches = t
         .caches
         .iter()
         .map(|c| {
             let target = manifest::normalise_container_path(c.target.get_ref()).to_string();
+            let scope = if loaded.manifest.has_named_targets() {
+                format!("{}-{}", slug(&named.name), slug(&target))
+            } else {
+                slug(&target)
+            };
             CacheVolume {
                 volume: c
                     .name
                     .clone()
-                    .unwrap_or_else(|| format!("dockception-{project}-{}", slug(&target))),
+                    .unwrap_or_else(|| format!("dockception-{project}-{scope}")),
                 target,
             }
         })
         .collect();
-
-    let command = match m.builder.run.get_ref() {
+    let command = match builder.run.get_ref() {
         Command::Shell(line) => vec!["/bin/sh".into(), "-c".into(), line.clone()],
         Command::Argv(argv) => argv.clone(),
     };
-    let user = match (&m.builder.user, options.invoking_user) {
+    let user = match (&builder.user, options.invoking_user) {
         (Some(user), _) => Some(user.get_ref().clone()),
         (None, Some((uid, gid))) => Some(format!("{uid}:{gid}")),
         (None, None) => None,
     };
+    let output_target = match t.artifacts.source() {
+        ArtifactSource::Builder(from) => manifest::normalise_container_path(from).to_string(),
+        ArtifactSource::Target { .. } => "/out".to_string(),
+    };
+    Ok(BuilderPlan {
+        image: builder.image.get_ref().clone(),
+        workdir: builder.workdir.as_ref().map(|w| w.get_ref().clone()),
+        env: sorted(&builder.env),
+        command,
+        user,
+        mounts,
+        caches,
+        output_target,
+    })
+}
 
-    let runtime = &m.runtime;
+#[allow(clippy::too_many_arguments)]
+fn target_plan(
+    named: &NamedTarget,
+    manifest: &Path,
+    project: &str,
+    out_dir: PathBuf,
+    artifacts_from: Option<String>,
+    builder: BuilderPlan,
+    subdir: String,
+    tags: Vec<String>,
+) -> Plan {
+    let t = &named.target;
+    let runtime = &t.runtime;
     let expose = runtime
         .expose
         .iter()
@@ -197,40 +665,29 @@ pub fn plan(loaded: &LoadedManifest, options: &PlanOptions) -> Result<Plan> {
             },
         })
         .collect();
-
-    Ok(Plan {
-        manifest: manifest_path,
-        project,
-        out_dir: options
-            .out_dir
-            .clone()
-            .unwrap_or_else(|| manifest_dir.join(".dockception")),
-        builder: BuilderPlan {
-            image: m.builder.image.get_ref().clone(),
-            workdir: m.builder.workdir.as_ref().map(|w| w.get_ref().clone()),
-            env: sorted(&m.builder.env),
-            command,
-            user,
-            mounts,
-            caches,
-            output_target: manifest::normalise_container_path(m.artifacts.from.get_ref())
-                .to_string(),
-        },
+    Plan {
+        target: named.name.clone(),
+        manifest: manifest.to_path_buf(),
+        project: project.to_string(),
+        out_dir,
+        artifacts_from,
+        builder,
         artifacts: ArtifactPlan {
-            include: m
+            subdir,
+            include: t
                 .artifacts
                 .include
                 .get_ref()
                 .iter()
                 .map(|g| g.get_ref().clone())
                 .collect(),
-            exclude: m
+            exclude: t
                 .artifacts
                 .exclude
                 .iter()
                 .map(|g| g.get_ref().clone())
                 .collect(),
-            dest: manifest::normalise_container_path(m.artifacts.dest.get_ref()).to_string(),
+            dest: manifest::normalise_container_path(t.artifacts.dest.get_ref()).to_string(),
         },
         runtime: RuntimePlan {
             base: runtime.base.get_ref().clone(),
@@ -242,8 +699,8 @@ pub fn plan(loaded: &LoadedManifest, options: &PlanOptions) -> Result<Plan> {
             expose,
             labels: sorted(&runtime.labels),
         },
-        tags: options.tags.clone().unwrap_or_else(|| m.image.tags.clone()),
-    })
+        tags,
+    }
 }
 
 fn sorted(map: &BTreeMap<String, String>) -> Vec<(String, String)> {
@@ -348,7 +805,9 @@ tags = ["hello:latest"]
                 ..Default::default()
             },
         )
-        .expect("plan");
+        .expect("plan")
+        .targets
+        .remove(0);
         assert_eq!(plan.builder.mounts[0].source, dir.path().join("src"));
         assert_eq!(plan.builder.mounts[0].target, "/src");
         assert!(plan.builder.mounts[0].read_only);
@@ -374,8 +833,14 @@ tags = ["hello:latest"]
         for d in [&a, &b] {
             std::fs::create_dir(d.path().join("src")).expect("mkdir");
         }
-        let pa = plan(&load(a.path(), MANIFEST), &PlanOptions::default()).expect("plan");
-        let pb = plan(&load(b.path(), MANIFEST), &PlanOptions::default()).expect("plan");
+        let pa = plan(&load(a.path(), MANIFEST), &PlanOptions::default())
+            .expect("plan")
+            .targets
+            .remove(0);
+        let pb = plan(&load(b.path(), MANIFEST), &PlanOptions::default())
+            .expect("plan")
+            .targets
+            .remove(0);
         assert_ne!(pa.builder.caches[0].volume, pb.builder.caches[0].volume);
         assert_eq!(pa.builder.user, None);
     }
@@ -400,11 +865,13 @@ tags = ["hello:latest"]
             &load(dir.path(), &text),
             &PlanOptions {
                 invoking_user: Some((1000, 1000)),
-                tags: Some(vec!["x:1".into()]),
-                out_dir: None,
+                tags: vec![TagOverride::parse("x:1")],
+                ..Default::default()
             },
         )
-        .expect("plan");
+        .expect("plan")
+        .targets
+        .remove(0);
         assert_eq!(plan.builder.user.as_deref(), Some("0:0"));
         assert_eq!(plan.tags, ["x:1"]);
     }

@@ -97,7 +97,10 @@ fn manifest_errors_point_at_the_spot_before_any_engine_is_asked() {
     assert_eq!(code, Some(1));
     assert_eq!(
         stderr,
-        "error: dockception.toml:11:1: unknown field `destination`, expected one of `from`, `include`, `exclude`, `dest`\n   |\n11 | destination = \"/bin\"\n   | ^^^^^^^^^^^\n   = help: remove the key or fix its spelling; the schema in schema/dockception.schema.json lists every key\n"
+        "error: dockception.toml:7:10: mount target must be an absolute path inside the container, not \"src\"\n  |\n7 | target = \"src\"\n  |          ^^^^^\n  = help: write it from the root, e.g. \"/src\"\n\n\
+         dockception.toml:11:1: unknown key `destination` in `artifacts`\n   |\n11 | destination = \"/bin\"\n   | ^^^^^^^^^^^\n   = help: remove it; `artifacts` takes `dest`, `exclude`, `from`, `include`\n\n\
+         2 errors in the manifest\n",
+        "every error of the file, in order"
     );
 
     let bad = MANIFEST.replace("target = \"/src\"", "target = \"src\"");

@@ -42,8 +42,9 @@ fn build_example(example: &str) -> (TestImage, serde_json::Value, tempfile::Temp
         tree_checksum(&repo().join("examples").join(example)),
         "building {example} changed its sources"
     );
-    let report: serde_json::Value = serde_json::from_slice(&result.stdout).expect("JSON report");
-    (image, report, out)
+    let reports: serde_json::Value = serde_json::from_slice(&result.stdout).expect("JSON report");
+    assert_eq!(reports[0]["target"], "default");
+    (image, reports[0].clone(), out)
 }
 
 fn assert_runs_and_is_small(example: &str, expected: &str) {
