@@ -842,11 +842,17 @@ fn check_target(
     }
     if let ArtifactSource::Builder(from) = source {
         let from = normalise_container_path(from);
-        if seen.iter().any(|(p, _)| *p == from) {
+        if let Some((_, clash)) = seen.iter().find(|(p, _)| *p == from) {
+            // `from` may be the default, written nowhere: then point at the clashing mount.
+            let span = if t.artifacts.from.span().is_empty() {
+                clash.clone()
+            } else {
+                t.artifacts.from.span()
+            };
             out.push(loaded.diagnostic(
-                t.artifacts.from.span(),
+                span,
                 format!("artifacts.from {from} is also a mount or cache target"),
-                Some("dockception mounts its own output folder there; pick a separate path such as \"/out\"".into()),
+                Some("dockception mounts the build's output folder on artifacts.from; move the mount, or set artifacts.from to a free path such as \"/dist\"".into()),
             ));
         }
     }

@@ -34,8 +34,9 @@ pub fn check(document: &Spanned<DeTable<'_>>, schema: &Value) -> Vec<Problem> {
     problems
 }
 
-/// Remove the keys the schema does not know, so that the rest of a document with typos can
-/// still be checked (and every error of the file reported at once).
+/// Remove the keys the schema does not know, and optional scalar values of the wrong type, so
+/// that the rest of a document with mistakes can still be checked (and every error of the file
+/// reported at once).
 pub fn strip_unknown(document: &mut DeTable<'_>, schema: &Value) {
     let walker = Walker { root: schema };
     walker.strip_table(document, schema);
@@ -67,6 +68,32 @@ impl<'s> Walker<'s> {
         let schema = self.object_schema(schema);
         let properties = schema.get("properties").and_then(Value::as_object);
         let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+        // Optional values of the wrong type go too: serde would stop at them.
+        let required: Vec<&str> = schema
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let wrong: Vec<String> = table
+            .iter()
+            .filter(|(key, _)| !required.contains(&key.get_ref().as_ref()))
+            .filter(|(key, value)| {
+                let Some(property) = properties
+                    .and_then(|p| p.get(key.get_ref().as_ref()))
+                    .or(additional)
+                else {
+                    return false;
+                };
+                let mut problems = Vec::new();
+                self.value(value, property, "", &mut problems);
+                !problems.is_empty()
+                    && !matches!(value.get_ref(), DeValue::Table(_) | DeValue::Array(_))
+            })
+            .map(|(key, _)| key.get_ref().to_string())
+            .collect();
+        for key in wrong {
+            table.remove(key.as_str());
+        }
         if properties.is_some() && additional.is_none() {
             let unknown: Vec<String> = table
                 .keys()
@@ -172,7 +199,11 @@ impl<'s> Walker<'s> {
                                 min.unwrap_or(i64::MIN),
                                 max.unwrap_or(i64::MAX)
                             ),
-                            help: None,
+                            help: Some(format!(
+                                "use a number from {} to {}",
+                                min.unwrap_or(i64::MIN),
+                                max.unwrap_or(i64::MAX)
+                            )),
                         });
                     }
                 }

@@ -464,3 +464,73 @@ base = "busybox:local"
     let listing = docker_stdout(&["run", "--rm", "--entrypoint", "ls", &image.0, "-l", "/app"]);
     assert!(listing.starts_with("-rwxr-xr-x"), "{listing}");
 }
+
+#[test]
+fn compilation_images_build_two_images_with_one_command() {
+    if !engine_with(&["golang:local", "busybox:local"]) {
+        return;
+    }
+    let manifest = repo().join("examples/compilation-images/dockception.toml");
+    let out = tempfile::tempdir().expect("tempdir");
+    let (build_image, run_image) = (
+        TestImage::new("compile-build"),
+        TestImage::new("compile-run"),
+    );
+    let result = dockception(
+        &[
+            "build",
+            "-f",
+            manifest.to_str().expect("utf-8"),
+            "--out-dir",
+            out.path().to_str().expect("utf-8"),
+            "--tag",
+            &format!("build={}", build_image.0),
+            "--tag",
+            &format!("run={}", run_image.0),
+            "--format",
+            "json",
+        ],
+        &repo(),
+    );
+    assert!(result.status.success(), "{}", text(&result.stderr));
+    let reports: serde_json::Value = serde_json::from_slice(&result.stdout).expect("JSON");
+    assert_eq!(reports[0]["target"], "build");
+    assert_eq!(reports[1]["target"], "run");
+    assert_eq!(
+        docker_stdout(&["run", "--rm", &build_image.0]).trim(),
+        "compiled once, shipped twice: hello from the build image (go1.19.8)"
+    );
+    assert_eq!(
+        docker_stdout(&["run", "--rm", &run_image.0]).trim(),
+        "compiled once, shipped twice: hello from the run image (go1.19.8)"
+    );
+    // The run image holds the one binary the build target compiled, and nothing else.
+    let binary = std::fs::metadata(out.path().join("targets/build/last/bin/compilation"))
+        .expect("the build target's kept output");
+    assert_eq!(reports[1]["artifacts"][0]["path"], "/compilation");
+    assert_eq!(reports[1]["artifacts"][0]["bytes"], binary.len());
+
+    // Selecting only `run` still runs build's builder, but builds one image.
+    let only_run = TestImage::new("compile-only-run");
+    let result = dockception(
+        &[
+            "build",
+            "run",
+            "-f",
+            manifest.to_str().expect("utf-8"),
+            "--out-dir",
+            out.path().to_str().expect("utf-8"),
+            "--tag",
+            &format!("run={}", only_run.0),
+            "--format",
+            "json",
+        ],
+        &repo(),
+    );
+    let stderr = text(&result.stderr);
+    assert!(result.status.success(), "{stderr}");
+    assert!(stderr.contains("==> building in golang:local"), "{stderr}");
+    let reports: serde_json::Value = serde_json::from_slice(&result.stdout).expect("JSON");
+    assert_eq!(reports.as_array().map(Vec::len), Some(1));
+    assert!(image_exists(&only_run.0));
+}

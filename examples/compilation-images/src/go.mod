@@ -1,0 +1,3 @@
+module example.com/compilation
+
+go 1.19
