@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure a Docker Engine answers and the local images the examples and tests use exist.
 #
-#   scripts/engine.sh                 engine + busybox:local, gcc:local, golang:local
+#   scripts/engine.sh                 engine + busybox:local, gcc:local, golang:local,
+#                                     debian-minimal:local
 #   scripts/engine.sh gcc busybox     engine + only those images
 #
 # No image registry is needed: images are made from Debian's packages and imported.
@@ -73,16 +74,17 @@ make_busybox() {
     log "made busybox:local ($(docker image inspect -f '{{.Size}}' busybox:local) bytes)"
 }
 
-# mmdebstrap a Debian bookworm with the given packages and import it as $1.
+# mmdebstrap a Debian bookworm of variant $2 with the other packages and import it as $1.
 make_debian() {
-    local image=$1; shift
+    local image=$1 variant=$2; shift 2
     have_image "$image" && { log "$image exists"; return; }
     command -v mmdebstrap >/dev/null || apt_install mmdebstrap
-    local dir
+    local dir include=()
     dir=$(mktemp -d)
     tmpdirs+=("$dir")
-    log "making $image with mmdebstrap (packages: $*; about a minute)"
-    mmdebstrap --quiet --variant=apt --include="$(IFS=,; echo "$*")" bookworm "$dir/rootfs.tar"
+    [ $# -eq 0 ] || include=(--include="$(IFS=,; echo "$*")")
+    log "making $image with mmdebstrap (variant $variant, packages: ${*:-none}; about a minute)"
+    mmdebstrap --quiet --variant="$variant" "${include[@]}" bookworm "$dir/rootfs.tar"
     docker import --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
         "$dir/rootfs.tar" "$image" >/dev/null
     log "made $image ($(docker image inspect -f '{{.Size}}' "$image") bytes)"
@@ -92,12 +94,14 @@ ensure_engine
 # A real registry for the tests that pull (they start it themselves, on 127.0.0.1).
 command -v docker-registry >/dev/null || [ "$(id -u)" != 0 ] || apt_install docker-registry
 images=("$@")
-[ ${#images[@]} -gt 0 ] || images=(busybox gcc golang)
+[ ${#images[@]} -gt 0 ] || images=(busybox gcc golang debian-minimal)
 for image in "${images[@]}"; do
     case $image in
         busybox) make_busybox ;;
-        gcc) make_debian gcc:local gcc libc6-dev ;;
-        golang | go) make_debian golang:local golang-go ;;
-        *) die "unknown image $image (known: busybox gcc golang)" ;;
+        # tini: dockception's `init = true` takes the static tini from the builder.
+        gcc) make_debian gcc:local apt gcc libc6-dev tini ;;
+        golang | go) make_debian golang:local apt golang-go ;;
+        debian-minimal) make_debian debian-minimal:local minbase ;;
+        *) die "unknown image $image (known: busybox gcc golang debian-minimal)" ;;
     esac
 done

@@ -11,13 +11,15 @@ use bollard::models::{
     ContainerCreateBody, HostConfig, Mount as DockerMount, MountType, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    AttachContainerOptionsBuilder, BuildImageOptionsBuilder, CreateContainerOptionsBuilder,
-    CreateImageOptionsBuilder, RemoveContainerOptionsBuilder, TagImageOptionsBuilder,
+    AttachContainerOptionsBuilder, BuildImageOptionsBuilder, CommitContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder, TagImageOptionsBuilder,
 };
 use bollard::Docker;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
+use crate::context::BaseConfig;
 use crate::error::{Error, Result};
 use crate::plan::{CacheVolume, Plan, LABEL, PROJECT_LABEL};
 use crate::progress::Progress;
@@ -415,6 +417,171 @@ impl Engine {
         id.ok_or_else(|| Error::ImageBuild {
             message: "the engine finished without naming the built image".into(),
         })
+    }
+
+    /// The entrypoint, cmd and user an image runs with, as its config says.
+    pub async fn image_run_config(&self, image: &str) -> Result<BaseConfig> {
+        let inspect = self
+            .docker
+            .inspect_image(image)
+            .await
+            .map_err(|e| docker_error(format!("inspecting image {image}"), e))?;
+        let config = inspect.config.unwrap_or_default();
+        Ok(BaseConfig {
+            entrypoint: config.entrypoint.filter(|e| !e.is_empty()),
+            cmd: config.cmd.filter(|c| !c.is_empty()),
+            user: config.user.filter(|u| !u.is_empty()),
+        })
+    }
+
+    /// The first of `paths` that is a regular file in `image`, with its content; `None` when the
+    /// image has none of them. Nothing runs: a container is created, read and removed.
+    pub async fn file_from_image(
+        &self,
+        image: &str,
+        paths: &[&str],
+        project: &str,
+    ) -> Result<Option<(String, Vec<u8>)>> {
+        let name = unique_name("dockception-probe", project);
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            // Never started; a command is only needed because images without one cannot be
+            // created.
+            entrypoint: Some(vec!["/nonexistent".into()]),
+            labels: Some(labels("probe", project)),
+            network_disabled: Some(true),
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::default().name(&name).build();
+        self.docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(|e| docker_error(format!("creating a container of {image}"), e))?;
+        self.track(&name);
+        let mut found = None;
+        let mut failure = None;
+        for path in paths {
+            match self.read_file(&name, path).await {
+                Ok(Some(content)) => {
+                    found = Some((path.to_string(), content));
+                    break;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        self.remove_container(&name).await?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(found),
+        }
+    }
+
+    async fn read_file(&self, container: &str, path: &str) -> Result<Option<Vec<u8>>> {
+        let options = DownloadFromContainerOptionsBuilder::default()
+            .path(path)
+            .build();
+        let mut archive = Vec::new();
+        let mut stream = self
+            .docker
+            .download_from_container(container, Some(options));
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(bytes) => archive.extend_from_slice(&bytes),
+                Err(e) if status_code(&e) == Some(404) => return Ok(None),
+                Err(e) => return Err(docker_error(format!("reading {path} from {container}"), e)),
+            }
+        }
+        let mut tar = tar::Archive::new(archive.as_slice());
+        let entries = tar
+            .entries()
+            .map_err(|e| Error::io("reading the archive of", path, e))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| Error::io("reading the archive of", path, e))?;
+            if entry.header().entry_type().is_file() {
+                let mut content = Vec::new();
+                std::io::Read::read_to_end(&mut entry, &mut content)
+                    .map_err(|e| Error::io("reading", path, e))?;
+                return Ok(Some(content));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Run `script` in a container of `base` with `mount_dir` mounted read-only at
+    /// `mount_at`, then commit the container as an image with `changes` (Dockerfile
+    /// instructions: ENTRYPOINT, CMD, USER, ENV, …) applied. The result has exactly one layer
+    /// more than the base, holding what the script changed and nothing of the mount.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn run_steps_and_commit(
+        &self,
+        base: &str,
+        script: &str,
+        mount_dir: &Path,
+        mount_at: &str,
+        changes: &[String],
+        project: &str,
+        progress: &Progress,
+    ) -> Result<std::result::Result<String, BuilderExit>> {
+        let base_user = self.image_run_config(base).await?.user;
+        let name = unique_name("dockception-steps", project);
+        let body = ContainerCreateBody {
+            image: Some(base.to_string()),
+            entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
+            cmd: Some(vec![script.to_string()]),
+            // Installing needs root; the image's own user comes back with the changes.
+            user: base_user.map(|_| "0:0".to_string()),
+            labels: Some(labels("steps", project)),
+            host_config: Some(HostConfig {
+                mounts: Some(vec![DockerMount {
+                    typ: Some(MountType::BIND),
+                    source: Some(mount_dir.to_string_lossy().into_owned()),
+                    target: Some(mount_at.to_string()),
+                    read_only: Some(true),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::default().name(&name).build();
+        self.docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(|e| docker_error("creating the runtime steps container".into(), e))?;
+        self.track(&name);
+        let result = self.commit_after_steps(&name, changes, progress).await;
+        let removed = self.remove_container(&name).await;
+        let result = result?;
+        removed?;
+        Ok(result)
+    }
+
+    async fn commit_after_steps(
+        &self,
+        name: &str,
+        changes: &[String],
+        progress: &Progress,
+    ) -> Result<std::result::Result<String, BuilderExit>> {
+        let exit = self.start_and_wait(name, progress).await?;
+        if exit.code != 0 {
+            return Ok(Err(exit));
+        }
+        let options = CommitContainerOptionsBuilder::default()
+            .container(name)
+            .comment("dockception runtime steps")
+            .changes(&changes.join("\n"))
+            .pause(false)
+            .build();
+        let committed = self
+            .docker
+            .commit_container(options, bollard::models::ContainerConfig::default())
+            .await
+            .map_err(|e| docker_error("committing the runtime steps".into(), e))?;
+        Ok(Ok(committed.id))
     }
 
     /// Give `image_id` each of `tags`.

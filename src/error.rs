@@ -57,6 +57,28 @@ pub enum Error {
         tail: Vec<String>,
     },
 
+    /// A `runtime.run` step exited with a non-zero status; no image was made.
+    #[error("a runtime step failed with exit status {code}{}\n  help: the steps run in {base} with the artifacts at {mount}; try them by hand: docker run --rm -it -v ARTIFACTS:{mount}:ro {base} sh", render_tail(.tail))]
+    RuntimeStepFailed {
+        /// The step's exit status; the CLI exits with it.
+        code: i64,
+        /// The runtime base.
+        base: String,
+        /// Where the artifacts were mounted.
+        mount: String,
+        /// The last output lines.
+        tail: Vec<String>,
+    },
+
+    /// `runtime.init` cannot be satisfied.
+    #[error("{message}\n  help: {help}")]
+    Init {
+        /// What is missing.
+        message: String,
+        /// What to do.
+        help: String,
+    },
+
     /// The include globs selected nothing in the builder's output folder.
     #[error("no artifacts matched include {include:?} in the builder output folder {from}{}\n  help: make the build command write into {from}, or fix [artifacts] include", render_found(.found))]
     NoArtifacts {
@@ -119,7 +141,7 @@ impl Error {
     /// build command failed, 128+signal when interrupted, 1 otherwise.
     pub fn exit_status(&self) -> u8 {
         match self {
-            Error::BuildCommandFailed { code, .. } => {
+            Error::BuildCommandFailed { code, .. } | Error::RuntimeStepFailed { code, .. } => {
                 u8::try_from(*code).ok().filter(|c| *c != 0).unwrap_or(1)
             }
             Error::Interrupted { status, .. } => *status,

@@ -1,14 +1,21 @@
-//! Build the runtime image from its context, through the engine, and tag it only once the
-//! build has succeeded, so a failed build never leaves a half-built image under a tag.
+//! Build the runtime image, through the engine, and tag it only once the build has succeeded,
+//! so a failed build never leaves a half-built image under a tag: from the context (artifacts
+//! copied in one layer), or by runtime steps with the artifacts mounted (run + commit).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
 
-use crate::context::{self, ContextSpec};
+use std::path::Path;
+
+use crate::collect::{Artifact, Collected};
+use crate::context::{self, BaseConfig, ContextSpec};
 use crate::engine::Engine;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::outdir::RunDir;
+use crate::pid1;
+use crate::plan::{Plan, RuntimePlan, LABEL, PROJECT_LABEL};
 use crate::progress::Progress;
 
 /// A runtime image the engine has built.
@@ -41,4 +48,91 @@ pub async fn build(
         id,
         context_bytes: sent.load(Ordering::Relaxed),
     })
+}
+
+/// The folder the init binary is staged in, inside the artifacts mount.
+const INIT_STAGE: &str = ".dockception-init";
+
+/// Build the runtime image by running `runtime.steps` in a container of the base with the
+/// artifacts mounted read-only, then committing it with the runtime config: the image holds
+/// what the steps installed, in one layer, and never the artifacts themselves.
+///
+/// Run + commit rather than a Dockerfile: the classic builder cannot mount anything into a
+/// RUN, and a COPY would put the packages into a layer of their own, which is what this mode
+/// exists to avoid.
+pub async fn build_with_steps(
+    engine: &Engine,
+    plan: &Plan,
+    runtime: &RuntimePlan,
+    base: &BaseConfig,
+    init: Option<&pid1::Init>,
+    collected: &Collected,
+    progress: &Progress,
+) -> Result<BuiltImage> {
+    let stage = RunDir::create(&plan.out_dir)?;
+    let root = stage.output();
+    for artifact in &collected.artifacts {
+        stage_artifact(&root, artifact)?;
+    }
+    let mut script = format!("set -e\n{}", runtime.steps.join("\n"));
+    if let Some(binary) = init.and_then(|i| i.binary.as_ref()) {
+        let staged = root.join(INIT_STAGE).join("tini");
+        write_file(&staged, binary)?;
+        script.push_str(&format!(
+            "\ncp {mount}/{INIT_STAGE}/tini {path} && chmod 0755 {path}",
+            mount = runtime.artifacts_mount,
+            path = pid1::COPIED_PATH
+        ));
+    }
+    let labels = [
+        (LABEL.to_string(), "image".to_string()),
+        (PROJECT_LABEL.to_string(), plan.project.clone()),
+    ];
+    let changes = context::commit_changes(runtime, base, &labels);
+    let committed = engine
+        .run_steps_and_commit(
+            &runtime.base,
+            &script,
+            &root,
+            &runtime.artifacts_mount,
+            &changes,
+            &plan.project,
+            progress,
+        )
+        .await?;
+    let id = committed.map_err(|exit| Error::RuntimeStepFailed {
+        code: exit.code,
+        base: runtime.base.clone(),
+        mount: runtime.artifacts_mount.clone(),
+        tail: exit.tail,
+    })?;
+    engine.tag(&id, &plan.tags).await?;
+    Ok(BuiltImage {
+        id,
+        context_bytes: 0,
+    })
+}
+
+/// Hard-link (or copy, across file systems) an artifact into the staging folder at its path.
+fn stage_artifact(root: &Path, artifact: &Artifact) -> Result<()> {
+    let target = root.join(&artifact.path);
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io("creating", parent, e))?;
+    }
+    if let Some(link) = &artifact.symlink_target {
+        return std::os::unix::fs::symlink(link, &target)
+            .map_err(|e| Error::io("staging the artifact", &target, e));
+    }
+    if std::fs::hard_link(&artifact.host_path, &target).is_err() {
+        std::fs::copy(&artifact.host_path, &target)
+            .map_err(|e| Error::io("staging the artifact", &target, e))?;
+    }
+    Ok(())
+}
+
+fn write_file(path: &Path, content: &[u8]) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io("creating", parent, e))?;
+    }
+    std::fs::write(path, content).map_err(|e| Error::io("writing", path, e))
 }

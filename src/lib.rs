@@ -18,6 +18,7 @@ pub mod image;
 pub mod init;
 pub mod manifest;
 pub mod outdir;
+pub mod pid1;
 pub mod plan;
 pub mod progress;
 pub mod report;
@@ -79,6 +80,8 @@ pub fn load_plan(options: &Options) -> Result<PlanSet> {
 pub struct TargetReport {
     /// The target's name.
     pub target: String,
+    /// The init that runs as PID 1 and where it came from, when `runtime.init` asks for one.
+    pub init: Option<String>,
     /// Its report.
     #[serde(flatten)]
     pub report: Report,
@@ -99,9 +102,10 @@ pub async fn build(
         }
         let produced = produce_artifacts(engine, plan, &outputs, progress).await?;
         if plans.is_selected(&plan.target) {
-            let report = build_image(engine, plan, &produced.collected, progress).await?;
+            let (report, init) = build_image(engine, plan, &produced.collected, progress).await?;
             reports.push(TargetReport {
                 target: plan.target.clone(),
+                init,
                 report,
             });
         }
@@ -135,7 +139,14 @@ pub async fn write_context(
     for plan in &plans.targets {
         let produced = produce_artifacts(engine, plan, &outputs, progress).await?;
         if &plan.target == target {
-            let spec = context_spec(plan, &produced.collected);
+            let prepared = prepare_runtime(engine, plan, progress).await?;
+            if !prepared.runtime.steps.is_empty() {
+                return Err(Error::Usage {
+                    message: format!("target `{target}` has runtime.run steps, which a Dockerfile context cannot express (the artifacts are mounted, not copied)"),
+                    help: "use dockception build for this target".into(),
+                });
+            }
+            let spec = context_spec(plan, &prepared, &produced.collected);
             let written = tokio::task::block_in_place(|| context::write(&spec, out))
                 .map_err(|e| Error::io("writing the build context to", "standard output", e))?;
             produced.keep(plan, &mut outputs)?;
@@ -225,28 +236,139 @@ async fn produce_artifacts(
     })
 }
 
+/// The runtime config with the init in place, and what the base runs by default.
+struct PreparedRuntime {
+    runtime: plan::RuntimePlan,
+    base: context::BaseConfig,
+    base_bytes: u64,
+    init: Option<pid1::Init>,
+}
+
+async fn prepare_runtime(
+    engine: &Engine,
+    plan: &Plan,
+    progress: &Progress,
+) -> Result<PreparedRuntime> {
+    let (base_bytes, base) = if plan.runtime.is_scratch() {
+        (0, context::BaseConfig::default())
+    } else {
+        let facts = engine.ensure_image(&plan.runtime.base, progress).await?;
+        (
+            facts.size,
+            engine.image_run_config(&plan.runtime.base).await?,
+        )
+    };
+    let init = choose_init(engine, plan).await?;
+    let runtime = match &init {
+        None => plan.runtime.clone(),
+        Some(init) => pid1::wrap(
+            &plan.runtime,
+            &init.path,
+            base.entrypoint.as_deref(),
+            base.cmd.as_deref(),
+        )
+        .map_err(|message| Error::Init {
+            message,
+            help: "the init starts the program; name it in [runtime]".into(),
+        })?,
+    };
+    Ok(PreparedRuntime {
+        runtime,
+        base,
+        base_bytes,
+        init,
+    })
+}
+
+/// Find the init `runtime.init` asks for: in the base first, else a static tini in the builder.
+async fn choose_init(engine: &Engine, plan: &Plan) -> Result<Option<pid1::Init>> {
+    let r = &plan.runtime;
+    match &r.init {
+        plan::InitPlan::None => Ok(None),
+        plan::InitPlan::Path(path) => Ok(Some(pid1::Init {
+            path: path.clone(),
+            binary: None,
+            description: format!("{path} (named in the manifest)"),
+        })),
+        plan::InitPlan::Auto => {
+            if !r.is_scratch() {
+                if let Some((path, _)) = engine
+                    .file_from_image(&r.base, pid1::BASE_CANDIDATES, &plan.project)
+                    .await?
+                {
+                    return Ok(Some(pid1::Init {
+                        description: format!("tini at {path}, from the base {}", r.base),
+                        path,
+                        binary: None,
+                    }));
+                }
+            }
+            let builder = &plan.builder.image;
+            match engine
+                .file_from_image(builder, pid1::BUILDER_CANDIDATES, &plan.project)
+                .await?
+            {
+                Some((path, binary)) if pid1::is_static_elf(&binary) => Ok(Some(pid1::Init {
+                    description: format!(
+                        "tini from the builder {builder} ({path}), copied to {}",
+                        pid1::COPIED_PATH
+                    ),
+                    path: pid1::COPIED_PATH.to_string(),
+                    binary: Some(binary),
+                })),
+                Some((path, _)) => Err(Error::Init {
+                    message: format!(
+                        "runtime.init = true found {path} in the builder {builder}, but it is not a static binary"
+                    ),
+                    help: "install a static tini in the builder (Debian's tini package has /usr/bin/tini-static), or set runtime.init to an init's path in the image".into(),
+                }),
+                None => Err(Error::Init {
+                    message: format!(
+                        "runtime.init = true, but neither the base {} nor the builder {builder} has tini",
+                        r.base
+                    ),
+                    help: "install tini in the builder (Debian: the tini package, which has a static /usr/bin/tini-static), or set runtime.init to the path of an init in the image".into(),
+                }),
+            }
+        }
+    }
+}
+
 /// Build and tag the runtime image from the collected artifacts, and report on it.
 async fn build_image(
     engine: &Engine,
     plan: &Plan,
     collected: &Collected,
     progress: &Progress,
-) -> Result<Report> {
+) -> Result<(Report, Option<String>)> {
     let builder = engine.ensure_image(&plan.builder.image, progress).await?;
-    let base_bytes = if plan.runtime.is_scratch() {
-        0
+    let prepared = prepare_runtime(engine, plan, progress).await?;
+    let steps = !prepared.runtime.steps.is_empty();
+    let built = if steps {
+        progress.phase(&format!(
+            "running {} runtime step(s) in {} with the artifacts at {}",
+            prepared.runtime.steps.len(),
+            plan.runtime.base,
+            plan.runtime.artifacts_mount
+        ));
+        image::build_with_steps(
+            engine,
+            plan,
+            &prepared.runtime,
+            &prepared.base,
+            prepared.init.as_ref(),
+            collected,
+            progress,
+        )
+        .await?
     } else {
-        engine
-            .ensure_image(&plan.runtime.base, progress)
-            .await?
-            .size
+        let spec = context_spec(plan, &prepared, collected);
+        progress.phase(&format!(
+            "building the runtime image on {}",
+            plan.runtime.base
+        ));
+        image::build(engine, spec, &plan.project, &plan.tags, progress).await?
     };
-    let spec = context_spec(plan, collected);
-    progress.phase(&format!(
-        "building the runtime image on {}",
-        plan.runtime.base
-    ));
-    let built = image::build(engine, spec, &plan.project, &plan.tags, progress).await?;
     let runtime = engine
         .image_facts(&built.id)
         .await?
@@ -258,11 +380,18 @@ async fn build_image(
         .artifacts
         .iter()
         .map(|a| ArtifactSize {
-            path: format!("/{}", join(dest, &a.path)),
+            path: if steps {
+                format!(
+                    "{}/{} (mounted for the steps, not shipped)",
+                    plan.runtime.artifacts_mount, a.path
+                )
+            } else {
+                format!("/{}", join(dest, &a.path))
+            },
             bytes: a.size,
         })
         .collect();
-    Ok(Report::new(
+    let report = Report::new(
         built.id,
         plan.tags.clone(),
         SizedImage {
@@ -271,23 +400,32 @@ async fn build_image(
         },
         SizedImage {
             image: plan.runtime.base.clone(),
-            bytes: base_bytes,
+            bytes: prepared.base_bytes,
         },
         runtime.size,
         artifacts,
         (collected.unshipped_files, collected.unshipped_bytes),
         built.context_bytes,
-    ))
+    );
+    Ok((report, prepared.init.map(|i| i.description)))
 }
 
-fn context_spec(plan: &Plan, collected: &Collected) -> ContextSpec {
+fn context_spec(plan: &Plan, prepared: &PreparedRuntime, collected: &Collected) -> ContextSpec {
     let epoch = context::epoch_from(std::env::var("SOURCE_DATE_EPOCH").ok().as_deref());
-    ContextSpec::new(
-        &plan.runtime,
+    let mut spec = ContextSpec::new(
+        &prepared.runtime,
         &plan.artifacts.dest,
         &collected.artifacts,
         epoch,
-    )
+    );
+    if let Some(binary) = prepared.init.as_ref().and_then(|i| i.binary.clone()) {
+        spec.extra.push(context::ExtraFile {
+            image_path: pid1::COPIED_PATH.trim_start_matches('/').to_string(),
+            content: binary,
+            executable: true,
+        });
+    }
+    spec
 }
 
 fn container_join(root: &str, subdir: &str) -> String {

@@ -174,6 +174,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
                             print!("{}[{}] ", if i > 0 { "\n" } else { "" }, r.target);
                         }
                         print!("{}", r.report.to_text());
+                        if let Some(init) = &r.init {
+                            println!("  init (PID 1): {init}");
+                        }
                     }
                 }
                 Format::Json => println!(

@@ -228,6 +228,40 @@ pub struct Runtime {
     /// Labels set on the runtime image.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Commands run inside the runtime image, in one container, with the artifacts mounted
+    /// read-only at `artifacts_mount` instead of copied: `["dpkg -i /artifacts/*.deb"]` installs
+    /// packages and the image keeps what they install, never the packages. The image gets one
+    /// layer on its base. Each command runs with `/bin/sh -c`; the base needs a shell.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub run: Vec<Spanned<String>>,
+    /// Where the artifacts are mounted while `run` executes.
+    #[serde(default = "default_artifacts_mount")]
+    #[schemars(with = "String", default = "default_artifacts_mount")]
+    pub artifacts_mount: Spanned<String>,
+    /// Put a small init first in the entrypoint, so zombies are reaped and signals reach the
+    /// program: `true` finds tini in the base or the builder (a static tini from the builder is
+    /// copied in), or give the init's path in the image (e.g. `"/usr/bin/tini"` installed by a
+    /// `run` step).
+    #[serde(default = "default_init")]
+    #[schemars(with = "Init", default = "default_init")]
+    pub init: Spanned<Init>,
+}
+
+/// Whether and which init runs as PID 1.
+#[derive(Debug, Clone, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Init {
+    /// `true`: find tini in the base, else take a static one from the builder; `false`: none.
+    Enabled(bool),
+    /// The init's path inside the image.
+    Path(String),
+}
+
+impl Default for Init {
+    fn default() -> Self {
+        Init::Enabled(false)
+    }
 }
 
 impl Default for Runtime {
@@ -241,8 +275,19 @@ impl Default for Runtime {
             user: None,
             expose: Vec::new(),
             labels: BTreeMap::new(),
+            run: Vec::new(),
+            artifacts_mount: default_artifacts_mount(),
+            init: default_init(),
         }
     }
+}
+
+fn default_init() -> Spanned<Init> {
+    Spanned::new(0..0, Init::default())
+}
+
+fn default_artifacts_mount() -> Spanned<String> {
+    Spanned::new(0..0, "/artifacts".to_string())
 }
 
 /// An exposed port.
@@ -692,6 +737,13 @@ fn check_target(
     if let Some(w) = &t.runtime.workdir {
         absolute(w, "runtime.workdir");
     }
+    absolute(&t.runtime.artifacts_mount, "runtime.artifacts_mount");
+    if let Init::Path(path) = t.runtime.init.get_ref() {
+        absolute(
+            &Spanned::new(t.runtime.init.span(), path.clone()),
+            "runtime.init",
+        );
+    }
 
     match (&t.builder, &source) {
         (Some(b), ArtifactSource::Target { name, .. }) => out.push(loaded.diagnostic(
@@ -767,6 +819,24 @@ fn check_target(
                 Some("give the program and its arguments, e.g. [\"make\"]".into()),
             )),
             _ => {}
+        }
+    }
+    if let Some(first) = t.runtime.run.first() {
+        if t.runtime.base.get_ref() == "scratch" {
+            out.push(loaded.diagnostic(
+                first.span(),
+                "runtime.run needs a base with a shell, and scratch has none",
+                Some("set runtime.base to an image with /bin/sh (e.g. \"debian-minimal:local\"), or ship the artifacts without run steps".into()),
+            ));
+        }
+        for step in &t.runtime.run {
+            if step.get_ref().trim().is_empty() {
+                out.push(loaded.diagnostic(
+                    step.span(),
+                    "an empty runtime.run step",
+                    Some("remove it, or write the command".into()),
+                ));
+            }
         }
     }
     if t.runtime.base.get_ref().trim().is_empty() {

@@ -197,6 +197,19 @@ impl Plan {
             for (k, v) in &r.labels {
                 lines.push(format!("  label     {k}={v}"));
             }
+            for step in &r.steps {
+                lines.push(format!(
+                    "  step      {step}  (artifacts at {})",
+                    r.artifacts_mount
+                ));
+            }
+            match &r.init {
+                InitPlan::None => {}
+                InitPlan::Auto => {
+                    lines.push("  init      tini (from the base, else the builder)".into())
+                }
+                InitPlan::Path(p) => lines.push(format!("  init      {p}")),
+            }
             lines.push(format!(
                 "  tags      {}",
                 if self.tags.is_empty() {
@@ -328,6 +341,25 @@ pub struct RuntimePlan {
     pub expose: Vec<String>,
     /// Labels, sorted by name.
     pub labels: Vec<(String, String)>,
+    /// Commands run in the runtime image with the artifacts mounted (not copied); empty when
+    /// the artifacts are copied in.
+    pub steps: Vec<String>,
+    /// Where the artifacts are mounted while the steps run.
+    pub artifacts_mount: String,
+    /// The init that runs as PID 1.
+    pub init: InitPlan,
+}
+
+/// The init of the runtime image.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase", tag = "kind", content = "path")]
+pub enum InitPlan {
+    /// No init: the entrypoint is PID 1.
+    None,
+    /// Find tini in the base, else copy a static one from the builder.
+    Auto,
+    /// This path in the image.
+    Path(String),
 }
 
 impl RuntimePlan {
@@ -698,6 +730,14 @@ fn target_plan(
             user: runtime.user.clone(),
             expose,
             labels: sorted(&runtime.labels),
+            steps: runtime.run.iter().map(|s| s.get_ref().clone()).collect(),
+            artifacts_mount: manifest::normalise_container_path(runtime.artifacts_mount.get_ref())
+                .to_string(),
+            init: match runtime.init.get_ref() {
+                manifest::Init::Enabled(false) => InitPlan::None,
+                manifest::Init::Enabled(true) => InitPlan::Auto,
+                manifest::Init::Path(path) => InitPlan::Path(path.clone()),
+            },
         },
         tags,
     }

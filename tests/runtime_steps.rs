@@ -1,0 +1,259 @@
+//! Runtime steps and init, against the real engine: packages built in the builder are
+//! installed by a step with the artifacts mounted, so no layer holds them; and `init = true`
+//! puts tini first, which reaps orphans and passes `docker stop`'s signal on.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Every file path in every layer of `image`, bottom layer first, from `docker save`.
+fn layer_paths(image: &str) -> Vec<Vec<String>> {
+    let saved = std::process::Command::new("docker")
+        .args(["save", image])
+        .output()
+        .expect("docker save runs");
+    assert!(saved.status.success(), "{}", text(&saved.stderr));
+    let mut files: std::collections::HashMap<String, Vec<u8>> = Default::default();
+    let mut outer = tar::Archive::new(saved.stdout.as_slice());
+    for entry in outer.entries().expect("image tar") {
+        let mut entry = entry.expect("entry");
+        let path = entry.path().expect("path").to_string_lossy().into_owned();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).expect("read");
+        files.insert(path, bytes);
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&files["manifest.json"]).expect("manifest.json");
+    manifest[0]["Layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|layer| {
+            let bytes = &files[layer.as_str().expect("layer path")];
+            tar::Archive::new(bytes.as_slice())
+                .entries()
+                .expect("layer tar")
+                .map(|e| {
+                    let path = e
+                        .expect("entry")
+                        .path()
+                        .expect("path")
+                        .to_string_lossy()
+                        .into_owned();
+                    path.trim_start_matches("./").to_string()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn a_package_is_installed_without_any_layer_holding_it() {
+    if !engine_with(&["gcc:local", "debian-minimal:local"]) {
+        return;
+    }
+    let manifest = repo().join("examples/clean-install/dockception.toml");
+    let out = tempfile::tempdir().expect("tempdir");
+    let image = TestImage::new("clean-install");
+    let result = dockception(
+        &[
+            "build",
+            "-f",
+            manifest.to_str().expect("utf-8"),
+            "--out-dir",
+            out.path().to_str().expect("utf-8"),
+            "--tag",
+            &image.0,
+            "--format",
+            "json",
+        ],
+        &repo(),
+    );
+    let stderr = text(&result.stderr);
+    assert!(result.status.success(), "{stderr}");
+    assert!(stderr.contains("Setting up greet (1.0.0)"), "{stderr}");
+    assert_eq!(
+        docker_stdout(&["run", "--rm", &image.0]).trim(),
+        "installed from a .deb that no layer of this image holds"
+    );
+
+    let layers = layer_paths(&image.0);
+    let base_layers = layer_paths("debian-minimal:local").len();
+    assert_eq!(
+        layers.len(),
+        base_layers + 1,
+        "one layer more than the base"
+    );
+    for (i, layer) in layers.iter().enumerate() {
+        for path in layer {
+            assert!(!path.ends_with(".deb"), "layer {i} holds {path}");
+            // Docker creates the (empty) mount point; nothing that was mounted is kept.
+            assert!(
+                path == "artifacts/" || !path.starts_with("artifacts/"),
+                "layer {i} holds {path}"
+            );
+        }
+    }
+    let top = layers.last().expect("a top layer");
+    assert!(
+        top.iter().any(|p| p == "usr/bin/greet"),
+        "the top layer ({} entries) lacks usr/bin/greet",
+        top.len()
+    );
+
+    // The config is the manifest's, not the steps container's.
+    let config = docker_stdout(&["image", "inspect", "-f", "{{json .Config}}", &image.0]);
+    let config: serde_json::Value = serde_json::from_str(&config).expect("config JSON");
+    assert_eq!(config["Entrypoint"], serde_json::json!(["/usr/bin/greet"]));
+    assert!(config["Cmd"].is_null(), "{config}");
+    assert_eq!(config["Labels"]["dockception"], "image");
+}
+
+#[test]
+fn a_failing_runtime_step_exits_with_its_status_and_tags_nothing() {
+    if !engine_with(&["gcc:local", "debian-minimal:local"]) {
+        return;
+    }
+    let dir = project("badstep");
+    write_files(
+        dir.path(),
+        &[(
+            "dockception.toml",
+            "[builder]\nimage = \"gcc:local\"\nrun = \"echo data > /out/file.txt\"\n\n[artifacts]\ninclude = [\"*.txt\"]\n\n[runtime]\nbase = \"debian-minimal:local\"\nrun = [\"cat /artifacts/file.txt\", \"echo step failing >&2; exit 4\"]\n",
+        )],
+    );
+    let image = TestImage::new("never-committed");
+    let result = dockception(&["build", "--tag", &image.0], dir.path());
+    let stderr = text(&result.stderr);
+    assert_eq!(result.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("a runtime step failed with exit status 4"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("  | step failing"), "{stderr}");
+    assert!(!image_exists(&image.0));
+    assert_eq!(containers_of(dir.path()), Vec::<String>::new());
+}
+
+struct Running(String);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f", &self.0])
+            .output();
+    }
+}
+
+fn build_orphans(dir: &Path, with_init: bool) -> (TestImage, serde_json::Value) {
+    let fixture = repo().join("tests/fixtures/pid1");
+    let mut manifest = std::fs::read_to_string(fixture.join("dockception.toml")).expect("read");
+    if with_init {
+        manifest.push_str("init = true\n");
+    }
+    write_files(
+        dir,
+        &[
+            ("dockception.toml", &manifest),
+            (
+                "orphans.c",
+                &std::fs::read_to_string(fixture.join("orphans.c")).expect("read"),
+            ),
+        ],
+    );
+    let image = TestImage::new(if with_init {
+        "with-init"
+    } else {
+        "without-init"
+    });
+    let result = dockception(&["build", "--tag", &image.0, "--format", "json"], dir);
+    assert!(result.status.success(), "{}", text(&result.stderr));
+    let reports: serde_json::Value = serde_json::from_slice(&result.stdout).expect("JSON");
+    (image, reports[0].clone())
+}
+
+fn start(image: &str) -> Running {
+    let id = docker_stdout(&["run", "-d", image]).trim().to_string();
+    let running = Running(id);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !docker_stdout(&["logs", &running.0]).contains("ready") {
+        assert!(Instant::now() < deadline, "the program never said ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    running
+}
+
+/// The process states in the container, as busybox's ps prints them.
+fn states(container: &str) -> Vec<String> {
+    docker_stdout(&["exec", container, "ps", "-o", "stat,comm"])
+        .lines()
+        .skip(1)
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn init_reaps_orphans_and_passes_signals_on() {
+    if !engine_with(&["gcc:local", "busybox:local"]) {
+        return;
+    }
+    // Without an init the program is PID 1, never waits, and the orphan stays a zombie: this
+    // shows the check below can see one.
+    let plain = project("noinit");
+    let (image, report) = build_orphans(plain.path(), false);
+    assert!(report["init"].is_null());
+    let container = start(&image.0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !states(&container.0).iter().any(|s| s.starts_with('Z')) {
+        assert!(
+            Instant::now() < deadline,
+            "no zombie without init: {:?}",
+            states(&container.0)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(container);
+
+    let with = project("init");
+    let (image, report) = build_orphans(with.path(), true);
+    let init = report["init"].as_str().expect("the report names the init");
+    assert!(
+        init.starts_with("tini from the builder gcc:local (/usr/bin/tini-static)"),
+        "{init}"
+    );
+    let entrypoint = docker_stdout(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{json .Config.Entrypoint}}",
+        &image.0,
+    ]);
+    assert_eq!(
+        entrypoint.trim(),
+        r#"["/sbin/tini","--","/usr/local/bin/orphans"]"#
+    );
+    let container = start(&image.0);
+    // The orphan exits a second after "ready"; give tini time to reap it, then look.
+    let settle = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < settle {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let seen = states(&container.0);
+    assert!(
+        !seen.iter().any(|s| s.starts_with('Z')),
+        "a zombie with init: {seen:?}"
+    );
+    assert!(seen.iter().any(|s| s.ends_with("tini")), "{seen:?}");
+
+    docker_stdout(&["stop", "-t", "20", &container.0]);
+    let code = docker_stdout(&["inspect", "-f", "{{.State.ExitCode}}", &container.0]);
+    assert_eq!(
+        code.trim(),
+        "0",
+        "docker stop had to kill it (the signal did not arrive)"
+    );
+    assert!(docker_stdout(&["logs", &container.0]).contains("bye"));
+}
