@@ -13,7 +13,7 @@ use bollard::models::{
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, BuildImageOptionsBuilder, CommitContainerOptionsBuilder,
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder,
-    RemoveContainerOptionsBuilder, TagImageOptionsBuilder,
+    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, TagImageOptionsBuilder,
 };
 use bollard::Docker;
 use bytes::Bytes;
@@ -268,12 +268,8 @@ impl Engine {
         body: ContainerCreateBody,
         progress: &Progress,
     ) -> Result<BuilderExit> {
-        let options = CreateContainerOptionsBuilder::default().name(name).build();
-        self.docker
-            .create_container(Some(options), body)
-            .await
-            .map_err(|e| docker_error("creating the builder container".into(), e))?;
-        self.track(name);
+        self.create_tracked(name, body, "creating the builder container")
+            .await?;
         let result = self.start_and_wait(name, progress).await;
         let removed = self.remove_container(name).await;
         let exit = result?;
@@ -343,6 +339,26 @@ impl Engine {
         result
     }
 
+    /// Create a container, tracked from before the request is sent: if the run is interrupted
+    /// while the request is in flight, the daemon may still create it, and the cleanup must
+    /// know its name.
+    async fn create_tracked(
+        &self,
+        name: &str,
+        body: ContainerCreateBody,
+        action: &str,
+    ) -> Result<()> {
+        self.track(name);
+        let options = CreateContainerOptionsBuilder::default().name(name).build();
+        match self.docker.create_container(Some(options), body).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                self.untrack(name);
+                Err(docker_error(action.to_string(), e))
+            }
+        }
+    }
+
     fn track(&self, name: &str) {
         if let Ok(mut live) = self.live_containers.lock() {
             live.push(name.to_string());
@@ -367,6 +383,27 @@ impl Engine {
         for name in names {
             if self.remove_container(&name).await.is_err() {
                 left.push(name);
+            }
+        }
+        // A create that was in flight when the run was interrupted can still land: sweep for
+        // this process's containers by the session token every name carries.
+        for _ in 0..2 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let filters = HashMap::from([
+                ("label".to_string(), vec![LABEL.to_string()]),
+                ("name".to_string(), vec![session().to_string()]),
+            ]);
+            let options = ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build();
+            if let Ok(found) = self.docker.list_containers(Some(options)).await {
+                for name in found.into_iter().flat_map(|c| c.names.unwrap_or_default()) {
+                    let name = name.trim_start_matches('/').to_string();
+                    if self.remove_container(&name).await.is_err() && !left.contains(&name) {
+                        left.push(name);
+                    }
+                }
             }
         }
         left
@@ -452,12 +489,8 @@ impl Engine {
             network_disabled: Some(true),
             ..Default::default()
         };
-        let options = CreateContainerOptionsBuilder::default().name(&name).build();
-        self.docker
-            .create_container(Some(options), body)
-            .await
-            .map_err(|e| docker_error(format!("creating a container of {image}"), e))?;
-        self.track(&name);
+        self.create_tracked(&name, body, &format!("creating a container of {image}"))
+            .await?;
         let mut found = None;
         let mut failure = None;
         for path in paths {
@@ -547,12 +580,8 @@ impl Engine {
             }),
             ..Default::default()
         };
-        let options = CreateContainerOptionsBuilder::default().name(&name).build();
-        self.docker
-            .create_container(Some(options), body)
-            .await
-            .map_err(|e| docker_error("creating the runtime steps container".into(), e))?;
-        self.track(&name);
+        self.create_tracked(&name, body, "creating the runtime steps container")
+            .await?;
         let result = self.commit_after_steps(&name, changes, progress).await;
         let removed = self.remove_container(&name).await;
         let result = result?;
@@ -629,17 +658,26 @@ fn labels(role: &str, project: &str) -> HashMap<String, String> {
     ])
 }
 
-/// Unique across concurrent runs of one project: pid plus a per-process counter plus time.
+/// A token unique to this process (pid and start time), carried by every container name it
+/// creates, so its leftovers can be found by name.
+fn session() -> &'static str {
+    static SESSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SESSION.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        format!("s{:x}x{nanos:08x}", std::process::id())
+    })
+}
+
+/// Unique across concurrent runs of one project: the session token plus a counter.
 fn unique_name(prefix: &str, project: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
     format!(
-        "{prefix}-{project}-{}-{}-{nanos:08x}",
-        std::process::id(),
+        "{prefix}-{project}-{}-{}",
+        session(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
 }
