@@ -34,6 +34,10 @@ pub struct Manifest {
     /// How the runtime image is named.
     #[serde(default)]
     pub image: Image,
+    /// Size gates checked after every build and by `dockception report`; a failed gate makes
+    /// the command exit 1. Command-line flags of the same names override them.
+    #[serde(default)]
+    pub gates: crate::gates::GatesTable,
 }
 
 /// The builder: an image with the toolchain, and the build command run inside it.
@@ -253,9 +257,13 @@ pub fn parse(path: &Path, source: String) -> Result<LoadedManifest> {
             let span = e.span().unwrap_or(0..0);
             let message = e.message().trim_end().to_string();
             let help = help_for_parse_error(&message);
-            return Err(Error::Manifest(vec![Diagnostic::at(
-                path, &source, span, message, help,
-            )]));
+            let diagnostic = Diagnostic::at(path, &source, span.clone(), message, help);
+            if in_gates_table(&source, span.start) {
+                return Err(Error::GateConfig {
+                    problems: vec![diagnostic.to_string()],
+                });
+            }
+            return Err(Error::Manifest(vec![diagnostic]));
         }
     };
     let loaded = LoadedManifest {
@@ -269,6 +277,20 @@ pub fn parse(path: &Path, source: String) -> Result<LoadedManifest> {
     } else {
         Err(Error::Manifest(problems))
     }
+}
+
+/// Whether byte `offset` of the manifest is inside its `[gates]` table, so a mistake there is a
+/// misconfigured gate (exit status 2) rather than a broken manifest.
+fn in_gates_table(source: &str, offset: usize) -> bool {
+    let before = source.get(..offset.min(source.len())).unwrap_or(source);
+    let header = before
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with('['))
+        .last();
+    let line = before.rsplit('\n').next().unwrap_or("").trim_start();
+    header.is_some_and(|h| h.split('#').next().unwrap_or("").trim() == "[gates]")
+        || line.starts_with("gates")
 }
 
 fn help_for_parse_error(message: &str) -> Option<String> {
