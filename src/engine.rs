@@ -51,6 +51,8 @@ pub struct ImageDetails {
     pub size: u64,
     /// Its tags.
     pub tags: Vec<String>,
+    /// Its labels.
+    pub labels: std::collections::BTreeMap<String, String>,
     /// Its layers' diff ids, bottom first.
     pub layers: Vec<String>,
     /// How many history steps it has (metadata steps included).
@@ -135,6 +137,12 @@ impl Engine {
                 .and_then(|s| u64::try_from(s).ok())
                 .unwrap_or(0),
             tags: inspect.repo_tags.unwrap_or_default(),
+            labels: inspect
+                .config
+                .and_then(|c| c.labels)
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
             layers: inspect.root_fs.and_then(|r| r.layers).unwrap_or_default(),
             history_len: history.len(),
         }))

@@ -156,8 +156,9 @@ async fn measure_export(
         })
 }
 
-/// Measure any local image. With the plan of the manifest that built it, layers of its base
-/// are told apart and artifacts are attributed to their rules.
+/// Measure any local image. When `plan` is given and the image was built by dockception (it
+/// carries the `dockception=image` label), layers of the plan's base are told apart and
+/// artifacts are attributed to the plan's rules; other images are measured on their own.
 pub async fn measure_image(
     engine: &Engine,
     image: &str,
@@ -172,7 +173,8 @@ pub async fn measure_image(
             message: "the engine has no such image\n  help: build or pull it first, or name a report file (*.json) instead".into(),
         })?;
     progress.phase(&format!("measuring image {image}"));
-    let (context, base) = match plan {
+    let built_by_us = details.labels.get(plan::LABEL).map(String::as_str) == Some("image");
+    let (context, base) = match plan.filter(|_| built_by_us) {
         Some(plan) => {
             let base = if plan.runtime.is_scratch() {
                 Some(SizedImage {

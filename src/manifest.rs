@@ -286,8 +286,7 @@ fn in_gates_table(source: &str, offset: usize) -> bool {
     let header = before
         .lines()
         .map(str::trim)
-        .filter(|l| l.starts_with('['))
-        .last();
+        .rfind(|l| l.starts_with('['));
     let line = before.rsplit('\n').next().unwrap_or("").trim_start();
     header.is_some_and(|h| h.split('#').next().unwrap_or("").trim() == "[gates]")
         || line.starts_with("gates")

@@ -304,22 +304,19 @@ impl Document {
                 .as_ref()
                 .map_or(String::new(), |d| signed_human(d.gzip.delta_bytes)),
         ]);
-        if let Some(left) = r.left_behind_bytes {
-            sizes.row(vec!["left behind".into(), human(left), String::new()]);
-        }
         for a in &r.artifacts {
             sizes.row(vec![format!("  {}", a.path), human(a.bytes), String::new()]);
         }
         sizes.row(vec![
-            format!("artifacts ({} files)", r.artifacts.len()),
+            format!("artifacts ({})", files(r.artifacts.len() as u64)),
             human(r.artifact_bytes),
             self.diff
                 .as_ref()
                 .map_or(String::new(), |d| signed_human(d.artifacts.delta_bytes)),
         ]);
-        if let (Some(files), Some(bytes)) = (r.unshipped_files, r.unshipped_bytes) {
+        if let (Some(count), Some(bytes)) = (r.unshipped_files, r.unshipped_bytes) {
             sizes.row(vec![
-                format!("outputs not shipped ({files} files)"),
+                format!("outputs not shipped ({})", files(count)),
                 human(bytes),
                 String::new(),
             ]);
@@ -331,6 +328,9 @@ impl Document {
                 String::new(),
             ]);
         }
+        if let Some(left) = r.left_behind_bytes {
+            sizes.row(vec!["left behind".into(), human(left), String::new()]);
+        }
         sizes.row(vec![
             "waste".into(),
             human(r.waste.total_bytes),
@@ -340,7 +340,13 @@ impl Document {
         ]);
         out.push_str(&sizes.render("  "));
         if !r.tags.is_empty() {
-            out.push_str(&format!("  tagged {}\n", r.tags.join(", ")));
+            // A build tagged the image; a measured image just has tags.
+            let verb = if r.builder.is_some() {
+                "tagged"
+            } else {
+                "tags"
+            };
+            out.push_str(&format!("  {verb} {}\n", r.tags.join(", ")));
         }
 
         out.push_str("\nlayers\n");
@@ -400,7 +406,14 @@ impl Document {
             waste.row(vec![
                 w.path.clone(),
                 human(w.reclaimable_bytes),
-                format!("{} copies, {} survives", w.copies, human(w.surviving_bytes)),
+                format!(
+                    "{} stored, {} survives",
+                    match w.copies {
+                        1 => "1 copy".to_string(),
+                        n => format!("{n} copies"),
+                    },
+                    human(w.surviving_bytes)
+                ),
             ]);
         }
         for d in r.waste.duplicates.iter().take(SHOWN) {
@@ -509,8 +522,8 @@ impl Document {
             out.push_str(&format!("| left behind | {} | |\n", human(left)));
         }
         out.push_str(&format!(
-            "| artifacts ({} files) | {} | {} |\n",
-            r.artifacts.len(),
+            "| artifacts ({}) | {} | {} |\n",
+            files(r.artifacts.len() as u64),
             human(r.artifact_bytes),
             diff.map_or(String::new(), |d| signed_human(d.artifacts.delta_bytes))
         ));
