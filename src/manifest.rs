@@ -283,10 +283,7 @@ pub fn parse(path: &Path, source: String) -> Result<LoadedManifest> {
 /// misconfigured gate (exit status 2) rather than a broken manifest.
 fn in_gates_table(source: &str, offset: usize) -> bool {
     let before = source.get(..offset.min(source.len())).unwrap_or(source);
-    let header = before
-        .lines()
-        .map(str::trim)
-        .rfind(|l| l.starts_with('['));
+    let header = before.lines().map(str::trim).rfind(|l| l.starts_with('['));
     let line = before.rsplit('\n').next().unwrap_or("").trim_start();
     header.is_some_and(|h| h.split('#').next().unwrap_or("").trim() == "[gates]")
         || line.starts_with("gates")

@@ -788,11 +788,20 @@ pub fn signed_human(delta: i64) -> String {
     }
 }
 
-/// `+4.9 KiB (+0.7%)`; the percent is left out when the baseline was empty.
+/// `+4.9 KiB (+0.73%)`; the percent is left out when the baseline was empty.
 fn delta_text(bytes: i64, percent: Option<f64>) -> String {
     match percent {
-        Some(p) => format!("{} ({p:+.1}%)", signed_human(bytes)),
+        Some(p) => format!("{} ({})", signed_human(bytes), percent_text(p)),
         None => signed_human(bytes),
+    }
+}
+
+/// `+12.5%`, and two decimals below 1 % so a small change does not read as `+0.0%`.
+fn percent_text(p: f64) -> String {
+    if p.abs() >= 1.0 || p == 0.0 {
+        format!("{p:+.1}%")
+    } else {
+        format!("{p:+.2}%")
     }
 }
 
@@ -975,7 +984,7 @@ mod tests {
         );
         let text = doc.to_text();
         assert!(
-            text.starts_with("hello:latest: 804.9 KiB on scratch, 468.2x smaller than the builder gcc:local (367.2 MiB left behind), +4.9 KiB (+0.6%) since the last build\n"),
+            text.starts_with("hello:latest: 804.9 KiB on scratch, 468.2x smaller than the builder gcc:local (367.2 MiB left behind), +4.9 KiB (+0.61%) since the last build\n"),
             "{text}"
         );
         assert!(text.contains("\n  files: 1 added, 0 removed, 0 changed, +4.9 KiB in all\n    +  /extra.bin  +4.9 KiB  (4.9 KiB)\n"), "{text}");
@@ -993,7 +1002,7 @@ mod tests {
             "{md}"
         );
         assert!(
-            md.contains("| **runtime image** | **804.9 KiB** | +4.9 KiB (+0.6%) |\n"),
+            md.contains("| **runtime image** | **804.9 KiB** | +4.9 KiB (+0.61%) |\n"),
             "{md}"
         );
         assert!(

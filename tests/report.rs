@@ -198,7 +198,7 @@ fn a_rebuild_with_one_more_file_diffs_as_exactly_that_file() {
     let stdout = text(&report.stdout);
     let summary = stdout.lines().next().expect("a summary line");
     assert!(
-        summary.ends_with("+4.9 KiB (+0.7%) since the last build"),
+        summary.ends_with("+4.9 KiB (+0.73%) since the last build"),
         "{stdout}"
     );
     assert!(
