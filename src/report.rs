@@ -417,8 +417,12 @@ impl Document {
             ]);
         }
         for d in r.waste.duplicates.iter().take(SHOWN) {
+            let more = d.paths.len().saturating_sub(1);
             waste.row(vec![
-                d.paths.join(", "),
+                format!(
+                    "{} and {more} more",
+                    d.paths.first().map_or("", String::as_str)
+                ),
                 human(d.wasted_bytes),
                 format!("same {} content", human(d.bytes)),
             ]);
