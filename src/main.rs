@@ -57,6 +57,7 @@ enum Command {
 /// The baseline and the gates, on `build` and `report`; each gate flag overrides the
 /// manifest's `[gates]` key of the same name.
 #[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Baseline and gates")]
 struct GateArgs {
     /// Compare with this report file or image instead of the previous build (a path that
     /// exists or ends in .json is a report file, anything else an image).
