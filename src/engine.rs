@@ -44,6 +44,23 @@ pub struct ImageFacts {
     pub size: u64,
 }
 
+/// What measuring needs to know about an image: inspect plus history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageDetails {
+    /// The image id (`sha256:…`).
+    pub id: String,
+    /// The image's size as the engine reports it, in bytes.
+    pub size: u64,
+    /// Its tags.
+    pub tags: Vec<String>,
+    /// Its labels.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Its layers' diff ids, bottom first.
+    pub layers: Vec<String>,
+    /// How many history steps it has (metadata steps included).
+    pub history_len: usize,
+}
+
 /// How the build command ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuilderExit {
@@ -100,6 +117,59 @@ impl Engine {
             Err(e) if status_code(&e) == Some(404) => Ok(None),
             Err(e) => Err(docker_error(format!("inspecting image {image}"), e)),
         }
+    }
+
+    /// Inspect and history of a local image: its layers (diff ids) and how many history steps
+    /// it has, or `None` when the engine does not have it.
+    pub async fn image_details(&self, image: &str) -> Result<Option<ImageDetails>> {
+        let inspect = match self.docker.inspect_image(image).await {
+            Ok(inspect) => inspect,
+            Err(e) if status_code(&e) == Some(404) => return Ok(None),
+            Err(e) => return Err(docker_error(format!("inspecting image {image}"), e)),
+        };
+        let history = self
+            .docker
+            .image_history(image)
+            .await
+            .map_err(|e| docker_error(format!("reading the history of image {image}"), e))?;
+        Ok(Some(ImageDetails {
+            id: inspect.id.unwrap_or_default(),
+            size: inspect
+                .size
+                .and_then(|s| u64::try_from(s).ok())
+                .unwrap_or(0),
+            tags: inspect.repo_tags.unwrap_or_default(),
+            labels: inspect
+                .config
+                .and_then(|c| c.labels)
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            layers: inspect.root_fs.and_then(|r| r.layers).unwrap_or_default(),
+            history_len: history.len(),
+        }))
+    }
+
+    /// Export `image` as a `docker save` tar and hand it to `read` as a byte stream, on a
+    /// blocking thread: the export flows from the engine through `read` and is never collected
+    /// into memory. The engine's errors surface as I/O errors of the stream.
+    pub async fn read_exported_image<T, F>(&self, image: &str, read: F) -> Result<T>
+    where
+        F: FnOnce(&mut dyn std::io::Read) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let export = self
+            .docker
+            .export_image(image)
+            .map(|item| item.map_err(|e| std::io::Error::other(daemon_message(&e))));
+        let reader = tokio_util::io::StreamReader::new(Box::pin(export));
+        let mut bridge = tokio_util::io::SyncIoBridge::new(reader);
+        tokio::task::spawn_blocking(move || read(&mut bridge))
+            .await
+            .map_err(|e| Error::Docker {
+                action: format!("reading the export of image {image}"),
+                message: e.to_string(),
+            })
     }
 
     /// Make sure `image` is present: use the local one, else pull it with a progress bar.

@@ -126,6 +126,55 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A gate's threshold is not valid (manifest `[gates]` or a command-line flag); nothing
+    /// was built or checked. Exit status 2.
+    #[error("misconfigured gate: {}", .problems.join("\n\n"))]
+    GateConfig {
+        /// Every problem found, each with its fix.
+        problems: Vec<String>,
+    },
+
+    /// The gates asked for a non-zero exit: one failed (1), or a baseline was required and is
+    /// missing (3). The report was printed (and, for a build, stored) first.
+    #[error("{summary}")]
+    Gates {
+        /// The gates' result line.
+        summary: String,
+        /// 1 or 3.
+        status: u8,
+    },
+
+    /// The baseline named with `--baseline` does not exist. Exit status 3.
+    #[error("the baseline {source_name} does not exist: {reason}\n  help: {help}")]
+    BaselineMissing {
+        /// The report file or image as given.
+        source_name: String,
+        /// Why it is not there.
+        reason: String,
+        /// What to do.
+        help: String,
+    },
+
+    /// A report file could not be read, parsed or written.
+    #[error("{action} report {path}: {message}")]
+    ReportFile {
+        /// What was being done, e.g. "reading".
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+
+    /// An image could not be measured from its export.
+    #[error("measuring image {image} failed: {message}")]
+    Measure {
+        /// The image reference or id.
+        image: String,
+        /// What went wrong.
+        message: String,
+    },
+
     /// The run was interrupted by a signal; cleanup already happened.
     #[error("interrupted by {signal}; the builder container and temporary folders were removed")]
     Interrupted {
@@ -138,7 +187,8 @@ pub enum Error {
 
 impl Error {
     /// The process exit status the CLI uses for this error: the builder's own status when the
-    /// build command failed, 128+signal when interrupted, 1 otherwise.
+    /// build command failed, 128+signal when interrupted, 2 for a misconfigured gate, 1 for a
+    /// failed gate, 3 when a baseline was required and is missing, 1 otherwise.
     pub fn exit_status(&self) -> u8 {
         match self {
             Error::BuildCommandFailed { code, .. } | Error::RuntimeStepFailed { code, .. } => {
@@ -146,6 +196,9 @@ impl Error {
             }
             Error::Interrupted { status, .. } => *status,
             Error::Usage { .. } => 2,
+            Error::GateConfig { .. } => 2,
+            Error::Gates { status, .. } => *status,
+            Error::BaselineMissing { .. } => 3,
             _ => 1,
         }
     }

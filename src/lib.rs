@@ -8,15 +8,22 @@
 //! manifest -> plan -> engine (builder) -> collect -> context -> image -> report
 //! ```
 //!
+//! The report step measures the image from its export ([`measure`], [`waste`]), compares it
+//! with a baseline ([`diff`], [`baseline`]) and checks the [`gates`].
+//!
 //! Only [`engine`] talks to Docker; the other steps are plain functions over plain values.
 
+pub mod baseline;
 pub mod collect;
 pub mod context;
+pub mod diff;
 pub mod engine;
 pub mod error;
+pub mod gates;
 pub mod image;
 pub mod init;
 pub mod manifest;
+pub mod measure;
 pub mod outdir;
 pub mod pid1;
 pub mod plan;
@@ -24,10 +31,11 @@ pub mod progress;
 pub mod report;
 pub mod shape;
 pub mod vars;
+pub mod waste;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub use engine::Engine;
 pub use error::{Error, Result};
@@ -35,10 +43,13 @@ pub use plan::{Plan, PlanSet, Selection, TagOverride};
 pub use progress::Progress;
 pub use report::Report;
 
+use baseline::Source;
 use collect::Collected;
 use context::ContextSpec;
+use gates::{GateFlags, GateSet};
+use measure::{MeasureContext, RulePlan};
 use outdir::RunDir;
-use report::{ArtifactSize, SizedImage};
+use report::{BuildFacts, Document, SizedImage};
 
 /// Where the manifest is and what the caller overrides.
 #[derive(Debug, Clone, Default)]
@@ -375,38 +386,28 @@ async fn build_image(
         .ok_or_else(|| Error::ImageBuild {
             message: format!("the engine built {} but does not list it", built.id),
         })?;
-    let dest = plan.artifacts.dest.trim_matches('/');
-    let artifacts = collected
-        .artifacts
-        .iter()
-        .map(|a| ArtifactSize {
-            path: if steps {
-                format!(
-                    "{}/{} (mounted for the steps, not shipped)",
-                    plan.runtime.artifacts_mount, a.path
-                )
-            } else {
-                format!("/{}", join(dest, &a.path))
-            },
-            bytes: a.size,
-        })
-        .collect();
-    let report = Report::new(
-        built.id,
+    progress.phase("measuring the runtime image");
+    let context = measure_context(engine, plan).await?;
+    let measured = measure_export(engine, &built.id, context).await?;
+    let report = Report::from_measurement(
+        &built.id,
         plan.tags.clone(),
-        SizedImage {
+        runtime.size,
+        Some(SizedImage {
+            image: plan.runtime.base.clone(),
+            bytes: prepared.base_bytes,
+        }),
+        measured,
+    )
+    .with_build(BuildFacts {
+        builder: SizedImage {
             image: plan.builder.image.clone(),
             bytes: builder.size,
         },
-        SizedImage {
-            image: plan.runtime.base.clone(),
-            bytes: prepared.base_bytes,
-        },
-        runtime.size,
-        artifacts,
-        (collected.unshipped_files, collected.unshipped_bytes),
-        built.context_bytes,
-    );
+        unshipped: (collected.unshipped_files as u64, collected.unshipped_bytes),
+        context_bytes: built.context_bytes,
+    });
+    baseline::save(&plan.out_dir, &report)?;
     Ok((report, prepared.init.map(|i| i.description)))
 }
 
@@ -436,15 +437,159 @@ fn container_join(root: &str, subdir: &str) -> String {
     }
 }
 
+/// What measuring an image of `plan` knows: the base's layers and the artifact rules.
+async fn measure_context(engine: &Engine, plan: &Plan) -> Result<MeasureContext> {
+    let base = if plan.runtime.is_scratch() {
+        None
+    } else {
+        engine.image_details(&plan.runtime.base).await?
+    };
+    Ok(MeasureContext {
+        base_layers: base.as_ref().map(|b| b.layers.clone()).unwrap_or_default(),
+        base_history_len: base.map_or(0, |b| b.history_len),
+        rules: Some(RulePlan {
+            include: plan.artifacts.include.clone(),
+            dest: plan.artifacts.dest.clone(),
+        }),
+    })
+}
+
+/// Export `image` and measure it as it streams past.
+async fn measure_export(
+    engine: &Engine,
+    image: &str,
+    context: MeasureContext,
+) -> Result<measure::Measurement> {
+    engine
+        .read_exported_image(image, move |reader| {
+            measure::scan(reader).map(|saved| measure::measure(&saved, &context))
+        })
+        .await?
+        .map_err(|e| Error::Measure {
+            image: image.to_string(),
+            message: e.to_string(),
+        })
+}
+
+/// Measure any local image. When `plan` is given and the image was built by dockception (it
+/// carries the `dockception=image` label), layers of the plan's base are told apart and
+/// artifacts are attributed to the plan's rules; other images are measured on their own.
+pub async fn measure_image(
+    engine: &Engine,
+    image: &str,
+    plan: Option<&Plan>,
+    progress: &Progress,
+) -> Result<Report> {
+    let details = engine
+        .image_details(image)
+        .await?
+        .ok_or_else(|| Error::Measure {
+            image: image.to_string(),
+            message: "the engine has no such image\n  help: build or pull it first, or name a report file (*.json) instead".into(),
+        })?;
+    progress.phase(&format!("measuring image {image}"));
+    let built_by_us = details.labels.get(plan::LABEL).map(String::as_str) == Some("image");
+    let (context, base) = match plan.filter(|_| built_by_us) {
+        Some(plan) => {
+            let base = if plan.runtime.is_scratch() {
+                Some(SizedImage {
+                    image: "scratch".into(),
+                    bytes: 0,
+                })
+            } else {
+                engine
+                    .image_details(&plan.runtime.base)
+                    .await?
+                    .map(|b| SizedImage {
+                        image: plan.runtime.base.clone(),
+                        bytes: b.size,
+                    })
+            };
+            (measure_context(engine, plan).await?, base)
+        }
+        None => (MeasureContext::default(), None),
+    };
+    let measured = measure_export(engine, &details.id, context).await?;
+    let tags = if details.tags.iter().any(|t| t == image) || details.tags.is_empty() {
+        details.tags.clone()
+    } else {
+        vec![image.to_string()]
+    };
+    Ok(Report::from_measurement(
+        &details.id,
+        tags,
+        details.size,
+        base,
+        measured,
+    ))
+}
+
+/// The gates of the manifest at `manifest` (when given) with `flags` on top; every problem is
+/// one [`Error::GateConfig`] (exit status 2).
+pub fn load_gates(
+    manifest: Option<&Path>,
+    target: Option<&str>,
+    flags: &GateFlags,
+) -> Result<GateSet> {
+    let loaded = manifest.map(manifest::load).transpose()?;
+    GateSet::resolve(loaded.as_ref(), target, flags)
+}
+
+/// Load a report file, or measure an image (which needs `engine`). A file or image that does
+/// not exist is [`Error::BaselineMissing`] when `as_baseline`.
+pub async fn load_source(
+    source: &Source,
+    engine: Option<&Engine>,
+    plan: Option<&Plan>,
+    progress: &Progress,
+    as_baseline: bool,
+) -> Result<Report> {
+    match source {
+        Source::File(path) => match baseline::load_if_present(path)? {
+            Some(report) => Ok(report),
+            None if as_baseline => Err(Error::BaselineMissing {
+                source_name: source.name(),
+                reason: "no such file".into(),
+                help: "name a report.json a build wrote (e.g. the main branch's, kept as a CI artifact) or an image".into(),
+            }),
+            None => Err(Error::ReportFile {
+                action: "reading",
+                path: path.clone(),
+                message: "no such file; build first (it writes report.json into the output folder)".into(),
+            }),
+        },
+        Source::Image(image) => {
+            let engine = engine.ok_or_else(|| Error::Measure {
+                image: image.clone(),
+                message: "measuring an image needs a Docker Engine".into(),
+            })?;
+            if as_baseline && engine.image_facts(image).await?.is_none() {
+                return Err(Error::BaselineMissing {
+                    source_name: source.name(),
+                    reason: "the engine has no such image".into(),
+                    help: "pull or build it first, or name a report file (*.json)".into(),
+                });
+            }
+            measure_image(engine, image, plan, progress).await
+        }
+    }
+}
+
+/// Compare `current` with `baseline` (a report and where it came from) and check the gates.
+pub fn review(current: Report, baseline: Option<(Report, String)>, gates: &GateSet) -> Document {
+    let diff = baseline.as_ref().map(|(b, _)| diff::diff(b, &current));
+    let outcome = gates
+        .any()
+        .then(|| gates::evaluate(gates, &current, diff.as_ref()));
+    Document::new(
+        current,
+        baseline.as_ref().map(|(b, source)| (b, source.clone())),
+        diff,
+        outcome,
+    )
+}
+
 /// Compiles the README's Rust example, so it stays true.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeExample;
-
-fn join(dest: &str, path: &str) -> String {
-    if dest.is_empty() {
-        path.to_string()
-    } else {
-        format!("{dest}/{path}")
-    }
-}

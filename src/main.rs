@@ -2,12 +2,15 @@
 
 use std::future::Future;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use dockception::baseline::{self, Source};
+use dockception::gates::GateFlags;
+use dockception::report::{Document, Report, LAST_BUILD};
 use dockception::vars::Overrides;
-use dockception::{Engine, Error, Options, Progress, Selection, TagOverride};
+use dockception::{Engine, Error, Options, PlanSet, Progress, Selection, TagOverride};
 
 /// Small, clean container images from one TOML manifest.
 ///
@@ -17,7 +20,8 @@ use dockception::{Engine, Error, Options, Progress, Selection, TagOverride};
 /// file can hold several targets (`[targets.NAME]`).
 ///
 /// Exit status: 0 on success, the build command's own status when it fails, 1 for other
-/// errors, 2 for usage errors, 130/143 when interrupted.
+/// errors or a failed gate, 2 for usage errors or a misconfigured gate, 3 when a baseline was
+/// required and is missing, 130/143 when interrupted.
 #[derive(Debug, Parser)]
 #[command(name = "dockception", version, about, long_about)]
 struct Cli {
@@ -41,6 +45,8 @@ enum Command {
         /// How to print the report.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        #[command(flatten)]
+        gates: GateArgs,
     },
     /// Build the artifacts, then write the runtime image's build context (a tar holding a
     /// Dockerfile and the artifacts) to stdout: `dockception context | docker build -t app -`.
@@ -65,6 +71,10 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Print the size report of a target's last build (or of --current) compared with the
+    /// build before it (or with --baseline), and check the gates. Needs no engine unless an
+    /// image is named.
+    Report(ReportArgs),
     /// Print the manifest's JSON Schema (for editors: save it and point `#:schema` at it).
     Schema,
     /// Write a commented starter manifest for the project in the current folder (Go, Rust,
@@ -79,6 +89,87 @@ enum Command {
         )]
         manifest: PathBuf,
     },
+}
+
+/// The baseline and the gates, on `build` and `report`; each gate flag overrides the
+/// manifest's `[gates]` key of the same name.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Baseline and gates")]
+struct GateArgs {
+    /// Compare with this report file or image instead of the previous build (a path that
+    /// exists or ends in .json is a report file, anything else an image).
+    #[arg(long, value_name = "FILE|IMAGE")]
+    baseline: Option<String>,
+    /// FAIL when the image is larger than SIZE (bytes, or e.g. "20 MiB", "1.5 MB").
+    #[arg(long, value_name = "SIZE")]
+    max_image_size: Option<String>,
+    /// WARN when the image is larger than SIZE.
+    #[arg(long, value_name = "SIZE")]
+    warn_image_size: Option<String>,
+    /// FAIL when the image grew by more than SIZE since the baseline.
+    #[arg(long, value_name = "SIZE")]
+    max_growth: Option<String>,
+    /// FAIL when the image grew by more than PERCENT since the baseline (once it grew by at
+    /// least the growth floor).
+    #[arg(long, value_name = "PERCENT")]
+    max_growth_percent: Option<String>,
+    /// Growth below SIZE skips the percent gate [default: 64 KiB].
+    #[arg(long, value_name = "SIZE")]
+    growth_floor: Option<String>,
+    /// FAIL when any shipped file is larger than SIZE.
+    #[arg(long, value_name = "SIZE")]
+    max_artifact_size: Option<String>,
+    /// FAIL when deleted, overwritten or duplicate bytes exceed SIZE (0: a clean image).
+    #[arg(long, value_name = "SIZE")]
+    max_waste: Option<String>,
+    /// FAIL when the image is fewer than RATIO times smaller than the builder.
+    #[arg(long, value_name = "RATIO")]
+    min_reduction: Option<String>,
+    /// Exit 3 when there is no baseline to compare with.
+    #[arg(long)]
+    require_baseline: bool,
+}
+
+impl GateArgs {
+    fn flags(&self) -> GateFlags {
+        GateFlags {
+            max_image_size: self.max_image_size.clone(),
+            warn_image_size: self.warn_image_size.clone(),
+            max_growth: self.max_growth.clone(),
+            max_growth_percent: self.max_growth_percent.clone(),
+            growth_floor: self.growth_floor.clone(),
+            max_artifact_size: self.max_artifact_size.clone(),
+            max_waste: self.max_waste.clone(),
+            min_reduction: self.min_reduction.clone(),
+            require_baseline: self.require_baseline,
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct ReportArgs {
+    /// The target to report on (needed when the manifest has several).
+    #[arg(value_name = "TARGET")]
+    target: Option<String>,
+    /// The manifest (for the output folder, the gates, the base and the artifact rules)
+    /// [default: dockception.toml when it exists].
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    manifest: Option<PathBuf>,
+    /// The tool's output folder, where builds store report.json [default: .dockception next
+    /// to the manifest].
+    #[arg(long, value_name = "DIR")]
+    out_dir: Option<PathBuf>,
+    /// Report on this report file or image instead of the last build.
+    #[arg(long, value_name = "FILE|IMAGE")]
+    current: Option<String>,
+    /// How to print the report.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    #[command(flatten)]
+    gates: GateArgs,
+    /// Print only warnings and errors.
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -128,8 +219,11 @@ impl Targets {
 enum Format {
     /// For people: aligned, human units.
     Text,
-    /// One JSON document with raw values.
+    /// One JSON document with raw values (for `build`: an array, one report per target; each
+    /// follows schema/report.schema.json).
     Json,
+    /// Markdown for a pull-request comment or a CI step summary.
+    Markdown,
 }
 
 fn main() -> ExitCode {
@@ -161,31 +255,54 @@ async fn run(cli: Cli) -> Result<(), Error> {
             targets,
             tags,
             format,
+            gates,
         } => {
             let progress = progress(&common);
             let plan = dockception::load_plan(&options(&common, targets.selection(), &tags)?)?;
+            let mut gate_sets = Vec::new();
+            for target in &plan.selected {
+                gate_sets.push(dockception::load_gates(
+                    Some(&common.manifest),
+                    Some(target),
+                    &gates.flags(),
+                )?);
+            }
             let engine = Engine::connect().await?;
+            // An explicit baseline is read before the build, which may retag its image.
+            let explicit = match gates.baseline.as_deref().map(Source::parse) {
+                Some(source) => {
+                    let target = only_selected(&plan, "--baseline")?;
+                    Some((
+                        dockception::load_source(
+                            &source,
+                            Some(&engine),
+                            plan.target(target),
+                            &progress,
+                            true,
+                        )
+                        .await?,
+                        source.name(),
+                    ))
+                }
+                None => None,
+            };
             let reports =
                 interruptible(&engine, dockception::build(&engine, &plan, &progress)).await?;
-            match format {
-                Format::Text => {
-                    for (i, r) in reports.iter().enumerate() {
-                        if reports.len() > 1 {
-                            print!("{}[{}] ", if i > 0 { "\n" } else { "" }, r.target);
-                        }
-                        print!("{}", r.report.to_text());
-                        if let Some(init) = &r.init {
-                            println!("  init (PID 1): {init}");
-                        }
-                    }
-                }
-                Format::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&reports).unwrap_or_default()
-                ),
+            let mut documents = Vec::new();
+            let mut explicit = explicit;
+            for (built, gate_set) in reports.into_iter().zip(&gate_sets) {
+                let baseline = match explicit.take() {
+                    Some(b) => Some(b),
+                    None => plan
+                        .target(&built.target)
+                        .and_then(|p| previous_build(&p.out_dir, &progress)),
+                };
+                let document = dockception::review(built.report, baseline, gate_set);
+                documents.push((built.target, built.init, document));
             }
-            Ok(())
+            finish_all(documents, format)
         }
+        Command::Report(args) => report(args).await,
         Command::Plan {
             common,
             targets,
@@ -194,7 +311,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
         } => {
             let plan = dockception::load_plan(&options(&common, targets.selection(), &tags)?)?;
             match format {
-                Format::Text => print!("{}", plan.to_text()),
+                Format::Text | Format::Markdown => print!("{}", plan.to_text()),
                 Format::Json => println!(
                     "{}",
                     serde_json::to_string_pretty(&plan).unwrap_or_default()
@@ -242,6 +359,187 @@ async fn run(cli: Cli) -> Result<(), Error> {
             progress.phase(&format!("wrote a {written}-byte build context to stdout"));
             Ok(())
         }
+    }
+}
+
+/// `dockception report`: the last build (or `--current`) against the build before it (or
+/// `--baseline`).
+async fn report(args: ReportArgs) -> Result<(), Error> {
+    let progress = if args.quiet {
+        Progress::Quiet
+    } else {
+        Progress::Normal
+    };
+    let manifest = args.manifest.clone().or_else(|| {
+        let default = Path::new("dockception.toml");
+        default.exists().then(|| default.to_path_buf())
+    });
+    let plans = match &manifest {
+        Some(path) => Some(dockception::load_plan(&Options {
+            manifest: path.clone(),
+            selection: match &args.target {
+                Some(t) => Selection::Names(vec![t.clone()]),
+                None => Selection::Default,
+            },
+            out_dir: args.out_dir.clone(),
+            ..Default::default()
+        })?),
+        None => None,
+    };
+    let target = match &plans {
+        Some(plans) => Some(only_selected(plans, "report")?.to_string()),
+        None => None,
+    };
+    let plan = plans
+        .as_ref()
+        .zip(target.as_deref())
+        .and_then(|(plans, t)| plans.target(t))
+        .cloned();
+    let gate_set =
+        dockception::load_gates(manifest.as_deref(), target.as_deref(), &args.gates.flags())?;
+    let current_source = args.current.as_deref().map(Source::parse);
+    let baseline_source = args.gates.baseline.as_deref().map(Source::parse);
+    let engine = if [&current_source, &baseline_source]
+        .iter()
+        .any(|s| matches!(s, Some(Source::Image(_))))
+    {
+        Some(Engine::connect().await?)
+    } else {
+        None
+    };
+    let out_dir = plan
+        .as_ref()
+        .map(|p| p.out_dir.clone())
+        .or(args.out_dir.clone());
+    let current = match &current_source {
+        Some(source) => {
+            dockception::load_source(source, engine.as_ref(), plan.as_ref(), &progress, false)
+                .await?
+        }
+        None => {
+            let dir = out_dir.clone().ok_or_else(|| Error::ReportFile {
+                action: "finding",
+                path: "report.json".into(),
+                message: "there is no dockception.toml here and no --out-dir or --current\n  help: run it next to the manifest, pass -f FILE, or name --current FILE|IMAGE".into(),
+            })?;
+            let path = dir.join(baseline::REPORT_FILE);
+            baseline::load_if_present(&path)?.ok_or_else(|| Error::ReportFile {
+                action: "reading",
+                path,
+                message: "no such file; build first (each build writes it)".into(),
+            })?
+        }
+    };
+    let baseline = match (&baseline_source, &current_source, &out_dir) {
+        (Some(source), _, _) => Some((
+            dockception::load_source(source, engine.as_ref(), plan.as_ref(), &progress, true)
+                .await?,
+            source.name(),
+        )),
+        (None, None, Some(dir)) => previous_build(dir, &progress),
+        _ => None,
+    };
+    finish(
+        dockception::review(current, baseline, &gate_set),
+        args.format,
+    )
+}
+
+/// The report of the build before the last one, when there is a readable one.
+fn previous_build(out_dir: &Path, progress: &Progress) -> Option<(Report, String)> {
+    let path = out_dir.join(baseline::PREVIOUS_FILE);
+    match baseline::load_if_present(&path) {
+        Ok(report) => report.map(|r| (r, LAST_BUILD.to_string())),
+        Err(e) => {
+            progress.warn(&format!("{e}; comparing with nothing"));
+            None
+        }
+    }
+}
+
+/// Print the document, then exit as the gates say.
+fn finish(document: Document, format: Format) -> Result<(), Error> {
+    match format {
+        Format::Text => print!("{}", document.to_text()),
+        Format::Json => print!("{}", document.to_json()),
+        Format::Markdown => print!("{}", document.to_markdown()),
+    }
+    match (document.exit_code(), &document.gates) {
+        (0, _) | (_, None) => Ok(()),
+        (status, Some(gates)) => Err(Error::Gates {
+            summary: gates.summary.clone(),
+            status,
+        }),
+    }
+}
+
+/// Print one document per built target, then exit as the worst gate says.
+fn finish_all(
+    documents: Vec<(String, Option<String>, Document)>,
+    format: Format,
+) -> Result<(), Error> {
+    let several = documents.len() > 1;
+    match format {
+        Format::Json => {
+            let array: Vec<serde_json::Value> = documents
+                .iter()
+                .map(|(target, init, document)| {
+                    let mut value: serde_json::Value =
+                        serde_json::from_str(&document.to_json()).unwrap_or_default();
+                    if let Some(object) = value.as_object_mut() {
+                        object.insert("target".into(), target.clone().into());
+                        object.insert("init".into(), init.clone().into());
+                    }
+                    value
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&array).unwrap_or_default()
+            );
+        }
+        Format::Text | Format::Markdown => {
+            for (i, (target, init, document)) in documents.iter().enumerate() {
+                if several {
+                    print!("{}[{target}] ", if i > 0 { "\n" } else { "" });
+                }
+                match format {
+                    Format::Markdown => print!("{}", document.to_markdown()),
+                    _ => print!("{}", document.to_text()),
+                }
+                if let Some(init) = init {
+                    println!("  init (PID 1): {init}");
+                }
+            }
+        }
+    }
+    let worst = documents
+        .iter()
+        .filter_map(|(_, _, d)| {
+            let code = d.exit_code();
+            (code != 0).then(|| (code, d.gates.as_ref().map(|g| g.summary.clone())))
+        })
+        .max_by_key(|(code, _)| *code);
+    match worst {
+        None => Ok(()),
+        Some((status, summary)) => Err(Error::Gates {
+            summary: summary.unwrap_or_default(),
+            status,
+        }),
+    }
+}
+
+/// The one selected target, for what works on a single image.
+fn only_selected<'a>(plans: &'a PlanSet, what: &str) -> Result<&'a str, Error> {
+    match plans.selected.as_slice() {
+        [one] => Ok(one),
+        several => Err(Error::Usage {
+            message: format!(
+                "{what} works on one target, but {} are selected",
+                several.len()
+            ),
+            help: format!("name one of {}", plans.order.join(", ")),
+        }),
     }
 }
 

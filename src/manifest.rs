@@ -45,6 +45,11 @@ pub struct Manifest {
     /// Single-image form: how the runtime image is named.
     #[serde(default)]
     pub image: Option<Image>,
+    /// Single-image form: size gates checked after every build and by `dockception report`; a
+    /// failed gate makes the command exit 1. Command-line flags of the same names override
+    /// them.
+    #[serde(default)]
+    pub gates: Option<crate::gates::GatesTable>,
     /// Several images from one file, by name (`[targets.build]`, `[targets.run]`). A target can
     /// take its artifacts from another target's output (`artifacts.from = "build:/out"`).
     #[serde(default)]
@@ -103,6 +108,10 @@ pub struct Target {
     /// How the runtime image is named.
     #[serde(default)]
     pub image: Image,
+    /// Size gates checked after every build and by `dockception report`; a failed gate makes
+    /// the command exit 1. Command-line flags of the same names override them.
+    #[serde(default)]
+    pub gates: crate::gates::GatesTable,
 }
 
 /// The name the single-image form's one target has.
@@ -372,6 +381,7 @@ impl Manifest {
                     artifacts: artifacts.clone(),
                     runtime: self.runtime.clone().unwrap_or_default(),
                     image: self.image.clone().unwrap_or_default(),
+                    gates: self.gates.clone().unwrap_or_default(),
                 },
             }],
             None => Vec::new(),
@@ -502,13 +512,17 @@ pub fn parse_with(path: &Path, source: String, overrides: &Overrides) -> Result<
             Err(e) if problems.is_empty() => {
                 let message = e.message().trim_end().to_string();
                 let help = help_for_parse_error(&message);
-                return Err(Error::Manifest(vec![diagnostic(
-                    e.span().unwrap_or(0..0),
-                    message,
-                    help,
-                )]));
+                return Err(manifest_error(
+                    &source,
+                    vec![diagnostic(e.span().unwrap_or(0..0), message, help)],
+                ));
             }
-            Err(_) => return Err(Error::Manifest(sorted_diagnostics(problems, &diagnostic))),
+            Err(_) => {
+                return Err(manifest_error(
+                    &source,
+                    sorted_diagnostics(problems, &diagnostic),
+                ))
+            }
         };
         (vars, manifest, sorted_diagnostics(problems, &diagnostic))
     };
@@ -524,8 +538,48 @@ pub fn parse_with(path: &Path, source: String, overrides: &Overrides) -> Result<
         Ok(loaded)
     } else {
         problems.truncate(MAX_DIAGNOSTICS);
-        Err(Error::Manifest(problems))
+        Err(manifest_error(&loaded.source, problems))
     }
+}
+
+/// Mistakes only inside `[gates]` tables are a misconfigured gate (exit status 2), anything
+/// else a broken manifest.
+fn manifest_error(source: &str, problems: Vec<Diagnostic>) -> Error {
+    let all_in_gates = problems
+        .iter()
+        .all(|d| in_gates_table(source, line_offset(source, d.line)));
+    if all_in_gates {
+        Error::GateConfig {
+            problems: problems.iter().map(ToString::to_string).collect(),
+        }
+    } else {
+        Error::Manifest(problems)
+    }
+}
+
+/// The byte offset where 1-based `line` starts.
+fn line_offset(source: &str, line: usize) -> usize {
+    source
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum()
+}
+
+/// Whether byte `offset` of the manifest is inside a `[gates]` (or `[targets.NAME.gates]`)
+/// table, or on a `gates…` key.
+fn in_gates_table(source: &str, offset: usize) -> bool {
+    let before = source.get(..offset.min(source.len())).unwrap_or(source);
+    let here = source.get(offset.min(source.len())..).unwrap_or("");
+    let line = here.lines().next().unwrap_or("").trim_start();
+    let header = before
+        .lines()
+        .map(str::trim)
+        .rfind(|l| l.starts_with('['))
+        .map(|h| h.split('#').next().unwrap_or("").trim().to_string());
+    let in_table = header
+        .is_some_and(|h| h == "[gates]" || (h.starts_with("[targets.") && h.ends_with(".gates]")));
+    in_table || line.starts_with("gates") || line.starts_with("[gates]")
 }
 
 fn sorted_diagnostics(
@@ -663,6 +717,7 @@ fn check(loaded: &LoadedManifest) -> Vec<Diagnostic> {
             ("artifacts", m.artifacts.as_ref().map(|a| a.include.span())),
             ("runtime", m.runtime.as_ref().map(|r| r.base.span())),
             ("image", m.image.as_ref().map(|_| 0..0)),
+            ("gates", m.gates.as_ref().map(|_| 0..0)),
         ];
         for (key, span) in single {
             if let Some(span) = span {

@@ -1,4 +1,5 @@
-//! The checked-in JSON Schema is generated from the manifest types and never goes stale.
+//! The checked-in JSON Schemas are generated from the manifest and report types and never go
+//! stale; the README documents every field of the report's JSON.
 
 use std::path::PathBuf;
 
@@ -13,6 +14,66 @@ fn the_checked_in_schema_is_up_to_date() {
             "{} was stale; it has been regenerated (cargo xtask schema): commit it",
             path.display()
         );
+    }
+}
+
+#[test]
+fn the_checked_in_report_schema_is_up_to_date() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schema/report.schema.json");
+    let fresh = dockception::report::json_schema();
+    let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+    if checked_in != fresh {
+        std::fs::write(&path, &fresh).expect("write the fresh schema");
+        panic!(
+            "{} was stale; it has been regenerated (cargo xtask schema): commit it",
+            path.display()
+        );
+    }
+}
+
+/// Every property of the report's JSON, at every level, is named in README.md's section on
+/// the JSON report, so the documented shape is the real one.
+#[test]
+fn the_readme_documents_every_field_of_the_json_report() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let section = readme
+        .split_once("### The JSON report")
+        .map(|(_, rest)| rest.split("\n## ").next().unwrap_or(rest))
+        .expect("README.md has a \"### The JSON report\" section");
+    let schema: serde_json::Value =
+        serde_json::from_str(&dockception::report::json_schema()).expect("schema JSON");
+    let mut names = std::collections::BTreeSet::new();
+    collect_properties(&schema, &mut names);
+    assert!(names.len() > 40, "{names:?}");
+    let missing: Vec<_> = names
+        .iter()
+        .filter(|name| {
+            !section.contains(&format!("`{name}`")) && !section.contains(&format!("\"{name}\""))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "README.md's JSON report section does not document {missing:?}"
+    );
+}
+
+fn collect_properties(value: &serde_json::Value, names: &mut std::collections::BTreeSet<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if let Some(serde_json::Value::Object(props)) = map.get("properties") {
+                names.extend(props.keys().cloned());
+            }
+            for v in map.values() {
+                collect_properties(v, names);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for v in items {
+                collect_properties(v, names);
+            }
+        }
+        _ => {}
     }
 }
 

@@ -10,7 +10,8 @@ tasks:
   demo     set up the engine and local images, build examples/hello-c with dockception, run it
   test     set up the engine and local images, then run the whole test suite
   engine   only make sure a Docker Engine answers and the local images exist
-  schema   regenerate schema/dockception.schema.json from the manifest types";
+  schema   regenerate schema/dockception.schema.json (manifest) and schema/report.schema.json
+           (the report's JSON) from the Rust types";
 
 fn main() -> ExitCode {
     let task = std::env::args().nth(1).unwrap_or_default();
@@ -78,11 +79,18 @@ fn demo() -> Result<(), String> {
 }
 
 fn schema() -> Result<(), String> {
-    let path = root().join("schema/dockception.schema.json");
-    std::fs::create_dir_all(path.parent().unwrap_or(&root()))
-        .map_err(|e| format!("creating schema/: {e}"))?;
-    std::fs::write(&path, dockception::manifest::json_schema())
-        .map_err(|e| format!("writing {}: {e}", path.display()))?;
-    eprintln!("wrote {}", path.display());
+    for (name, text) in [
+        (
+            "dockception.schema.json",
+            dockception::manifest::json_schema(),
+        ),
+        ("report.schema.json", dockception::report::json_schema()),
+    ] {
+        let path = root().join("schema").join(name);
+        std::fs::create_dir_all(path.parent().unwrap_or(&root()))
+            .map_err(|e| format!("creating schema/: {e}"))?;
+        std::fs::write(&path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
     Ok(())
 }
