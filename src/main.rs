@@ -36,6 +36,10 @@ enum Command {
         /// How to print the report.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Build even when nothing changed since the last build (by default an unchanged
+        /// manifest, builder, base and sources whose image still exists print "up to date").
+        #[arg(long)]
+        force: bool,
     },
     /// Build the artifacts, then write the runtime image's build context (a tar holding a
     /// Dockerfile and the artifacts) to stdout: `dockception context | docker build -t app -`.
@@ -43,6 +47,45 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// List or remove the manifest's cache volumes (`[[cache]]`), kept between builds so
+    /// compilers' caches make rebuilds incremental.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CacheCommand {
+    /// List the manifest's cache volumes with their size (`--all`: every dockception cache
+    /// volume on the engine).
+    Ls {
+        #[command(flatten)]
+        manifest: ManifestArg,
+        /// Also list the cache volumes of other projects.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Remove the manifest's cache volumes, or only the one TARGET names (its target path in
+    /// the container, e.g. /cache/go-build, or its volume name); the next build starts cold.
+    Rm {
+        #[command(flatten)]
+        manifest: ManifestArg,
+        /// A cache's target path or volume name [default: all of the manifest's caches].
+        target: Option<String>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ManifestArg {
+    /// The manifest to use.
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "FILE",
+        default_value = "dockception.toml"
+    )]
+    manifest: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -99,13 +142,18 @@ async fn run(cli: Cli) -> Result<(), Error> {
             common,
             tags,
             format,
+            force,
         } => {
             let progress = progress(&common);
             let plan = dockception::load_plan(&options(&common, tags))?;
             let engine = Engine::connect().await?;
-            let report =
-                interruptible(&engine, dockception::build(&engine, &plan, &progress)).await?;
+            let report = interruptible(
+                &engine,
+                dockception::build_if_changed(&engine, &plan, &progress, force),
+            )
+            .await?;
             match format {
+                Format::Text if report.up_to_date => print!("{}", report.to_up_to_date_text()),
                 Format::Text => print!("{}", report.to_text()),
                 Format::Json => println!(
                     "{}",
@@ -136,7 +184,32 @@ async fn run(cli: Cli) -> Result<(), Error> {
             progress.phase(&format!("wrote a {written}-byte build context to stdout"));
             Ok(())
         }
+        Command::Cache { command } => cache(command).await,
     }
+}
+
+async fn cache(command: CacheCommand) -> Result<(), Error> {
+    let (manifest, selector, all) = match &command {
+        CacheCommand::Ls { manifest, all } => (manifest, None, *all),
+        CacheCommand::Rm { manifest, target } => (manifest, target.as_deref(), false),
+    };
+    let plan = dockception::load_plan(&Options {
+        manifest: manifest.manifest.clone(),
+        ..Default::default()
+    })?;
+    if let CacheCommand::Rm { .. } = command {
+        dockception::cache::select(&plan.builder.caches, selector)?;
+        let engine = Engine::connect().await?;
+        for (cache, existed) in dockception::remove_caches(&engine, &plan, selector).await? {
+            let what = if existed { "removed" } else { "did not exist:" };
+            println!("{what} {} ({})", cache.volume, cache.target);
+        }
+        return Ok(());
+    }
+    let engine = Engine::connect().await?;
+    let rows = dockception::list_caches(&engine, &plan, all).await?;
+    print!("{}", dockception::cache::to_text(&rows));
+    Ok(())
 }
 
 fn progress(common: &Common) -> Progress {

@@ -1,10 +1,10 @@
 //! What a build shipped and what it left behind, in numbers. JSON carries raw integers; only the
 //! text form uses human units.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The result of a build, as printed and as returned to library callers.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Report {
     /// The runtime image's id.
     pub image_id: String,
@@ -31,10 +31,17 @@ pub struct Report {
     pub reduction_ratio: f64,
     /// Bytes of the build context sent to the engine.
     pub context_bytes: u64,
+    /// How long the build command itself ran, in milliseconds (`None` when it did not run).
+    #[serde(default)]
+    pub build_command_ms: Option<u64>,
+    /// True when nothing changed since the last build, so nothing was built: this is that
+    /// build's report.
+    #[serde(default)]
+    pub up_to_date: bool,
 }
 
 /// An image and its size.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SizedImage {
     /// The reference from the manifest.
     pub image: String,
@@ -43,7 +50,7 @@ pub struct SizedImage {
 }
 
 /// One shipped file.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ArtifactSize {
     /// Its path in the image.
     pub path: String,
@@ -83,7 +90,23 @@ impl Report {
             unshipped_bytes: unshipped.1,
             reduction_ratio,
             context_bytes,
+            build_command_ms: None,
+            up_to_date: false,
         }
+    }
+
+    /// The one line printed when nothing changed since the build this report describes.
+    pub fn to_up_to_date_text(&self) -> String {
+        let name = self
+            .tags
+            .first()
+            .cloned()
+            .unwrap_or_else(|| short_id(&self.image_id));
+        format!(
+            "{name} is up to date: nothing changed since the last build (image {}, {}); --force rebuilds\n",
+            short_id(&self.image_id),
+            human(self.runtime_bytes),
+        )
     }
 
     /// The report for people: a summary line first, then an aligned table.
@@ -159,10 +182,10 @@ pub fn human(bytes: u64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn report() -> Report {
+    pub(crate) fn report() -> Report {
         Report::new(
             "sha256:0123456789abcdef".into(),
             vec!["hello:latest".into()],
@@ -207,6 +230,14 @@ mod tests {
         assert!(
             text.contains("\n    hello                        800.0 KiB\n"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn up_to_date_is_one_line() {
+        assert_eq!(
+            report().to_up_to_date_text(),
+            "hello:latest is up to date: nothing changed since the last build (image 0123456789ab, 800.0 KiB); --force rebuilds\n"
         );
     }
 
