@@ -349,14 +349,12 @@ impl DockerIgnore {
     /// Read `<root>/.dockerignore`; a missing file excludes nothing.
     pub fn load(root: &Path) -> Result<DockerIgnore> {
         let path = root.join(".dockerignore");
+        if !root.is_dir() {
+            return Ok(DockerIgnore::parse(root, ""));
+        }
         match std::fs::read_to_string(&path) {
             Ok(text) => Ok(DockerIgnore::parse(root, &text)),
-            Err(e)
-                if e.kind() == std::io::ErrorKind::NotFound
-                    || e.kind() == std::io::ErrorKind::NotADirectory =>
-            {
-                Ok(DockerIgnore::parse(root, ""))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DockerIgnore::parse(root, "")),
             Err(e) => Err(Error::io("reading", path, e)),
         }
     }
