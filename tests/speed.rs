@@ -205,15 +205,19 @@ fn cache_ls_and_rm_manage_the_projects_volumes() {
     let result = dockception(&["cache", "rm", "/cache/nope"], dir.path());
     assert_eq!(result.status.code(), Some(1));
     assert!(
-        text(&result.stderr)
-            .starts_with("error: no cache of this manifest is named /cache/nope; its caches are /cache/a ("),
+        text(&result.stderr).starts_with(
+            "error: no cache of this manifest is named /cache/nope; its caches are /cache/a ("
+        ),
         "{}",
         text(&result.stderr)
     );
 
     let result = dockception(&["cache", "rm", "/cache/b/"], dir.path());
     assert!(result.status.success(), "{}", text(&result.stderr));
-    assert_eq!(text(&result.stdout), format!("removed {} (/cache/b)\n", names[1]));
+    assert_eq!(
+        text(&result.stdout),
+        format!("removed {} (/cache/b)\n", names[1])
+    );
     assert_eq!(volumes.names(), [names[0].clone()]);
 
     let result = dockception(&["cache", "rm"], dir.path());
