@@ -571,6 +571,49 @@ impl Engine {
         })
     }
 
+    /// Make an image of one layer from a tar stream of its files (`docker import`), with the
+    /// config `changes` (Dockerfile metadata lines) and dockception's labels. No container runs,
+    /// so this is the fast way onto `scratch`. Returns the new image's id; nothing is tagged.
+    pub async fn import_image(
+        &self,
+        rootfs: impl Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+        changes: Vec<String>,
+        project: &str,
+    ) -> Result<String> {
+        let mut changes = changes;
+        let mut names: Vec<(String, String)> = labels("image", project).into_iter().collect();
+        names.sort();
+        for (key, value) in names {
+            changes.push(format!(
+                "LABEL {}={}",
+                serde_json::Value::String(key),
+                serde_json::Value::String(value)
+            ));
+        }
+        let options = CreateImageOptionsBuilder::default()
+            .from_src("-")
+            .changes(changes)
+            .build();
+        let mut import =
+            self.docker
+                .create_image(Some(options), Some(bollard::body_try_stream(rootfs)), None);
+        let mut id = None;
+        while let Some(item) = import.next().await {
+            let info = item.map_err(|e| Error::ImageBuild {
+                message: daemon_message(&e),
+            })?;
+            if let Some(detail) = info.error_detail.and_then(|d| d.message) {
+                return Err(Error::ImageBuild { message: detail });
+            }
+            if let Some(status) = info.status.filter(|s| s.starts_with("sha256:")) {
+                id = Some(status.trim().to_string());
+            }
+        }
+        id.ok_or_else(|| Error::ImageBuild {
+            message: "the engine finished the import without naming the image".into(),
+        })
+    }
+
     /// Give `image_id` each of `tags`.
     pub async fn tag(&self, image_id: &str, tags: &[String]) -> Result<()> {
         for tag in tags {

@@ -151,7 +151,12 @@ async fn build_now(
         "building the runtime image on {}",
         plan.runtime.base
     ));
-    let built = image::build(engine, spec, &plan.project, &plan.tags, progress).await?;
+    // On scratch the image is exactly one layer of artifacts plus config: import it, no build.
+    let built = if plan.runtime.is_scratch() {
+        image::import(engine, spec, &plan.project, &plan.tags).await?
+    } else {
+        image::build(engine, spec, &plan.project, &plan.tags, progress).await?
+    };
     let runtime = engine
         .image_facts(&built.id)
         .await?

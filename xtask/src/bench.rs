@@ -115,6 +115,8 @@ type Results = BTreeMap<(Way, Scenario), Vec<Sample>>;
 
 struct Measured {
     workload: &'static Workload,
+    /// `docker run --rm BUILDER true`: what one container costs on this engine, whoever runs it.
+    floor: Vec<f64>,
     results: Results,
     image_bytes: BTreeMap<Way, u64>,
     artifact_bytes: u64,
@@ -268,7 +270,8 @@ fn prepare(workload: &Workload, way: Way, work: &Path, lua: &Path) -> Result<Pat
         .map(|(k, v)| format!("ENV {k}={v}\n"))
         .collect();
     let stage = format!(
-        "FROM {builder}{alias}\nWORKDIR /src\n{env_lines}COPY . .\nRUN {build}\n",
+        "FROM {builder}{alias}\nLABEL dockception.bench.way={way}\nWORKDIR /src\n{env_lines}COPY . .\nRUN {build}\n",
+        way = way.slug(),
         builder = workload.builder,
         alias = if way == Way::Multi { " AS build" } else { "" },
         build = workload.build,
@@ -363,7 +366,11 @@ fn measure(
     }
     let mut results = Results::new();
     let mut artifact_bytes = 0;
+    let mut floor = Vec::new();
     for rep in 1..=reps {
+        let start = Instant::now();
+        quiet(Command::new("docker").args(["run", "--rm", workload.builder, "true"]))?;
+        floor.push(start.elapsed().as_secs_f64());
         for scenario in SCENARIOS {
             for way in WAYS {
                 let dir = &dirs[&way];
@@ -400,6 +407,7 @@ fn measure(
     }
     Ok(Measured {
         workload,
+        floor,
         results,
         image_bytes,
         artifact_bytes,
@@ -681,7 +689,7 @@ fn machine() -> String {
             .unwrap_or_default()
     };
     format!(
-        "- CPU: {} ({} cores)\n- memory: {}\n- kernel: {}\n- Docker Engine {} ({} storage, classic builder: `DOCKER_BUILDKIT=0`)\n- dockception {} (release build), measured {}\n",
+        "- CPU: {} ({} cores)\n- memory: {}\n- kernel: {}\n- Docker Engine {} ({} storage, classic builder: `DOCKER_BUILDKIT=0`)\n- dockception {} (release build), measured {}\n- load average when the report was written: {} (the machine is shared with other work; the ways are interleaved so they share the noise)\n",
         sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'"),
         sh("nproc"),
         sh("awk '/MemTotal/ {printf \"%.1f GiB\", $2/1048576}' /proc/meminfo"),
@@ -690,6 +698,7 @@ fn machine() -> String {
         sh("docker info --format '{{.Driver}}'"),
         sh("git rev-parse --short HEAD"),
         sh("date -u '+%Y-%m-%d %H:%M UTC'"),
+        sh("cut -d' ' -f1-3 /proc/loadavg"),
     )
 }
 
@@ -803,6 +812,15 @@ fn render(measured: &[Measured], memory: &[Memory], reps: usize) -> String {
                 bytes(rss * 1024)
             );
         }
+        let floor = median(&mut m.floor.clone());
+        let _ = writeln!(
+            out,
+            "\nFor scale: one `docker run --rm {} true` (create, start, wait, remove one container, the\n\
+             least any container-based way pays) takes {} on this engine, median of {} (same run).",
+            w.builder,
+            secs(floor),
+            m.floor.len()
+        );
         let samples: String = WAYS
             .iter()
             .flat_map(|way| SCENARIOS.iter().map(move |s| (*way, *s)))
