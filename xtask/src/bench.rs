@@ -927,8 +927,32 @@ fn render(measured: &[Measured], memory: &[Memory], reps: usize) -> String {
             if met { "yes" } else { "**no**" }
         );
     }
+    out.push_str(NOTES);
     out
 }
+
+/// What the table's misses come from, as understood when this harness was written; review it
+/// against the new numbers after every run.
+const NOTES: &str = r#
+## Why some targets are missed
+
+- **Runner overhead under 300 ms: not met.** Every build runs its command in a fresh builder
+  container. Creating, starting, waiting for and removing one container costs the engine alone
+  the "for scale" time above (`docker run --rm BUILDER true`), which is itself above 300 ms on
+  this engine, and the machine was shared with other work while this ran. dockception's
+  overhead in the one-line-change rows is that floor plus about 100 to 200 ms (the image step is
+  a `docker import` onto scratch: no build steps, no containers). Cold rows also pay creating
+  the cache volume on a loaded machine. Left to do: keep one builder container per project
+  alive between builds (exec instead of create/start/remove), and remove the container while
+  the image is imported instead of before.
+- **No-op at most 0.2x the multi-stage cached rebuild: missed narrowly (0.2x to 0.3x).** The
+  classic builder's fully cached rebuild of these small contexts is itself quick; dockception's
+  no-op (start the process, connect, inspect the builder image and the tag, `stat` every source
+  file) stays well under 300 ms. Left to do: skip the API version negotiation, and inspect the
+  builder and the tag concurrently.
+- **Builds of independent targets run concurrently: not done here**; several targets per
+  manifest is being added separately, so there is nothing to run concurrently yet.
+"#;
 
 #[cfg(test)]
 mod tests {
