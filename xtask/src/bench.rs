@@ -933,7 +933,7 @@ fn render(measured: &[Measured], memory: &[Memory], reps: usize) -> String {
 
 /// What the table's misses come from, as understood when this harness was written; review it
 /// against the new numbers after every run.
-const NOTES: &str = r#
+const NOTES: &str = r#"
 ## Why some targets are missed
 
 - **Runner overhead under 300 ms: not met.** Every build runs its command in a fresh builder
