@@ -177,24 +177,59 @@ fn exec_form(argv: &[String]) -> String {
 
 /// Write the context tar to `out`; returns the bytes written.
 pub fn write(spec: &ContextSpec, out: impl Write) -> io::Result<u64> {
+    write_tar(spec, out, Layout::Context)
+}
+
+/// Write only the image's files as a tar (no Dockerfile, no `rootfs/` folder): the one layer of
+/// an image imported onto `scratch`. Same determinism as [`write`]; returns the bytes written.
+pub fn write_rootfs(spec: &ContextSpec, out: impl Write) -> io::Result<u64> {
+    write_tar(spec, out, Layout::Rootfs)
+}
+
+/// The Dockerfile's metadata instructions (ENV, WORKDIR, USER, EXPOSE, LABEL, ENTRYPOINT, CMD)
+/// as `docker import --change` lines: the same image config without a build.
+pub fn import_changes(spec: &ContextSpec) -> Vec<String> {
+    spec.dockerfile
+        .lines()
+        .filter(|l| !(l.is_empty() || l.starts_with('#')))
+        .filter(|l| !(l.starts_with("FROM ") || l.starts_with("COPY ")))
+        .map(str::to_string)
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// `Dockerfile` + `rootfs/…`, for `docker build`.
+    Context,
+    /// The files at the root, for `docker import`.
+    Rootfs,
+}
+
+fn write_tar(spec: &ContextSpec, out: impl Write, layout: Layout) -> io::Result<u64> {
     let mut counter = CountingWriter {
         inner: out,
         count: 0,
+    };
+    let prefix = match layout {
+        Layout::Context => format!("{ROOTFS}/"),
+        Layout::Rootfs => String::new(),
     };
     {
         let mut tar = tar::Builder::new(&mut counter);
         tar.mode(tar::HeaderMode::Deterministic);
         let dockerfile = spec.dockerfile.as_bytes();
-        tar.append_data(
-            &mut header(
-                tar::EntryType::Regular,
-                0o644,
-                dockerfile.len() as u64,
-                spec.mtime,
-            ),
-            "Dockerfile",
-            dockerfile,
-        )?;
+        if layout == Layout::Context {
+            tar.append_data(
+                &mut header(
+                    tar::EntryType::Regular,
+                    0o644,
+                    dockerfile.len() as u64,
+                    spec.mtime,
+                ),
+                "Dockerfile",
+                dockerfile,
+            )?;
+        }
         let mut folders = BTreeSet::new();
         folders.insert(String::new());
         let paths = spec
@@ -211,9 +246,12 @@ pub fn write(spec: &ContextSpec, out: impl Write) -> io::Result<u64> {
         // Folders first, then files: both sorted, and every folder precedes what it holds.
         for folder in &folders {
             let name = if folder.is_empty() {
-                format!("{ROOTFS}/")
+                if layout == Layout::Rootfs {
+                    continue; // the image's root exists already
+                }
+                prefix.clone()
             } else {
-                format!("{ROOTFS}/{folder}/")
+                format!("{prefix}{folder}/")
             };
             tar.append_data(
                 &mut header(tar::EntryType::Directory, 0o755, 0, spec.mtime),
@@ -222,7 +260,7 @@ pub fn write(spec: &ContextSpec, out: impl Write) -> io::Result<u64> {
             )?;
         }
         for file in &spec.files {
-            let name = format!("{ROOTFS}/{}", file.image_path);
+            let name = format!("{prefix}{}", file.image_path);
             let artifact = &file.artifact;
             if let Some(target) = &artifact.symlink_target {
                 let mut h = header(tar::EntryType::Symlink, 0o777, 0, spec.mtime);
@@ -256,7 +294,7 @@ pub fn write(spec: &ContextSpec, out: impl Write) -> io::Result<u64> {
                     extra.content.len() as u64,
                     spec.mtime,
                 ),
-                format!("{ROOTFS}/{}", extra.image_path),
+                format!("{prefix}{}", extra.image_path),
                 extra.content.as_slice(),
             )?;
         }
@@ -269,13 +307,25 @@ pub fn write(spec: &ContextSpec, out: impl Write) -> io::Result<u64> {
 /// The context as a stream of chunks, produced on a blocking thread so artifacts flow from disk
 /// to the daemon without being held in memory.
 pub fn stream(spec: ContextSpec) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
+    stream_tar(spec, Layout::Context)
+}
+
+/// [`write_rootfs`] as a stream of chunks, produced on a blocking thread like [`stream`].
+pub fn stream_rootfs(spec: ContextSpec) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
+    stream_tar(spec, Layout::Rootfs)
+}
+
+fn stream_tar(
+    spec: ContextSpec,
+    layout: Layout,
+) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
     let (sender, receiver) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(8);
     tokio::task::spawn_blocking(move || {
         let writer = ChannelWriter {
             sender: sender.clone(),
             buffer: Vec::with_capacity(CHUNK),
         };
-        let result = write(&spec, writer);
+        let result = write_tar(&spec, writer, layout);
         if let Err(e) = result {
             // The receiver may be gone when the daemon hung up; nothing else to tell then.
             let _ = sender.blocking_send(Err(e));
@@ -465,6 +515,30 @@ mod tests {
         assert!(got.iter().all(|e| e.2 == 1_700_000_000 && e.3 == 0));
         let modes: Vec<_> = got.iter().map(|e| e.1).collect();
         assert_eq!(modes, [0o644, 0o755, 0o755, 0o755, 0o755, 0o755, 0o644]);
+    }
+
+    #[test]
+    fn the_rootfs_tar_holds_only_the_files_and_the_changes_hold_the_config() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let artifacts = vec![artifact(dir.path(), "app", "binary", true)];
+        let spec = ContextSpec::new(&runtime(), "/usr/bin", &artifacts, 0);
+        let mut bytes = Vec::new();
+        let written = write_rootfs(&spec, &mut bytes).expect("write");
+        assert_eq!(written, bytes.len() as u64);
+        let names: Vec<_> = entries(&bytes).into_iter().map(|e| e.0).collect();
+        assert_eq!(names, ["usr/", "usr/bin/", "usr/bin/app"]);
+        assert_eq!(
+            import_changes(&spec),
+            [
+                "ENV GREETING=\"hello \\\"world\\\"\"",
+                "WORKDIR /data",
+                "USER 65534:65534",
+                "EXPOSE 8001/tcp",
+                "LABEL \"org.opencontainers.image.title\"=\"hello\"",
+                "ENTRYPOINT [\"/app\"]",
+                "CMD [\"--port\",\"8001\"]",
+            ]
+        );
     }
 
     #[test]

@@ -13,7 +13,8 @@ use bollard::models::{
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, BuildImageOptionsBuilder, CommitContainerOptionsBuilder,
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder,
-    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, TagImageOptionsBuilder,
+    ListContainersOptionsBuilder, ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveVolumeOptionsBuilder, TagImageOptionsBuilder,
 };
 use bollard::Docker;
 use bytes::Bytes;
@@ -61,6 +62,15 @@ pub struct ImageDetails {
     pub history_len: usize,
 }
 
+/// A cache volume as the engine knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeFacts {
+    /// The volume's name.
+    pub name: String,
+    /// The `dockception.project` label, when the volume has one.
+    pub project: Option<String>,
+}
+
 /// How the build command ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuilderExit {
@@ -68,6 +78,8 @@ pub struct BuilderExit {
     pub code: i64,
     /// The last lines of output.
     pub tail: Vec<String>,
+    /// How long the command ran, from its start to the end of its output, in milliseconds.
+    pub ran_ms: u64,
 }
 
 impl Engine {
@@ -247,6 +259,135 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether `image_id` still exists and each of `tags` names it (the image a previous build
+    /// made is still what its tags give).
+    pub async fn carries_tags(&self, image_id: &str, tags: &[String]) -> Result<bool> {
+        if tags.is_empty() {
+            return Ok(self.image_facts(image_id).await?.is_some());
+        }
+        for tag in tags {
+            match self.image_facts(tag).await? {
+                Some(facts) if facts.id == image_id => {}
+                _ => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Every cache volume dockception made on this engine (label `dockception=cache`), sorted
+    /// by name.
+    pub async fn cache_volumes(&self) -> Result<Vec<VolumeFacts>> {
+        let options = ListVolumesOptionsBuilder::new()
+            .filters(&HashMap::from([(
+                "label".to_string(),
+                vec![format!("{LABEL}=cache")],
+            )]))
+            .build();
+        let listed = self
+            .docker
+            .list_volumes(Some(options))
+            .await
+            .map_err(|e| docker_error("listing the cache volumes".into(), e))?;
+        let mut volumes: Vec<VolumeFacts> = listed
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| VolumeFacts {
+                project: v.labels.get(PROJECT_LABEL).cloned(),
+                name: v.name,
+            })
+            .collect();
+        volumes.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(volumes)
+    }
+
+    /// Whether a volume named `name` exists.
+    pub async fn volume_exists(&self, name: &str) -> Result<bool> {
+        match self.docker.inspect_volume(name).await {
+            Ok(_) => Ok(true),
+            Err(e) if status_code(&e) == Some(404) => Ok(false),
+            Err(e) => Err(docker_error(format!("inspecting volume {name}"), e)),
+        }
+    }
+
+    /// The disk use of `volumes` in bytes, measured by `du -sk` in one short container of
+    /// `image` that mounts them all read-only. A volume `du` cannot measure is left out.
+    pub async fn volume_sizes(
+        &self,
+        image: &str,
+        volumes: &[String],
+        project: &str,
+    ) -> Result<HashMap<String, u64>> {
+        if volumes.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let paths: Vec<String> = (0..volumes.len()).map(|i| format!("/v/{i}")).collect();
+        let mounts = volumes
+            .iter()
+            .zip(&paths)
+            .map(|(volume, path)| DockerMount {
+                typ: Some(MountType::VOLUME),
+                source: Some(volume.clone()),
+                target: Some(path.clone()),
+                read_only: Some(true),
+                ..Default::default()
+            })
+            .collect();
+        let mut cmd = vec!["du".to_string(), "-sk".to_string()];
+        cmd.extend(paths.iter().cloned());
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            cmd: Some(cmd),
+            user: Some("0:0".into()),
+            labels: Some(labels("cache-size", project)),
+            host_config: Some(HostConfig {
+                mounts: Some(mounts),
+                network_mode: Some("none".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let name = unique_name("dockception-du", project);
+        let options = CreateContainerOptionsBuilder::default().name(&name).build();
+        self.docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(|e| docker_error("creating the container that measures caches".into(), e))?;
+        self.track(&name);
+        let result = self
+            .start_and_wait_lines(&name, &Progress::Quiet, usize::MAX)
+            .await;
+        let removed = self.remove_container(&name).await;
+        let exit = result?;
+        removed?;
+        let mut sizes = HashMap::new();
+        for line in &exit.tail {
+            let mut words = line.split_whitespace();
+            let (Some(kib), Some(path)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let index = path
+                .strip_prefix("/v/")
+                .and_then(|i| i.parse::<usize>().ok());
+            if let (Ok(kib), Some(volume)) =
+                (kib.parse::<u64>(), index.and_then(|i| volumes.get(i)))
+            {
+                sizes.insert(volume.clone(), kib * 1024);
+            }
+        }
+        Ok(sizes)
+    }
+
+    /// Remove the volume `name`; `false` when there was none.
+    pub async fn remove_volume(&self, name: &str) -> Result<bool> {
+        let options = RemoveVolumeOptionsBuilder::new().force(false).build();
+        match self.docker.remove_volume(name, Some(options)).await {
+            Ok(()) => Ok(true),
+            Err(e) if status_code(&e) == Some(404) => Ok(false),
+            Err(e) => Err(docker_error(format!("removing cache volume {name}"), e)),
+        }
+    }
+
     /// A fresh volume belongs to root; give it to the build's user so the cache is writable.
     async fn hand_volume_to(
         &self,
@@ -348,6 +489,16 @@ impl Engine {
     }
 
     async fn start_and_wait(&self, name: &str, progress: &Progress) -> Result<BuilderExit> {
+        self.start_and_wait_lines(name, progress, TAIL_LINES).await
+    }
+
+    /// Start, stream the output keeping its last `keep` lines, and wait.
+    async fn start_and_wait_lines(
+        &self,
+        name: &str,
+        progress: &Progress,
+        keep: usize,
+    ) -> Result<BuilderExit> {
         // Attach before starting so no early line is lost, whatever the log driver.
         let options = AttachContainerOptionsBuilder::default()
             .stream(true)
@@ -365,19 +516,21 @@ impl Engine {
             .start_container(name, None)
             .await
             .map_err(|e| docker_error("starting the builder container".into(), e))?;
-        let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
+        let started = std::time::Instant::now();
+        let mut tail: VecDeque<String> = VecDeque::with_capacity(keep.min(TAIL_LINES));
         let mut pending = Vec::new();
         while let Some(item) = logs.next().await {
             let chunk = item.map_err(|e| docker_error("reading the builder's output".into(), e))?;
             pending.extend_from_slice(&chunk.into_bytes());
             while let Some(end) = pending.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = pending.drain(..=end).collect();
-                emit_line(&line[..line.len() - 1], progress, &mut tail);
+                emit_line(&line[..line.len() - 1], progress, &mut tail, keep);
             }
         }
         if !pending.is_empty() {
-            emit_line(&pending, progress, &mut tail);
+            emit_line(&pending, progress, &mut tail, keep);
         }
+        let ran_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let mut wait = self.docker.wait_container(name, None);
         let mut code = 0;
         while let Some(item) = wait.next().await {
@@ -390,6 +543,7 @@ impl Engine {
         Ok(BuilderExit {
             code,
             tail: tail.into_iter().collect(),
+            ran_ms,
         })
     }
 
@@ -683,6 +837,49 @@ impl Engine {
         Ok(Ok(committed.id))
     }
 
+    /// Make an image of one layer from a tar stream of its files (`docker import`), with the
+    /// config `changes` (Dockerfile metadata lines) and dockception's labels. No container runs,
+    /// so this is the fast way onto `scratch`. Returns the new image's id; nothing is tagged.
+    pub async fn import_image(
+        &self,
+        rootfs: impl Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+        changes: Vec<String>,
+        project: &str,
+    ) -> Result<String> {
+        let mut changes = changes;
+        let mut names: Vec<(String, String)> = labels("image", project).into_iter().collect();
+        names.sort();
+        for (key, value) in names {
+            changes.push(format!(
+                "LABEL {}={}",
+                serde_json::Value::String(key),
+                serde_json::Value::String(value)
+            ));
+        }
+        let options = CreateImageOptionsBuilder::default()
+            .from_src("-")
+            .changes(changes)
+            .build();
+        let mut import =
+            self.docker
+                .create_image(Some(options), Some(bollard::body_try_stream(rootfs)), None);
+        let mut id = None;
+        while let Some(item) = import.next().await {
+            let info = item.map_err(|e| Error::ImageBuild {
+                message: daemon_message(&e),
+            })?;
+            if let Some(detail) = info.error_detail.and_then(|d| d.message) {
+                return Err(Error::ImageBuild { message: detail });
+            }
+            if let Some(status) = info.status.filter(|s| s.starts_with("sha256:")) {
+                id = Some(status.trim().to_string());
+            }
+        }
+        id.ok_or_else(|| Error::ImageBuild {
+            message: "the engine finished the import without naming the image".into(),
+        })
+    }
+
     /// Give `image_id` each of `tags`.
     pub async fn tag(&self, image_id: &str, tags: &[String]) -> Result<()> {
         for tag in tags {
@@ -700,12 +897,12 @@ impl Engine {
     }
 }
 
-fn emit_line(line: &[u8], progress: &Progress, tail: &mut VecDeque<String>) {
+fn emit_line(line: &[u8], progress: &Progress, tail: &mut VecDeque<String>, keep: usize) {
     let text = String::from_utf8_lossy(line)
         .trim_end_matches('\r')
         .to_string();
     progress.log(&text);
-    if tail.len() == TAIL_LINES {
+    if tail.len() >= keep {
         tail.pop_front();
     }
     tail.push_back(text);

@@ -175,6 +175,15 @@ pub enum Error {
         message: String,
     },
 
+    /// `cache rm TARGET` named no cache of the manifest.
+    #[error("no cache of this manifest is named {selector}; its caches are {}\n  help: name a cache by its target path or its volume name (see `dockception cache ls`), or give none to remove them all", render_known(.known))]
+    NoSuchCache {
+        /// What was given.
+        selector: String,
+        /// The manifest's caches, as `target (volume)`.
+        known: Vec<String>,
+    },
+
     /// The run was interrupted by a signal; cleanup already happened.
     #[error("interrupted by {signal}; the builder container and temporary folders were removed")]
     Interrupted {
@@ -329,6 +338,14 @@ fn render_tail(tail: &[String]) -> String {
         out.push_str(line);
     }
     out
+}
+
+fn render_known(known: &[String]) -> String {
+    if known.is_empty() {
+        "none (the manifest has no [[cache]])".to_string()
+    } else {
+        known.join(", ")
+    }
 }
 
 fn render_found(found: &[String]) -> String {

@@ -136,3 +136,26 @@ fn write_file(path: &Path, content: &[u8]) -> Result<()> {
     }
     std::fs::write(path, content).map_err(|e| Error::io("writing", path, e))
 }
+/// Make the runtime image on `scratch` by importing the artifacts as its one layer with the
+/// config applied (no builder container, no Dockerfile steps), then apply `tags`.
+pub async fn import(
+    engine: &Engine,
+    spec: ContextSpec,
+    project: &str,
+    tags: &[String],
+) -> Result<BuiltImage> {
+    let changes = context::import_changes(&spec);
+    let sent = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&sent);
+    let stream = context::stream_rootfs(spec).inspect(move |chunk| {
+        if let Ok(bytes) = chunk {
+            counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        }
+    });
+    let id = engine.import_image(stream, changes, project).await?;
+    engine.tag(&id, tags).await?;
+    Ok(BuiltImage {
+        id,
+        context_bytes: sent.load(Ordering::Relaxed),
+    })
+}

@@ -14,11 +14,13 @@
 //! Only [`engine`] talks to Docker; the other steps are plain functions over plain values.
 
 pub mod baseline;
+pub mod cache;
 pub mod collect;
 pub mod context;
 pub mod diff;
 pub mod engine;
 pub mod error;
+pub mod fingerprint;
 pub mod gates;
 pub mod image;
 pub mod init;
@@ -99,11 +101,25 @@ pub struct TargetReport {
 }
 
 /// Run the whole pipeline for every target of the plan, in order: build the artifacts, build
-/// and tag the selected targets' runtime images, report on each.
+/// and tag the selected targets' runtime images, report on each. Always builds; records each
+/// image's inputs so a later [`build_if_changed`] knows what it made.
 pub async fn build(
     engine: &Engine,
     plans: &PlanSet,
     progress: &Progress,
+) -> Result<Vec<TargetReport>> {
+    build_if_changed(engine, plans, progress, true).await
+}
+
+/// Like [`build`], but a selected target that runs its own builder is skipped when nothing
+/// changed: when its inputs' fingerprint (plan, builder and base image ids, mounted sources)
+/// equals its last successful build's and that image still carries its tags, nothing runs and
+/// that build's report comes back with `up_to_date` set. `force` builds anyway.
+pub async fn build_if_changed(
+    engine: &Engine,
+    plans: &PlanSet,
+    progress: &Progress,
+    force: bool,
 ) -> Result<Vec<TargetReport>> {
     let mut outputs = Outputs::new();
     let mut reports = Vec::new();
@@ -111,9 +127,49 @@ pub async fn build(
         if plans.targets.len() > 1 {
             progress.phase(&format!("target {}", plan.target));
         }
+        let selected = plans.is_selected(&plan.target);
+        let fingerprinted = if selected && plan.artifacts_from.is_none() {
+            Some(fingerprint_target(engine, plan, progress).await?)
+        } else {
+            None
+        };
+        if let Some((sources, print, previous)) = &fingerprinted {
+            if !force {
+                if let Some(last) = previous.last_build_with(print) {
+                    let last_output = plan.out_dir.join("last");
+                    if last_output.is_dir()
+                        && engine
+                            .carries_tags(&last.report.image_id, &last.report.tags)
+                            .await?
+                    {
+                        let mut report = last.report.clone();
+                        report.up_to_date = true;
+                        report.build_command_ms = None;
+                        outputs.insert(plan.target.clone(), last_output);
+                        reports.push(TargetReport {
+                            target: plan.target.clone(),
+                            init: None,
+                            report,
+                        });
+                        let _ = sources;
+                        continue;
+                    }
+                }
+            }
+        }
         let produced = produce_artifacts(engine, plan, &outputs, progress).await?;
-        if plans.is_selected(&plan.target) {
-            let (report, init) = build_image(engine, plan, &produced.collected, progress).await?;
+        if selected {
+            let (mut report, init) =
+                build_image(engine, plan, &produced.collected, progress).await?;
+            report.build_command_ms = produced.ran_ms;
+            if let Some((sources, print, _)) = fingerprinted {
+                let state = fingerprint::State::after_build(sources, print, report.clone());
+                if let Err(e) = state.save(&plan.out_dir) {
+                    progress.warn(&format!(
+                        "{e}; the next build cannot tell whether it is up to date"
+                    ));
+                }
+            }
             reports.push(TargetReport {
                 target: plan.target.clone(),
                 init,
@@ -123,6 +179,136 @@ pub async fn build(
         produced.keep(plan, &mut outputs)?;
     }
     Ok(reports)
+}
+
+/// The fingerprint of a target's inputs, the sources scanned for it, and the last state.
+async fn fingerprint_target(
+    engine: &Engine,
+    plan: &Plan,
+    progress: &Progress,
+) -> Result<(fingerprint::Sources, String, fingerprint::State)> {
+    let builder = engine.ensure_image(&plan.builder.image, progress).await?;
+    let base_id = if plan.runtime.is_scratch() {
+        "scratch".to_string()
+    } else {
+        engine.ensure_image(&plan.runtime.base, progress).await?.id
+    };
+    let (sources, previous) = scan_sources(plan).await?;
+    let print = fingerprint::fingerprint(
+        &fingerprint::Inputs {
+            plan,
+            builder_id: &builder.id,
+            base_id: &base_id,
+            epoch: context_epoch(),
+        },
+        &sources,
+    );
+    Ok((sources, print, previous))
+}
+
+/// Read the last state and scan the mounted sources, off the async threads.
+async fn scan_sources(plan: &Plan) -> Result<(fingerprint::Sources, fingerprint::State)> {
+    let plan = plan.clone();
+    tokio::task::spawn_blocking(move || {
+        let previous = fingerprint::State::load(&plan.out_dir);
+        fingerprint::scan(&plan, &previous).map(|sources| (sources, previous))
+    })
+    .await
+    .map_err(|e| {
+        Error::io(
+            "scanning the sources of",
+            "the mounts",
+            std::io::Error::other(e),
+        )
+    })?
+}
+
+fn context_epoch() -> u64 {
+    context::epoch_from(std::env::var("SOURCE_DATE_EPOCH").ok().as_deref())
+}
+
+/// Every cache volume of the targets that run a builder, once each.
+fn all_caches(plans: &PlanSet) -> Vec<plan::CacheVolume> {
+    let mut caches: Vec<plan::CacheVolume> = Vec::new();
+    for plan in plans.targets.iter().filter(|p| p.artifacts_from.is_none()) {
+        for cache in &plan.builder.caches {
+            if !caches.iter().any(|c| c.volume == cache.volume) {
+                caches.push(cache.clone());
+            }
+        }
+    }
+    caches
+}
+
+/// The manifest's cache volumes, whether they exist and their size; with `all`, every other
+/// dockception cache volume on the engine too. Sizes are measured in one short container of a
+/// builder image (when it is present).
+pub async fn list_caches(
+    engine: &Engine,
+    plans: &PlanSet,
+    all: bool,
+) -> Result<Vec<cache::CacheRow>> {
+    let caches = all_caches(plans);
+    let mut existing = Vec::new();
+    for c in &caches {
+        if engine.volume_exists(&c.volume).await? {
+            existing.push(c.volume.clone());
+        }
+    }
+    let others: Vec<(String, Option<String>)> = if all {
+        engine
+            .cache_volumes()
+            .await?
+            .into_iter()
+            .map(|v| (v.name, v.project))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut rows = cache::rows(&caches, &plans.project, &existing, &others);
+    let measured: Vec<String> = rows
+        .iter()
+        .filter(|r| r.exists)
+        .map(|r| r.volume.clone())
+        .collect();
+    let builder = plans
+        .targets
+        .iter()
+        .find(|p| p.artifacts_from.is_none())
+        .map(|p| p.builder.image.clone());
+    if let Some(builder) = builder {
+        if !measured.is_empty() && engine.image_facts(&builder).await?.is_some() {
+            let sizes = engine
+                .volume_sizes(&builder, &measured, &plans.project)
+                .await?;
+            for row in &mut rows {
+                row.bytes = sizes.get(&row.volume).copied();
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// Remove the manifest's cache volumes; `selector` narrows it to a target's caches (by target
+/// name), or to one cache (see [`cache::select`]). Returns each with whether it existed.
+pub async fn remove_caches(
+    engine: &Engine,
+    plans: &PlanSet,
+    selector: Option<&str>,
+) -> Result<Vec<(plan::CacheVolume, bool)>> {
+    let chosen: Vec<plan::CacheVolume> = match selector.and_then(|s| plans.target(s)) {
+        Some(target) => target.builder.caches.clone(),
+        None => cache::select(&all_caches(plans), selector)?
+            .into_iter()
+            .cloned()
+            .collect(),
+    };
+    let mut removed = Vec::new();
+    for c in chosen {
+        let existed = engine.remove_volume(&c.volume).await?;
+        removed.push((c, existed));
+    }
+    Ok(removed)
 }
 
 /// Build the artifacts of the one selected target (and of the targets it takes artifacts
@@ -178,6 +364,8 @@ type Outputs = BTreeMap<String, PathBuf>;
 struct Produced {
     collected: Collected,
     run: Option<RunDir>,
+    /// How long the build command ran, when it ran.
+    ran_ms: Option<u64>,
 }
 
 impl Produced {
@@ -218,6 +406,7 @@ async fn produce_artifacts(
         return Ok(Produced {
             collected,
             run: None,
+            ran_ms: None,
         });
     }
     engine.ensure_image(&plan.builder.image, progress).await?;
@@ -244,6 +433,7 @@ async fn produce_artifacts(
     Ok(Produced {
         collected,
         run: Some(run),
+        ran_ms: Some(exit.ran_ms),
     })
 }
 
@@ -378,7 +568,12 @@ async fn build_image(
             "building the runtime image on {}",
             plan.runtime.base
         ));
-        image::build(engine, spec, &plan.project, &plan.tags, progress).await?
+        // On scratch the image is exactly one layer of files plus config: import it, no build.
+        if plan.runtime.is_scratch() {
+            image::import(engine, spec, &plan.project, &plan.tags).await?
+        } else {
+            image::build(engine, spec, &plan.project, &plan.tags, progress).await?
+        }
     };
     let runtime = engine
         .image_facts(&built.id)
@@ -412,7 +607,7 @@ async fn build_image(
 }
 
 fn context_spec(plan: &Plan, prepared: &PreparedRuntime, collected: &Collected) -> ContextSpec {
-    let epoch = context::epoch_from(std::env::var("SOURCE_DATE_EPOCH").ok().as_deref());
+    let epoch = context_epoch();
     let mut spec = ContextSpec::new(
         &prepared.runtime,
         &plan.artifacts.dest,

@@ -47,6 +47,11 @@ enum Command {
         format: Format,
         #[command(flatten)]
         gates: GateArgs,
+        /// Build even when nothing changed since the last build (by default a target whose
+        /// manifest, builder, base and sources are unchanged and whose image still exists is
+        /// "up to date" and nothing runs).
+        #[arg(long)]
+        force: bool,
     },
     /// Build the artifacts, then write the runtime image's build context (a tar holding a
     /// Dockerfile and the artifacts) to stdout: `dockception context | docker build -t app -`.
@@ -75,6 +80,12 @@ enum Command {
     /// build before it (or with --baseline), and check the gates. Needs no engine unless an
     /// image is named.
     Report(ReportArgs),
+    /// List or remove the manifest's cache volumes (`[[cache]]`), kept between builds so
+    /// compilers' caches make rebuilds incremental.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
     /// Print the manifest's JSON Schema (for editors: save it and point `#:schema` at it).
     Schema,
     /// Write a commented starter manifest for the project in the current folder (Go, Rust,
@@ -172,6 +183,40 @@ struct ReportArgs {
     quiet: bool,
 }
 
+#[derive(Debug, Subcommand)]
+enum CacheCommand {
+    /// List the manifest's cache volumes with their size (`--all`: every dockception cache
+    /// volume on the engine).
+    Ls {
+        #[command(flatten)]
+        manifest: ManifestArg,
+        /// Also list the cache volumes of other projects.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Remove the manifest's cache volumes, or only those of one target (its name), or one
+    /// cache (its path in the container, e.g. /cache/go-build, or its volume name); the next
+    /// build starts cold.
+    Rm {
+        #[command(flatten)]
+        manifest: ManifestArg,
+        /// A target name, a cache's target path or a volume name [default: every cache].
+        target: Option<String>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ManifestArg {
+    /// The manifest to use.
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "FILE",
+        default_value = "dockception.toml"
+    )]
+    manifest: PathBuf,
+}
+
 #[derive(Debug, clap::Args)]
 struct Common {
     /// The manifest to use.
@@ -256,6 +301,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             tags,
             format,
             gates,
+            force,
         } => {
             let progress = progress(&common);
             let plan = dockception::load_plan(&options(&common, targets.selection(), &tags)?)?;
@@ -286,8 +332,11 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 }
                 None => None,
             };
-            let reports =
-                interruptible(&engine, dockception::build(&engine, &plan, &progress)).await?;
+            let reports = interruptible(
+                &engine,
+                dockception::build_if_changed(&engine, &plan, &progress, force),
+            )
+            .await?;
             let mut documents = Vec::new();
             let mut explicit = explicit;
             for (built, gate_set) in reports.into_iter().zip(&gate_sets) {
@@ -303,6 +352,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             finish_all(documents, format)
         }
         Command::Report(args) => report(args).await,
+        Command::Cache { command } => cache(command).await,
         Command::Plan {
             common,
             targets,
@@ -471,6 +521,29 @@ fn finish(document: Document, format: Format) -> Result<(), Error> {
             status,
         }),
     }
+}
+
+async fn cache(command: CacheCommand) -> Result<(), Error> {
+    let (manifest, selector, all) = match &command {
+        CacheCommand::Ls { manifest, all } => (manifest, None, *all),
+        CacheCommand::Rm { manifest, target } => (manifest, target.as_deref(), false),
+    };
+    let plans = dockception::load_plan(&Options {
+        manifest: manifest.manifest.clone(),
+        selection: Selection::All,
+        ..Default::default()
+    })?;
+    let engine = Engine::connect().await?;
+    if let CacheCommand::Rm { .. } = command {
+        for (cache, existed) in dockception::remove_caches(&engine, &plans, selector).await? {
+            let what = if existed { "removed" } else { "did not exist:" };
+            println!("{what} {} ({})", cache.volume, cache.target);
+        }
+        return Ok(());
+    }
+    let rows = dockception::list_caches(&engine, &plans, all).await?;
+    print!("{}", dockception::cache::to_text(&rows));
+    Ok(())
 }
 
 /// Print one document per built target, then exit as the worst gate says.

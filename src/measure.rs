@@ -657,7 +657,7 @@ fn history_rows(saved: &SavedImage, context: &MeasureContext) -> Vec<Layer> {
         };
         let role = if context.base_layers.get(position) == Some(&scan.diff_id) {
             Role::Base
-        } else if is_copy(&created_by) {
+        } else if is_copy(&created_by) || (context.rules.is_some() && is_import(&created_by)) {
             Role::Artifacts
         } else {
             Role::Other
@@ -676,6 +676,11 @@ fn history_rows(saved: &SavedImage, context: &MeasureContext) -> Vec<Layer> {
         });
     }
     rows
+}
+
+/// An image dockception imported onto scratch has its artifacts in the one imported layer.
+fn is_import(created_by: &str) -> bool {
+    created_by.starts_with("Imported from")
 }
 
 /// The classic builder records `COPY`/`ADD` as `/bin/sh -c #(nop) COPY dir:… in / `; BuildKit

@@ -69,6 +69,13 @@ pub struct Report {
     pub waste: Waste,
     /// Every file of the image (folders left out), sorted by path: what the next diff compares.
     pub files: Vec<FileEntry>,
+    /// How long the build command itself ran, in milliseconds (absent when it did not run).
+    #[serde(default)]
+    pub build_command_ms: Option<u64>,
+    /// True when nothing changed since the last build, so nothing was built: this is that
+    /// build's report.
+    #[serde(default)]
+    pub up_to_date: bool,
 }
 
 /// An image and its size.
@@ -116,6 +123,8 @@ impl Report {
             largest_files: Vec::new(),
             waste: Waste::default(),
             files: Vec::new(),
+            build_command_ms: None,
+            up_to_date: false,
         }
     }
 
@@ -266,8 +275,26 @@ impl Document {
     /// The report for people: the summary line first, then aligned tables in human units.
     pub fn to_text(&self) -> String {
         let r = &self.report;
-        let mut out = self.summary();
+        let mut out = String::new();
+        if r.up_to_date {
+            // Nothing was built: one line, and the gates' result when there are gates.
+            out.push_str(&format!(
+                "{} is up to date: nothing changed since the last build (image {}, {}); --force rebuilds\n",
+                r.name(),
+                short_id(&r.image_id),
+                human(r.runtime_bytes)
+            ));
+            if let Some(gates) = &self.gates {
+                out.push_str(&gates.summary);
+                out.push('\n');
+            }
+            return out;
+        }
+        out.push_str(&self.summary());
         out.push('\n');
+        if let Some(ms) = r.build_command_ms {
+            out.push_str(&format!("  build command ran {}\n", human_ms(ms)));
+        }
 
         let image_delta = self.diff.as_ref().map(|d| &d.image);
         let mut sizes = Table::new(&[false, true, false]);
@@ -761,6 +788,15 @@ impl Table {
             out.push('\n');
         }
         out
+    }
+}
+
+/// `850 ms`, `12.3 s`.
+fn human_ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
     }
 }
 

@@ -1,5 +1,7 @@
 //! Project tasks, run as `cargo xtask TASK` (the alias is in `.cargo/config.toml`).
 
+mod bench;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
@@ -11,7 +13,9 @@ tasks:
   test     set up the engine and local images, then run the whole test suite
   engine   only make sure a Docker Engine answers and the local images exist
   schema   regenerate schema/dockception.schema.json (manifest) and schema/report.schema.json
-           (the report's JSON) from the Rust types";
+           (the report's JSON) from the Rust types
+  bench    measure dockception against the Dockerfile ways on real workloads, write BENCHMARKS.md
+           (options: --reps N, default 3; --only go-multi|lua)";
 
 fn main() -> ExitCode {
     let task = std::env::args().nth(1).unwrap_or_default();
@@ -20,6 +24,10 @@ fn main() -> ExitCode {
         "test" => engine().and_then(|()| cargo(&["test", "--workspace"])),
         "engine" => engine(),
         "schema" => schema(),
+        "bench" => {
+            let rest: Vec<String> = std::env::args().skip(2).collect();
+            bench::bench(&rest)
+        }
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);

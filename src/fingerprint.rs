@@ -1,0 +1,724 @@
+//! Up to date means no work. A build's inputs are fingerprinted: the resolved plan, the builder
+//! and base image ids, and the content of every mounted source file that `.gitignore` and
+//! `.dockerignore` do not exclude. When the fingerprint equals the last successful build's and
+//! that build's image still carries its tags, there is nothing to do.
+//!
+//! Content is hashed only when a file's size or mtime changed since the last run (the state file
+//! in the output folder keeps each file's size, mtime and digest), so a no-op on a large tree
+//! costs one `stat` per file. A file whose mtime is too close to the time it was last hashed is
+//! hashed again (git's "racily clean" rule), so an edit in the same clock tick is never missed.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::plan::Plan;
+use crate::report::Report;
+
+/// The state file's name inside the plan's output folder.
+pub const STATE_FILE: &str = "state.json";
+
+/// Bumped when the state file's meaning changes; an older file is ignored.
+const STATE_VERSION: u32 = 1;
+
+/// A cached digest is trusted only for files last modified this long before they were hashed.
+const RACY_MARGIN_NS: i64 = 2_000_000_000;
+
+/// What the last runs left behind: per-file digests and the last successful build.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct State {
+    /// The format version.
+    pub version: u32,
+    /// When the files below were looked at, in nanoseconds since the epoch.
+    pub scanned_at_ns: i64,
+    /// Every fingerprinted file, by absolute host path.
+    pub files: BTreeMap<PathBuf, FileRecord>,
+    /// The last successful build.
+    pub last: Option<LastBuild>,
+}
+
+/// What is known about one source file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileRecord {
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time in nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    /// SHA-256 of the content, hex.
+    pub digest: String,
+}
+
+/// The last successful build: its fingerprint, and the report it printed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LastBuild {
+    /// The inputs' fingerprint, hex.
+    pub fingerprint: String,
+    /// The report of that build (its image id and tags say what must still exist).
+    pub report: Report,
+}
+
+/// The mounted sources as they are now.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sources {
+    /// One entry per fingerprinted path, in a stable order: mount by mount, sorted by path.
+    pub entries: Vec<SourceEntry>,
+    /// Digests of the regular files, to become the next state's `files`.
+    pub files: BTreeMap<PathBuf, FileRecord>,
+    /// When the scan started, in nanoseconds since the epoch.
+    pub scanned_at_ns: i64,
+    /// How many files were read and hashed (the others reused their digest).
+    pub hashed: usize,
+}
+
+/// One fingerprinted path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceEntry {
+    /// The mount's index in the plan.
+    pub mount: usize,
+    /// The path relative to the mount source, `/`-separated (empty for the source itself).
+    pub path: String,
+    /// What it is, with what identifies its content.
+    pub kind: EntryKind,
+    /// Permission bits.
+    pub mode: u32,
+}
+
+/// The kind of a fingerprinted path and its content's identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A folder.
+    Dir,
+    /// A regular file and its SHA-256, hex.
+    File(String),
+    /// A symbolic link and its target.
+    Symlink(PathBuf),
+}
+
+impl State {
+    /// Read the state from `out_dir`; a missing, unreadable or older file gives an empty state
+    /// (everything is hashed, nothing is up to date).
+    pub fn load(out_dir: &Path) -> State {
+        std::fs::read(out_dir.join(STATE_FILE))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<State>(&bytes).ok())
+            .filter(|s| s.version == STATE_VERSION)
+            .unwrap_or_default()
+    }
+
+    /// Write the state into `out_dir` atomically (a temporary file renamed over the old one), so
+    /// a crash never leaves half a state file.
+    pub fn save(&self, out_dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(out_dir)
+            .map_err(|e| Error::io("creating output folder", out_dir, e))?;
+        let path = out_dir.join(STATE_FILE);
+        let temp = out_dir.join(format!("{STATE_FILE}.{}.tmp", std::process::id()));
+        let bytes = serde_json::to_vec(self).map_err(|e| {
+            Error::io(
+                "encoding the build state for",
+                &path,
+                std::io::Error::other(e),
+            )
+        })?;
+        std::fs::write(&temp, bytes).map_err(|e| Error::io("writing the build state", &temp, e))?;
+        std::fs::rename(&temp, &path).map_err(|e| {
+            let _ = std::fs::remove_file(&temp);
+            Error::io("writing the build state", &path, e)
+        })
+    }
+
+    /// The state after a successful build of `sources` with `fingerprint`.
+    pub fn after_build(sources: Sources, fingerprint: String, report: Report) -> State {
+        State {
+            version: STATE_VERSION,
+            scanned_at_ns: sources.scanned_at_ns,
+            files: sources.files,
+            last: Some(LastBuild {
+                fingerprint,
+                report,
+            }),
+        }
+    }
+
+    /// The last build, when its fingerprint is `fingerprint`.
+    pub fn last_build_with(&self, fingerprint: &str) -> Option<&LastBuild> {
+        self.last.as_ref().filter(|l| l.fingerprint == fingerprint)
+    }
+
+    /// The digest recorded for `path` when it can be trusted for a file that now has `size` and
+    /// `mtime_ns`: same size, same mtime, and modified well before it was hashed.
+    fn trusted_digest(&self, path: &Path, size: u64, mtime_ns: i64) -> Option<&str> {
+        self.files
+            .get(path)
+            .filter(|r| {
+                r.size == size
+                    && r.mtime_ns == mtime_ns
+                    && mtime_ns.saturating_add(RACY_MARGIN_NS) < self.scanned_at_ns
+            })
+            .map(|r| r.digest.as_str())
+    }
+}
+
+/// Everything besides the sources that decides what a build produces.
+#[derive(Debug, Clone, Copy)]
+pub struct Inputs<'a> {
+    /// The resolved plan.
+    pub plan: &'a Plan,
+    /// The builder image's id.
+    pub builder_id: &'a str,
+    /// The base image's id (`scratch` for scratch).
+    pub base_id: &'a str,
+    /// The mtime the context's entries get.
+    pub epoch: u64,
+}
+
+/// The fingerprint of `inputs` and `sources`, hex. Any change to either changes it.
+pub fn fingerprint(inputs: &Inputs<'_>, sources: &Sources) -> String {
+    let mut h = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    field(b"dockception fingerprint 1");
+    field(env!("CARGO_PKG_VERSION").as_bytes());
+    field(&serde_json::to_vec(inputs.plan).unwrap_or_default());
+    field(inputs.builder_id.as_bytes());
+    field(inputs.base_id.as_bytes());
+    field(&inputs.epoch.to_le_bytes());
+    for entry in &sources.entries {
+        field(&(entry.mount as u64).to_le_bytes());
+        field(entry.path.as_bytes());
+        field(&entry.mode.to_le_bytes());
+        match &entry.kind {
+            EntryKind::Dir => field(b"d"),
+            EntryKind::File(digest) => {
+                field(b"f");
+                field(digest.as_bytes());
+            }
+            EntryKind::Symlink(target) => {
+                field(b"l");
+                field(target.as_os_str().as_encoded_bytes());
+            }
+        }
+    }
+    hex(&h.finalize())
+}
+
+/// Look at every mounted source of `plan`, reusing `previous` digests where size and mtime say
+/// the file did not change. Skips the tool's own output folder, `.git` folders, and what the
+/// `.gitignore` files and the mount root's `.dockerignore` exclude.
+pub fn scan(plan: &Plan, previous: &State) -> Result<Sources> {
+    let mut sources = Sources {
+        scanned_at_ns: now_ns(),
+        ..Default::default()
+    };
+    for (index, mount) in plan.builder.mounts.iter().enumerate() {
+        scan_mount(index, &mount.source, &plan.out_dir, previous, &mut sources)?;
+    }
+    Ok(sources)
+}
+
+fn scan_mount(
+    index: usize,
+    root: &Path,
+    out_dir: &Path,
+    previous: &State,
+    sources: &mut Sources,
+) -> Result<()> {
+    let dockerignore = DockerIgnore::load(root)?;
+    let skip_out_dir = out_dir.to_path_buf();
+    let filter_root = root.to_path_buf();
+    let mut walker = ignore::WalkBuilder::new(root);
+    walker
+        .hidden(false)
+        .ignore(false)
+        .git_global(false)
+        .git_ignore(true)
+        .git_exclude(true)
+        .require_git(false)
+        .parents(true)
+        .follow_links(false)
+        .sort_by_file_name(|a, b| a.cmp(b))
+        .filter_entry(move |entry| {
+            let path = entry.path();
+            if path == skip_out_dir || entry.file_name() == ".git" {
+                return false;
+            }
+            let is_dir = entry.file_type().is_some_and(|t| t.is_dir());
+            match path.strip_prefix(&filter_root) {
+                Ok(relative) if !relative.as_os_str().is_empty() => {
+                    !dockerignore.excludes(relative, is_dir)
+                }
+                _ => true,
+            }
+        });
+    for entry in walker.build() {
+        let entry = entry.map_err(|e| {
+            Error::io(
+                "reading the sources in",
+                root,
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
+        let path = entry.path();
+        let metadata = std::fs::symlink_metadata(path)
+            .map_err(|e| Error::io("reading the sources in", path, e))?;
+        let relative = path
+            .strip_prefix(root)
+            .unwrap_or(path)
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/");
+        let file_type = metadata.file_type();
+        let kind = if file_type.is_dir() {
+            EntryKind::Dir
+        } else if file_type.is_symlink() {
+            EntryKind::Symlink(
+                std::fs::read_link(path).map_err(|e| Error::io("reading symlink", path, e))?,
+            )
+        } else if file_type.is_file() {
+            let size = metadata.len();
+            let mtime_ns = metadata
+                .mtime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(metadata.mtime_nsec());
+            let digest = match previous.trusted_digest(path, size, mtime_ns) {
+                Some(digest) => digest.to_string(),
+                None => {
+                    sources.hashed += 1;
+                    hash_file(path)?
+                }
+            };
+            sources.files.insert(
+                path.to_path_buf(),
+                FileRecord {
+                    size,
+                    mtime_ns,
+                    digest: digest.clone(),
+                },
+            );
+            EntryKind::File(digest)
+        } else {
+            continue; // sockets, fifos, devices: nothing a build reads as source
+        };
+        sources.entries.push(SourceEntry {
+            mount: index,
+            path: relative,
+            kind,
+            mode: metadata.mode() & 0o7777,
+        });
+    }
+    Ok(())
+}
+
+fn hash_file(path: &Path) -> Result<String> {
+    let mut file = File::open(path).map_err(|e| Error::io("reading source file", path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0; 64 * 1024];
+    loop {
+        let n = file
+            .read(&mut buffer)
+            .map_err(|e| Error::io("reading source file", path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+/// A mount root's `.dockerignore`, with Docker's meaning: every pattern is anchored at the root
+/// (`*.o` is only the root's, `**/*.o` is any folder's), a pattern naming a folder excludes all
+/// below it, `!` re-includes, and the last matching line wins.
+#[derive(Debug)]
+pub struct DockerIgnore {
+    matcher: Gitignore,
+    /// With exceptions, an excluded folder may still hold included files: never prune folders.
+    has_exceptions: bool,
+}
+
+impl DockerIgnore {
+    /// Read `<root>/.dockerignore`; a missing file excludes nothing.
+    pub fn load(root: &Path) -> Result<DockerIgnore> {
+        let path = root.join(".dockerignore");
+        if !root.is_dir() {
+            return Ok(DockerIgnore::parse(root, ""));
+        }
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(DockerIgnore::parse(root, &text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DockerIgnore::parse(root, "")),
+            Err(e) => Err(Error::io("reading", path, e)),
+        }
+    }
+
+    /// The rules of a `.dockerignore` whose text is `text`, for the folder `root`.
+    pub fn parse(root: &Path, text: &str) -> DockerIgnore {
+        let mut builder = GitignoreBuilder::new(root);
+        let mut has_exceptions = false;
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (negated, pattern) = match line.strip_prefix('!') {
+                Some(rest) => (true, rest.trim()),
+                None => (false, line),
+            };
+            let pattern = pattern.trim_start_matches('/').trim_end_matches('/');
+            let pattern = pattern.strip_prefix("./").unwrap_or(pattern);
+            if pattern.is_empty() {
+                continue;
+            }
+            has_exceptions |= negated;
+            // A leading `/` anchors a gitignore line at the root, which is Docker's meaning.
+            let anchored = format!("{}/{pattern}", if negated { "!" } else { "" });
+            // A line the glob syntax rejects is skipped, as Docker skips what it cannot use.
+            let _ = builder.add_line(None, &anchored);
+        }
+        let matcher = builder.build().unwrap_or_else(|_| Gitignore::empty());
+        DockerIgnore {
+            matcher,
+            has_exceptions,
+        }
+    }
+
+    /// Whether `relative` (a path below the root) is excluded.
+    pub fn excludes(&self, relative: &Path, is_dir: bool) -> bool {
+        if is_dir {
+            !self.has_exceptions && self.matcher.matched(relative, true).is_ignore()
+        } else {
+            self.matcher
+                .matched_path_or_any_parents(relative, false)
+                .is_ignore()
+        }
+    }
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{ArtifactPlan, BindMount, BuilderPlan, RuntimePlan};
+    use std::time::Duration;
+
+    fn plan(root: &Path, out_dir: &Path) -> Plan {
+        Plan {
+            target: "default".into(),
+            artifacts_from: None,
+            manifest: root.join("dockception.toml"),
+            project: "p-00000000".into(),
+            out_dir: out_dir.to_path_buf(),
+            builder: BuilderPlan {
+                image: "gcc:local".into(),
+                workdir: Some("/src".into()),
+                env: vec![],
+                command: vec!["make".into()],
+                user: None,
+                mounts: vec![BindMount {
+                    source: root.to_path_buf(),
+                    target: "/src".into(),
+                    read_only: true,
+                }],
+                caches: vec![],
+                output_target: "/out".into(),
+            },
+            artifacts: ArtifactPlan {
+                subdir: String::new(),
+                include: vec!["app".into()],
+                exclude: vec![],
+                dest: "/".into(),
+            },
+            runtime: RuntimePlan {
+                base: "scratch".into(),
+                entrypoint: None,
+                cmd: None,
+                env: vec![],
+                workdir: None,
+                user: None,
+                expose: vec![],
+                labels: vec![],
+                steps: vec![],
+                artifacts_mount: "/artifacts".into(),
+                init: crate::plan::InitPlan::None,
+            },
+            tags: vec!["app:latest".into()],
+        }
+    }
+
+    fn write(root: &Path, path: &str, body: &str) {
+        let p = root.join(path);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, body).expect("write");
+    }
+
+    /// Move a file's mtime into the past, as if it was written long before the last scan.
+    fn age(path: &Path) {
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        let file = File::options().write(true).open(path).expect("open");
+        file.set_modified(old).expect("set mtime");
+    }
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        plan: Plan,
+    }
+
+    impl Fixture {
+        fn new(files: &[(&str, &str)]) -> Fixture {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let root = dir.path().join("src");
+            for (path, body) in files {
+                write(&root, path, body);
+            }
+            let plan = plan(&root, &root.join(".dockception"));
+            Fixture { dir, plan }
+        }
+        fn root(&self) -> PathBuf {
+            self.dir.path().join("src")
+        }
+        fn scan(&self, previous: &State) -> Sources {
+            scan(&self.plan, previous).expect("scan")
+        }
+        fn fingerprint(&self, sources: &Sources) -> String {
+            fingerprint(
+                &Inputs {
+                    plan: &self.plan,
+                    builder_id: "sha256:builder",
+                    base_id: "scratch",
+                    epoch: 0,
+                },
+                sources,
+            )
+        }
+        fn paths(&self, sources: &Sources) -> Vec<String> {
+            sources.entries.iter().map(|e| e.path.clone()).collect()
+        }
+    }
+
+    fn state(sources: &Sources, fingerprint: &str) -> State {
+        State {
+            version: STATE_VERSION,
+            scanned_at_ns: sources.scanned_at_ns,
+            files: sources.files.clone(),
+            last: Some(LastBuild {
+                fingerprint: fingerprint.to_string(),
+                report: crate::report::Report::empty("sha256:0123456789ab"),
+            }),
+        }
+    }
+
+    #[test]
+    fn the_same_tree_gives_the_same_fingerprint_and_one_byte_changes_it() {
+        let f = Fixture::new(&[
+            ("main.c", "int main(void) { return 0; }\n"),
+            ("lib/x.h", ""),
+        ]);
+        let first = f.fingerprint(&f.scan(&State::default()));
+        assert_eq!(first, f.fingerprint(&f.scan(&State::default())));
+        write(&f.root(), "main.c", "int main(void) { return 1; }\n");
+        assert_ne!(first, f.fingerprint(&f.scan(&State::default())));
+    }
+
+    #[test]
+    fn new_files_folders_modes_and_links_change_it() {
+        let f = Fixture::new(&[("main.c", "x")]);
+        let mut seen = vec![f.fingerprint(&f.scan(&State::default()))];
+        std::fs::create_dir(f.root().join("empty")).expect("mkdir");
+        seen.push(f.fingerprint(&f.scan(&State::default())));
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            f.root().join("main.c"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .expect("chmod");
+        seen.push(f.fingerprint(&f.scan(&State::default())));
+        std::os::unix::fs::symlink("main.c", f.root().join("link")).expect("symlink");
+        seen.push(f.fingerprint(&f.scan(&State::default())));
+        std::fs::rename(f.root().join("main.c"), f.root().join("app.c")).expect("rename");
+        seen.push(f.fingerprint(&f.scan(&State::default())));
+        let mut unique = seen.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), seen.len(), "every change changes it");
+    }
+
+    #[test]
+    fn the_plan_and_the_images_are_inputs_too() {
+        let mut f = Fixture::new(&[("main.c", "x")]);
+        let sources = f.scan(&State::default());
+        let first = f.fingerprint(&sources);
+        let other_base = fingerprint(
+            &Inputs {
+                plan: &f.plan,
+                builder_id: "sha256:builder",
+                base_id: "sha256:busybox",
+                epoch: 0,
+            },
+            &sources,
+        );
+        assert_ne!(first, other_base);
+        let new_epoch = fingerprint(
+            &Inputs {
+                plan: &f.plan,
+                builder_id: "sha256:builder",
+                base_id: "scratch",
+                epoch: 1,
+            },
+            &sources,
+        );
+        assert_ne!(first, new_epoch);
+        f.plan.builder.command = vec!["make".into(), "-j2".into()];
+        assert_ne!(first, f.fingerprint(&sources));
+    }
+
+    #[test]
+    fn unchanged_old_files_are_not_read_again() {
+        let f = Fixture::new(&[("a.c", "a"), ("b.c", "b"), ("c.c", "c")]);
+        for name in ["a.c", "b.c", "c.c"] {
+            age(&f.root().join(name));
+        }
+        let first = f.scan(&State::default());
+        assert_eq!(first.hashed, 3);
+        let print = f.fingerprint(&first);
+        let previous = state(&first, &print);
+        let second = f.scan(&previous);
+        assert_eq!(second.hashed, 0, "size and mtime unchanged: nothing hashed");
+        assert_eq!(f.fingerprint(&second), print);
+
+        // A lie about a digest is believed while size and mtime match: proof it was not read.
+        let mut lied = previous.clone();
+        let a = f.root().join("a.c");
+        lied.files.get_mut(&a).expect("a.c").digest = "0".repeat(64);
+        assert_ne!(f.fingerprint(&f.scan(&lied)), print);
+
+        // Touching one file re-hashes only that one.
+        write(&f.root(), "b.c", "B");
+        age(&f.root().join("b.c"));
+        let third = f.scan(&previous);
+        assert_eq!(third.hashed, 1);
+        assert_ne!(f.fingerprint(&third), print);
+    }
+
+    #[test]
+    fn files_modified_just_before_the_scan_are_hashed_again() {
+        let f = Fixture::new(&[("a.c", "a")]);
+        let first = f.scan(&State::default());
+        let previous = state(&first, "x");
+        // Same size, same second: an edit in the same clock tick must not be missed.
+        let second = f.scan(&previous);
+        assert_eq!(second.hashed, 1);
+    }
+
+    #[test]
+    fn gitignore_dockerignore_git_and_the_output_folder_are_skipped() {
+        let f = Fixture::new(&[
+            ("main.c", "x"),
+            (".gitignore", "*.o\n/build/\n"),
+            (
+                ".dockerignore",
+                "# comment\nnotes.txt\n**/*.tmp\ndocs\n!docs/keep.md\n",
+            ),
+            ("sub/x.o", "object"),
+            ("build/out", "b"),
+            ("notes.txt", "n"),
+            ("sub/notes.txt", "kept: dockerignore lines are anchored"),
+            ("sub/deep/a.tmp", "t"),
+            ("docs/drop.md", "d"),
+            ("docs/keep.md", "k"),
+            (".git/HEAD", "ref"),
+            (".dockception/last/app", "binary"),
+            (".hidden", "h"),
+        ]);
+        let sources = f.scan(&State::default());
+        assert_eq!(
+            f.paths(&sources),
+            [
+                "",
+                ".dockerignore",
+                ".gitignore",
+                ".hidden",
+                "docs",
+                "docs/keep.md",
+                "main.c",
+                "sub",
+                "sub/deep",
+                "sub/notes.txt",
+            ]
+        );
+        let print = f.fingerprint(&sources);
+        for ignored in [
+            "sub/x.o",
+            "build/out",
+            "notes.txt",
+            "docs/drop.md",
+            ".git/HEAD",
+        ] {
+            write(&f.root(), ignored, "changed");
+        }
+        write(&f.root(), ".dockception/state.json", "{}");
+        assert_eq!(f.fingerprint(&f.scan(&State::default())), print);
+    }
+
+    #[test]
+    fn dockerignore_patterns_are_anchored_and_the_last_line_wins() {
+        let root = Path::new("/ctx");
+        let d = DockerIgnore::parse(root, "*.o\n/dist/\n./tmp\nvendor/**\n!vendor/keep.go\n");
+        assert!(d.excludes(Path::new("a.o"), false));
+        assert!(!d.excludes(Path::new("sub/a.o"), false));
+        assert!(d.excludes(Path::new("dist/app"), false));
+        assert!(d.excludes(Path::new("tmp/x"), false));
+        assert!(d.excludes(Path::new("vendor/x.go"), false));
+        assert!(!d.excludes(Path::new("vendor/keep.go"), false));
+        assert!(
+            !d.excludes(Path::new("vendor"), true),
+            "exceptions: no pruning"
+        );
+        let plain = DockerIgnore::parse(root, "node_modules\n");
+        assert!(plain.excludes(Path::new("node_modules"), true));
+        assert!(plain.excludes(Path::new("node_modules/x/y.js"), false));
+        assert!(!plain.excludes(Path::new("web/node_modules"), true));
+    }
+
+    #[test]
+    fn the_state_round_trips_atomically_and_a_bad_file_is_ignored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = Fixture::new(&[("a.c", "a")]);
+        let sources = f.scan(&State::default());
+        let print = f.fingerprint(&sources);
+        let saved = State::after_build(
+            sources,
+            print.clone(),
+            crate::report::Report::empty("sha256:0123456789ab"),
+        );
+        saved.save(dir.path()).expect("save");
+        let loaded = State::load(dir.path());
+        assert_eq!(loaded, saved);
+        assert!(loaded.last_build_with(&print).is_some());
+        assert!(loaded.last_build_with("other").is_none());
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("read")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, [STATE_FILE], "no temporary file is left");
+        std::fs::write(dir.path().join(STATE_FILE), "{ not json").expect("write");
+        assert_eq!(State::load(dir.path()), State::default());
+    }
+}

@@ -1,0 +1,233 @@
+//! No needless work, against the real engine: an unchanged build is "up to date" and runs
+//! nothing, a one-byte source change rebuilds, and `cache ls` / `cache rm` manage the project's
+//! cache volumes. (How fast is measured by `cargo xtask bench`, never asserted here.)
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+const MANIFEST: &str = r#"
+[builder]
+image = "gcc:local"
+workdir = "/src"
+run = "gcc -O2 -static -s -o /out/app app.c && ls /cache/a /cache/b > /dev/null"
+
+[[mount]]
+source = "src"
+target = "/src"
+
+[[cache]]
+target = "/cache/a"
+
+[[cache]]
+target = "/cache/b/"
+
+[artifacts]
+include = ["app"]
+
+[runtime]
+entrypoint = ["/app"]
+"#;
+
+const APP: &str = "int main(void) { return 0; }\n";
+
+/// Removes the cache volumes of the project folder `dir` when dropped, even after a failure.
+struct Volumes(String);
+
+impl Volumes {
+    fn of(dir: &Path) -> Volumes {
+        Volumes(format!(
+            "dockception-{}-",
+            slug(&dir.file_name().expect("name").to_string_lossy())
+        ))
+    }
+
+    fn names(&self) -> Vec<String> {
+        docker_stdout(&["volume", "ls", "--format", "{{.Name}}"])
+            .lines()
+            .filter(|n| n.starts_with(&self.0))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Volumes {
+    fn drop(&mut self) {
+        for name in self.names() {
+            let _ = docker(&["volume", "rm", "-f", &name]);
+        }
+    }
+}
+
+fn slug(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_end_matches('-').to_string()
+}
+
+/// Build in `dir`; returns the JSON report and stderr.
+fn build(dir: &Path, image: &TestImage, extra: &[&str]) -> (serde_json::Value, String) {
+    let mut args = vec!["build", "--tag", &image.0, "--format", "json"];
+    args.extend_from_slice(extra);
+    let result = dockception(&args, dir);
+    let stderr = text(&result.stderr);
+    assert!(result.status.success(), "{stderr}");
+    let reports: serde_json::Value = serde_json::from_slice(&result.stdout).expect("a JSON report");
+    (reports[0].clone(), stderr)
+}
+
+fn built(report: &serde_json::Value, stderr: &str) -> bool {
+    let ran = stderr.contains("==> building in gcc:local");
+    assert_eq!(
+        ran,
+        !report["up_to_date"].as_bool().expect("up_to_date"),
+        "{stderr}"
+    );
+    ran
+}
+
+#[test]
+fn nothing_changed_means_no_work_and_one_byte_rebuilds() {
+    if !engine_with(&["gcc:local"]) {
+        return;
+    }
+    let dir = project("uptodate");
+    let _volumes = Volumes::of(dir.path());
+    write_files(
+        dir.path(),
+        &[
+            ("dockception.toml", MANIFEST),
+            ("src/app.c", APP),
+            ("src/.gitignore", "*.log\n"),
+            ("src/build.log", "noise"),
+        ],
+    );
+    let image = TestImage::new("uptodate");
+
+    let (first, stderr) = build(dir.path(), &image, &[]);
+    assert!(built(&first, &stderr));
+    assert!(first["build_command_ms"].as_u64().is_some(), "{first}");
+
+    // Nothing changed: no container, the same image, and the text form says so.
+    let (again, stderr) = build(dir.path(), &image, &[]);
+    assert!(!built(&again, &stderr));
+    assert_eq!(again["image_id"], first["image_id"]);
+    assert_eq!(again["build_command_ms"], serde_json::Value::Null);
+    assert_eq!(containers_of(dir.path()), Vec::<String>::new());
+    let result = dockception(&["build", "--tag", &image.0], dir.path());
+    assert!(result.status.success());
+    let stdout = text(&result.stdout);
+    assert!(
+        stdout.starts_with(&format!(
+            "{} is up to date: nothing changed since the last build (image ",
+            image.0
+        )),
+        "{stdout}"
+    );
+
+    // A file .gitignore excludes is not an input.
+    write_files(dir.path(), &[("src/build.log", "more noise")]);
+    let (ignored, stderr) = build(dir.path(), &image, &[]);
+    assert!(!built(&ignored, &stderr));
+
+    // One byte of source: rebuilt, and the new binary is in the new image.
+    write_files(
+        dir.path(),
+        &[("src/app.c", "int main(void) { return 7; }\n")],
+    );
+    let (changed, stderr) = build(dir.path(), &image, &[]);
+    assert!(built(&changed, &stderr));
+    assert_ne!(changed["image_id"], first["image_id"]);
+    let status = docker(&["run", "--rm", &image.0]).status.code();
+    assert_eq!(status, Some(7), "the image runs the changed program");
+
+    // --force builds although nothing changed.
+    let (forced, stderr) = build(dir.path(), &image, &["--force"]);
+    assert!(built(&forced, &stderr));
+
+    // The image is gone: built again, though the sources did not change.
+    docker_stdout(&["rmi", "-f", &image.0]);
+    let (rebuilt, stderr) = build(dir.path(), &image, &[]);
+    assert!(built(&rebuilt, &stderr));
+    assert!(image_exists(&image.0));
+}
+
+#[test]
+fn cache_ls_and_rm_manage_the_projects_volumes() {
+    if !engine_with(&["gcc:local"]) {
+        return;
+    }
+    let dir = project("caches");
+    let volumes = Volumes::of(dir.path());
+    write_files(
+        dir.path(),
+        &[("dockception.toml", MANIFEST), ("src/app.c", APP)],
+    );
+    let ls = |args: &[&str]| {
+        let mut all = vec!["cache", "ls"];
+        all.extend_from_slice(args);
+        let result = dockception(&all, dir.path());
+        assert!(result.status.success(), "{}", text(&result.stderr));
+        text(&result.stdout)
+    };
+
+    let before = ls(&[]);
+    assert_eq!(before.lines().count(), 3, "{before}");
+    assert_eq!(
+        before.matches("not created yet").count(),
+        2,
+        "no build yet: {before}"
+    );
+
+    let image = TestImage::new("caches");
+    build(dir.path(), &image, &[]);
+    let names = volumes.names();
+    assert_eq!(names.len(), 2, "{names:?}");
+    let listed = ls(&[]);
+    for (name, target) in names.iter().zip(["/cache/a", "/cache/b"]) {
+        let line = listed
+            .lines()
+            .find(|l| l.starts_with(name.as_str()))
+            .unwrap_or_else(|| panic!("{name} not listed:\n{listed}"));
+        assert!(line.contains(target), "{line}");
+        assert!(line.trim_end().ends_with("KiB"), "a measured size: {line}");
+    }
+    assert!(ls(&["--all"]).contains(&names[0]));
+
+    let result = dockception(&["cache", "rm", "/cache/nope"], dir.path());
+    assert_eq!(result.status.code(), Some(1));
+    assert!(
+        text(&result.stderr).starts_with(
+            "error: no cache of this manifest is named /cache/nope; its caches are /cache/a ("
+        ),
+        "{}",
+        text(&result.stderr)
+    );
+
+    let result = dockception(&["cache", "rm", "/cache/b/"], dir.path());
+    assert!(result.status.success(), "{}", text(&result.stderr));
+    assert_eq!(
+        text(&result.stdout),
+        format!("removed {} (/cache/b)\n", names[1])
+    );
+    assert_eq!(volumes.names(), [names[0].clone()]);
+
+    let result = dockception(&["cache", "rm"], dir.path());
+    assert!(result.status.success(), "{}", text(&result.stderr));
+    assert_eq!(
+        text(&result.stdout),
+        format!(
+            "removed {} (/cache/a)\ndid not exist: {} (/cache/b)\n",
+            names[0], names[1]
+        )
+    );
+    assert_eq!(volumes.names(), Vec::<String>::new());
+}
