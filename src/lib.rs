@@ -10,6 +10,7 @@
 //!
 //! Only [`engine`] talks to Docker; the other steps are plain functions over plain values.
 
+pub mod clean;
 pub mod collect;
 pub mod context;
 pub mod engine;
@@ -20,6 +21,7 @@ pub mod outdir;
 pub mod plan;
 pub mod progress;
 pub mod report;
+pub mod secrets;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -71,6 +73,14 @@ pub async fn build(engine: &Engine, plan: &Plan, progress: &Progress) -> Result<
             .await?
             .size
     };
+    let base_user = if plan.runtime.is_scratch() {
+        Some(String::new())
+    } else {
+        engine.image_user(&plan.runtime.base).await?
+    };
+    if let Some(warning) = image::root_warning(&plan.runtime, base_user.as_deref()) {
+        progress.warn(&warning);
+    }
     let run = RunDir::create(&plan.out_dir)?;
     let collected = build_artifacts(engine, plan, &run, progress).await?;
     let spec = context_spec(plan, &collected);
@@ -125,7 +135,19 @@ pub async fn write_context(
     let run = RunDir::create(&plan.out_dir)?;
     let collected = build_artifacts(engine, plan, &run, progress).await?;
     let spec = context_spec(plan, &collected);
-    let written = tokio::task::block_in_place(|| context::write(&spec, out))
+    // The tar is made on a blocking thread and written chunk by chunk, so an interrupt is
+    // noticed between chunks instead of after the whole context.
+    let mut out = out;
+    let mut written = 0u64;
+    let mut chunks = std::pin::pin!(context::stream(spec));
+    while let Some(chunk) = futures_util::StreamExt::next(&mut chunks).await {
+        let chunk =
+            chunk.map_err(|e| Error::io("making the build context for", "standard output", e))?;
+        tokio::task::block_in_place(|| out.write_all(&chunk))
+            .map_err(|e| Error::io("writing the build context to", "standard output", e))?;
+        written += chunk.len() as u64;
+    }
+    tokio::task::block_in_place(|| out.flush())
         .map_err(|e| Error::io("writing the build context to", "standard output", e))?;
     run.promote()?;
     Ok(written)
@@ -138,13 +160,16 @@ async fn build_artifacts(
     run: &RunDir,
     progress: &Progress,
 ) -> Result<Collected> {
+    let secrets = secrets::resolve(&plan.builder, |name| std::env::var_os(name))?;
     engine.ensure_caches(plan, progress).await?;
     progress.phase(&format!(
         "building in {}: {}",
         plan.builder.image,
         plan.builder.command.join(" ")
     ));
-    let exit = engine.run_builder(plan, &run.output(), progress).await?;
+    let exit = engine
+        .run_builder_with(plan, &run.output(), &secrets, progress)
+        .await?;
     if exit.code != 0 {
         return Err(Error::BuildCommandFailed {
             code: exit.code,
@@ -152,7 +177,43 @@ async fn build_artifacts(
             tail: exit.tail,
         });
     }
-    collect::collect(&run.output(), &plan.artifacts, &plan.builder.output_target)
+    progress.phase(&format!(
+        "selecting artifacts in {}",
+        plan.builder.output_target
+    ));
+    // Walking a large output takes a while: do it off the async threads, and stop it when
+    // this future is dropped (Ctrl-C) so the run's folder can go.
+    let cancel = CancelOnDrop::default();
+    let (root, rules, from) = (
+        run.output(),
+        plan.artifacts.clone(),
+        plan.builder.output_target.clone(),
+    );
+    let flag = std::sync::Arc::clone(&cancel.0);
+    let collected =
+        tokio::task::spawn_blocking(move || collect::collect_until(&root, &rules, &from, &flag))
+            .await
+            .map_err(|e| {
+                Error::io(
+                    "selecting artifacts in",
+                    run.output(),
+                    std::io::Error::other(e),
+                )
+            })??;
+    for skipped in &collected.skipped {
+        progress.warn(skipped);
+    }
+    Ok(collected)
+}
+
+/// Sets its flag when dropped, which tells a blocking task to stop.
+#[derive(Default)]
+struct CancelOnDrop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 fn context_spec(plan: &Plan, collected: &Collected) -> ContextSpec {
