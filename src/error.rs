@@ -38,7 +38,7 @@ pub enum Error {
     },
 
     /// `DOCKER_HOST` names an engine that does not answer.
-    #[error("no Docker Engine answers at DOCKER_HOST={host}: {reason}\n  help: start that engine, or fix DOCKER_HOST (unset it to use the local engine at unix:///var/run/docker.sock)")]
+    #[error("no Docker Engine answers at {host}: {reason}\n  help: start one there, or fix DOCKER_HOST (it is set to {host}; unset it to use the local engine at unix:///var/run/docker.sock)")]
     NoDaemonAtDockerHost {
         /// The address from `DOCKER_HOST`.
         host: String,
