@@ -769,10 +769,20 @@ fn daemon_message(e: &bollard::errors::Error) -> String {
 
 fn docker_error(action: String, e: bollard::errors::Error) -> Error {
     if is_connection_lost(&e) {
-        return Error::EngineGone {
-            action,
-            message: error_chain(&e),
+        let message = match io_kind(&e) {
+            Some(std::io::ErrorKind::ConnectionRefused) => "connection refused".to_string(),
+            Some(std::io::ErrorKind::NotFound) => "its socket is gone".to_string(),
+            Some(
+                std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::UnexpectedEof,
+            ) => "the connection was cut".to_string(),
+            _ if matches!(e, bollard::errors::Error::RequestTimeoutError) => {
+                "no answer in time".to_string()
+            }
+            _ => error_chain(&e),
         };
+        return Error::EngineGone { action, message };
     }
     let message = daemon_message(&e);
     Error::Docker { action, message }

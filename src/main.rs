@@ -254,7 +254,7 @@ async fn interruptible<T>(
                 let left = engine.leftovers();
                 if !left.is_empty() {
                     eprintln!(
-                        "warning: left behind: {}; once the engine answers, `dockception clean` removes them",
+                        "warning: left behind: {}; once the engine answers, `dockception clean` removes what is left",
                         left.join(", ")
                     );
                 }

@@ -104,10 +104,17 @@ impl Drop for TestImage {
     }
 }
 
-/// A throwaway project folder whose name marks the containers of its runs.
+/// A throwaway project folder whose name marks the containers of its runs. Under
+/// `cargo xtask test` the name starts with the suite's run id (`DOCKCEPTION_TEST_RUN`), so the
+/// xtask can check afterwards that this run left nothing behind.
 pub fn project(prefix: &str) -> tempfile::TempDir {
+    let run = std::env::var("DOCKCEPTION_TEST_RUN")
+        .ok()
+        .filter(|r| !r.is_empty())
+        .map(|r| format!("{r}-"))
+        .unwrap_or_default();
     tempfile::Builder::new()
-        .prefix(&format!("dcpt-{prefix}-"))
+        .prefix(&format!("dcpt-{run}{prefix}-"))
         .tempdir()
         .expect("tempdir")
 }
