@@ -185,11 +185,15 @@ async fn clean(common: &Common, caches: bool, all: bool, force: bool) -> Result<
                 .join(".dockception")
         }
     };
+    // Run folders first: they need no engine, and an engine that is down is a reason to clean.
+    let runs = dockception::outdir::remove_stale_runs(&out_dir)?;
+    for run in &runs.removed {
+        println!("removed run folder {}", run.display());
+    }
     let engine = Engine::connect().await?;
     let cleaned = engine
         .clean((!all).then_some(project.as_str()), caches, force)
         .await?;
-    let runs = dockception::outdir::remove_stale_runs(&out_dir)?;
     for name in &cleaned.containers {
         println!("removed container {name}");
     }
@@ -198,9 +202,6 @@ async fn clean(common: &Common, caches: bool, all: bool, force: bool) -> Result<
     }
     for name in &cleaned.volumes {
         println!("removed cache volume {name}");
-    }
-    for run in &runs.removed {
-        println!("removed run folder {}", run.display());
     }
     let removed = cleaned.containers.len()
         + cleaned.images.len()

@@ -137,7 +137,10 @@ impl PrivateDaemon {
         let mut found: Vec<i32> = Vec::new();
         let mut parents: Vec<(i32, i32)> = Vec::new();
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<i32>().ok())
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|p| p.parse::<i32>().ok())
             else {
                 continue;
             };

@@ -532,3 +532,35 @@ fn the_runtime_image_runs_as_the_manifest_user_and_root_is_warned_about() {
     let cleaned = dockception(&["clean"], dir.path());
     assert!(cleaned.status.success(), "{}", text(&cleaned.stderr));
 }
+
+#[test]
+fn a_glob_matching_100_000_files_ships_them_all() {
+    if !engine_with(&["busybox:local"]) {
+        return;
+    }
+    let dir = project("many");
+    let run = "mkdir -p /out/many && cd /out/many && busybox seq -w 1 100000 | busybox xargs busybox touch && echo x > /out/other";
+    let manifest = format!(
+        "[builder]\nimage = \"busybox:local\"\nrun = {run:?}\n\n[artifacts]\ninclude = [\"many/*\"]\n\n[runtime]\nuser = \"65534:65534\"\n"
+    );
+    write_files(dir.path(), &[("dockception.toml", &manifest)]);
+    let image = TestImage::new("many");
+    let result = dockception(
+        &["build", "--tag", &image.0, "--format", "json", "-q"],
+        dir.path(),
+    );
+    assert!(result.status.success(), "{}", text(&result.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&result.stdout).expect("JSON report");
+    let artifacts = report["artifacts"].as_array().expect("artifacts");
+    assert_eq!(artifacts.len(), 100_000);
+    assert_eq!(artifacts[0]["path"], "/many/000001");
+    assert_eq!(report["unshipped_files"], 1);
+    let (_, layers) = saved_image(&image.0);
+    let files = layers
+        .last()
+        .expect("a layer")
+        .iter()
+        .filter(|e| e.path.starts_with(b"many/") && e.kind == tar::EntryType::Regular)
+        .count();
+    assert_eq!(files, 100_000);
+}
