@@ -39,7 +39,12 @@ fuzz_target!(|data: &[u8]| {
         Err(Error::Manifest(diagnostics)) => {
             let lines: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
             for d in &diagnostics {
-                assert!(d.line >= 1 && d.line <= lines.len(), "line {} of {}", d.line, lines.len());
+                assert!(
+                    d.line >= 1 && d.line <= lines.len(),
+                    "line {} of {}",
+                    d.line,
+                    lines.len()
+                );
                 let line = String::from_utf8_lossy(lines[d.line - 1]);
                 let chars = line.chars().count();
                 assert!(
