@@ -1,7 +1,12 @@
 //! Select the artifacts from the builder's output folder with include and exclude globs. Paths
-//! stay relative to the output root, and nothing outside it is ever followed.
+//! stay relative to the output root, and nothing outside it is ever followed: a selected
+//! symlink must resolve inside the root (it is kept as a symlink), special files are skipped
+//! with a warning, and file names are kept byte for byte (spaces, newlines, non-UTF-8).
 
-use std::path::{Path, PathBuf};
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::Serialize;
@@ -9,11 +14,19 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::plan::ArtifactPlan;
 
+/// How many symlinks resolving one artifact may pass through (as Linux's `MAXSYMLINKS`).
+const MAX_SYMLINK_HOPS: u32 = 40;
+
 /// One selected file of the builder's output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Artifact {
-    /// Path relative to the output root, `/`-separated.
+    /// Path relative to the output root, `/`-separated, for people: bytes that are not UTF-8
+    /// are shown as `\xNN` and control characters (a newline) escaped. [`Artifact::relative`]
+    /// is the exact name.
     pub path: String,
+    /// The exact path relative to the output root, byte for byte.
+    #[serde(skip)]
+    pub relative: PathBuf,
     /// Where it is on the host.
     #[serde(skip)]
     pub host_path: PathBuf,
@@ -34,6 +47,9 @@ pub struct Collected {
     pub unshipped_bytes: u64,
     /// How many output files no glob selected.
     pub unshipped_files: usize,
+    /// Selected entries that cannot be shipped and were skipped (devices, sockets, fifos), one
+    /// sentence each, for warnings.
+    pub skipped: Vec<String>,
 }
 
 /// Compile a glob the way artifact rules use it: `*` does not cross `/`, `**` does.
@@ -44,18 +60,33 @@ pub fn compile_glob(pattern: &str) -> Result<Glob, globset::Error> {
         .build()
 }
 
+/// A glob for messages: long ones are cut, so an enormous pattern gives a readable error.
+pub fn short_glob(pattern: &str) -> String {
+    const MAX: usize = 80;
+    if pattern.chars().count() <= MAX {
+        pattern.to_string()
+    } else {
+        let head: String = pattern.chars().take(MAX).collect();
+        format!("{head}… ({} bytes)", pattern.len())
+    }
+}
+
 fn glob_set(patterns: &[String]) -> Result<GlobSet> {
     let mut builder = GlobSetBuilder::new();
     for p in patterns {
         let glob = compile_glob(p).map_err(|e| Error::InvalidGlob {
-            pattern: p.clone(),
-            message: e.to_string(),
+            pattern: short_glob(p),
+            message: e.kind().to_string(),
         })?;
         builder.add(glob);
     }
     builder.build().map_err(|e| Error::InvalidGlob {
-        pattern: patterns.join(", "),
-        message: e.to_string(),
+        pattern: patterns
+            .iter()
+            .map(|p| short_glob(p))
+            .collect::<Vec<_>>()
+            .join(", "),
+        message: e.kind().to_string(),
     })
 }
 
@@ -64,11 +95,22 @@ fn glob_set(patterns: &[String]) -> Result<GlobSet> {
 /// A file is selected when it, or a folder above it, matches an include glob, and neither it
 /// nor a folder above it matches an exclude glob.
 pub fn collect(root: &Path, rules: &ArtifactPlan, from: &str) -> Result<Collected> {
+    collect_until(root, rules, from, &AtomicBool::new(false))
+}
+
+/// [`collect`] that gives up as soon as `cancel` is set (the run was interrupted).
+pub fn collect_until(
+    root: &Path,
+    rules: &ArtifactPlan,
+    from: &str,
+    cancel: &AtomicBool,
+) -> Result<Collected> {
     let include = glob_set(&rules.include)?;
     let exclude = glob_set(&rules.exclude)?;
     let mut artifacts = Vec::new();
     let mut unshipped_bytes = 0;
     let mut unshipped_files = 0;
+    let mut skipped = Vec::new();
     let mut found = Vec::new();
 
     let walker = walkdir::WalkDir::new(root)
@@ -76,6 +118,13 @@ pub fn collect(root: &Path, rules: &ArtifactPlan, from: &str) -> Result<Collecte
         .sort_by_file_name()
         .min_depth(1);
     for entry in walker {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(Error::io(
+                "stopped reading builder output",
+                root,
+                std::io::Error::from(std::io::ErrorKind::Interrupted),
+            ));
+        }
         let entry = entry.map_err(|e| {
             let path = e.path().unwrap_or(root).to_path_buf();
             Error::io(
@@ -92,36 +141,48 @@ pub fn collect(root: &Path, rules: &ArtifactPlan, from: &str) -> Result<Collecte
         let Ok(relative) = entry.path().strip_prefix(root) else {
             continue;
         };
-        let relative = relative
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy())
-            .collect::<Vec<_>>()
-            .join("/");
+        let relative = relative.to_path_buf();
+        let shown = display_path(&relative);
         let metadata = entry
             .metadata()
             .map_err(|e| Error::io("reading builder output", entry.path(), e.into()))?;
         if found.len() < 8 {
-            found.push(relative.clone());
+            found.push(shown.clone());
         }
         let selected = matches_self_or_ancestor(&include, &relative)
             && !matches_self_or_ancestor(&exclude, &relative);
         let is_symlink = file_type.is_symlink();
-        if !selected || !(file_type.is_file() || is_symlink) {
+        if !selected {
             unshipped_files += 1;
             unshipped_bytes += metadata.len();
             continue;
         }
+        if !(file_type.is_file() || is_symlink) {
+            skipped.push(format!(
+                "skipped {from}/{shown}: {} cannot be shipped in an image layer",
+                special_kind(&file_type)
+            ));
+            unshipped_files += 1;
+            continue;
+        }
         let symlink_target = if is_symlink {
-            Some(
-                std::fs::read_link(entry.path())
-                    .map_err(|e| Error::io("reading symlink", entry.path(), e))?,
-            )
+            let target = std::fs::read_link(entry.path())
+                .map_err(|e| Error::io("reading symlink", entry.path(), e))?;
+            if let Err(why) = check_link(root, &relative, &target) {
+                return Err(Error::SymlinkOutside {
+                    path: format!("{from}/{shown}"),
+                    target: display_path(&target),
+                    why,
+                });
+            }
+            Some(target)
         } else {
             None
         };
         use std::os::unix::fs::PermissionsExt;
         artifacts.push(Artifact {
-            path: relative,
+            path: shown,
+            relative,
             host_path: entry.path().to_path_buf(),
             size: if is_symlink { 0 } else { metadata.len() },
             executable: metadata.permissions().mode() & 0o111 != 0,
@@ -131,30 +192,114 @@ pub fn collect(root: &Path, rules: &ArtifactPlan, from: &str) -> Result<Collecte
     if artifacts.is_empty() {
         return Err(Error::NoArtifacts {
             from: from.to_string(),
-            include: rules.include.clone(),
+            include: rules.include.iter().map(|g| short_glob(g)).collect(),
             found,
         });
     }
-    artifacts.sort_by(|a, b| a.path.cmp(&b.path));
+    artifacts.sort_by(|a, b| {
+        a.relative
+            .as_os_str()
+            .as_bytes()
+            .cmp(b.relative.as_os_str().as_bytes())
+    });
     Ok(Collected {
         artifacts,
         unshipped_bytes,
         unshipped_files,
+        skipped,
     })
 }
 
-fn matches_self_or_ancestor(set: &GlobSet, relative: &str) -> bool {
-    if set.is_match(relative) {
-        return true;
+fn special_kind(file_type: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if file_type.is_fifo() {
+        "a named pipe (fifo)"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_char_device() {
+        "a character device"
+    } else if file_type.is_block_device() {
+        "a block device"
+    } else {
+        "a special file"
     }
-    let mut prefix = relative;
-    while let Some((parent, _)) = prefix.rsplit_once('/') {
-        if set.is_match(parent) {
-            return true;
+}
+
+/// Check that the symlink at `link` (relative to `root`) with `target` resolves inside `root`,
+/// following further symlinks inside the root the way the kernel would. Returns why not.
+fn check_link(root: &Path, link: &Path, target: &Path) -> Result<(), String> {
+    if target.is_absolute() {
+        return Err("an absolute target points outside the output folder".into());
+    }
+    let mut stack: Vec<OsString> = link
+        .parent()
+        .map(|p| p.iter().map(|c| c.to_os_string()).collect())
+        .unwrap_or_default();
+    let mut pending: Vec<OsString> = target.iter().rev().map(|c| c.to_os_string()).collect();
+    let mut hops = 0;
+    while let Some(part) = pending.pop() {
+        match Path::new(&part).components().next() {
+            None | Some(Component::CurDir) => {}
+            Some(Component::ParentDir) => {
+                if stack.pop().is_none() {
+                    return Err("it leads out of the output folder through `..`".into());
+                }
+            }
+            Some(Component::Normal(name)) => {
+                stack.push(name.to_os_string());
+                let here: PathBuf = stack.iter().collect();
+                let is_link = std::fs::symlink_metadata(root.join(&here))
+                    .is_ok_and(|m| m.file_type().is_symlink());
+                if is_link {
+                    hops += 1;
+                    if hops > MAX_SYMLINK_HOPS {
+                        return Err("it goes through too many symlinks (a loop?)".into());
+                    }
+                    let next = std::fs::read_link(root.join(&here)).map_err(|e| e.to_string())?;
+                    if next.is_absolute() {
+                        return Err(format!(
+                            "it goes through {}, which points at the absolute path {}",
+                            display_path(&here),
+                            display_path(&next)
+                        ));
+                    }
+                    stack.pop();
+                    pending.extend(next.iter().rev().map(|c| c.to_os_string()));
+                }
+            }
+            Some(Component::RootDir | Component::Prefix(_)) => {
+                return Err("an absolute target points outside the output folder".into());
+            }
         }
-        prefix = parent;
     }
-    false
+    Ok(())
+}
+
+/// A relative path for people: `/`-separated, bytes that are not UTF-8 shown as `\xNN`,
+/// control characters escaped (`\n`), so a name never breaks a line of output.
+pub fn display_path(path: &Path) -> String {
+    let mut out = String::new();
+    for chunk in path.as_os_str().as_bytes().utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() {
+                out.extend(c.escape_default());
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// Globs match the exact bytes of the name, so non-UTF-8 names are selected like any other.
+fn matches_self_or_ancestor(set: &GlobSet, relative: &Path) -> bool {
+    relative
+        .ancestors()
+        .filter(|p| !p.as_os_str().is_empty())
+        .any(|p| set.is_match(p))
 }
 
 #[cfg(test)]
@@ -236,11 +381,188 @@ mod tests {
     #[test]
     fn symlinks_stay_symlinks() {
         let dir = tree();
-        std::os::unix::fs::symlink("app", dir.path().join("app-link")).expect("symlink");
+        symlink("app", &dir.path().join("app-link"));
         let c = collect(dir.path(), &rules(&["app-link"], &[]), "/out").expect("collect");
         assert_eq!(
             c.artifacts[0].symlink_target.as_deref(),
             Some(Path::new("app"))
+        );
+    }
+
+    fn symlink(target: &str, link: &Path) {
+        std::os::unix::fs::symlink(target, link).expect("symlink");
+    }
+
+    #[test]
+    fn symlinks_inside_the_root_are_kept_even_through_other_links() {
+        let dir = tree();
+        let root = dir.path();
+        symlink("../app", &root.join("lib/app-up"));
+        symlink("lib", &root.join("libdir"));
+        symlink("libdir/libx.so", &root.join("via-link"));
+        symlink("./static/../app", &root.join("dotted"));
+        symlink("missing-but-inside", &root.join("dangling"));
+        let c = collect(
+            root,
+            &rules(
+                &["lib/app-up", "via-link", "dotted", "dangling", "libdir"],
+                &[],
+            ),
+            "/out",
+        )
+        .expect("collect");
+        let links: Vec<_> = c
+            .artifacts
+            .iter()
+            .map(|a| (a.path.as_str(), a.symlink_target.clone().expect("a link")))
+            .collect();
+        assert_eq!(
+            links,
+            [
+                ("dangling", PathBuf::from("missing-but-inside")),
+                ("dotted", PathBuf::from("./static/../app")),
+                ("lib/app-up", PathBuf::from("../app")),
+                ("libdir", PathBuf::from("lib")),
+                ("via-link", PathBuf::from("libdir/libx.so")),
+            ]
+        );
+    }
+
+    #[test]
+    fn symlinks_leading_outside_are_refused_with_the_way_out() {
+        let cases: [(&[(&str, &str)], &str); 5] = [
+            (&[("evil", "../../etc/passwd")], "through `..`"),
+            (&[("evil", "/etc/passwd")], "an absolute target"),
+            (&[("evil", "lib/../../x")], "through `..`"),
+            (&[("up", ".."), ("evil", "up/etc/passwd")], "through `..`"),
+            (
+                &[("abs", "/etc"), ("evil", "abs/passwd")],
+                "it goes through abs, which points at the absolute path /etc",
+            ),
+        ];
+        for (links, why) in cases {
+            let dir = tree();
+            for (name, target) in links {
+                symlink(target, &dir.path().join(name));
+            }
+            let err = collect(dir.path(), &rules(&["evil"], &[]), "/out").expect_err("refused");
+            let text = err.to_string();
+            assert!(
+                text.starts_with("artifact /out/evil is a symlink to "),
+                "{text}"
+            );
+            assert!(text.contains("outside the builder output folder"), "{text}");
+            assert!(text.contains(why), "{why:?} not in {text}");
+            assert!(text.contains("help: make the link relative"), "{text}");
+        }
+        // Not selected, a link out is only an unshipped file.
+        let dir = tree();
+        symlink("/etc/passwd", &dir.path().join("evil"));
+        collect(dir.path(), &rules(&["app"], &[]), "/out").expect("collect");
+    }
+
+    #[test]
+    fn symlink_loops_are_refused() {
+        let dir = tree();
+        symlink("b", &dir.path().join("a"));
+        symlink("a", &dir.path().join("b"));
+        symlink("a/x", &dir.path().join("evil"));
+        let err = collect(dir.path(), &rules(&["evil"], &[]), "/out").expect_err("refused");
+        assert!(err.to_string().contains("too many symlinks"), "{err}");
+    }
+
+    #[test]
+    fn special_files_are_skipped_with_a_warning() {
+        let dir = tree();
+        let root = dir.path();
+        let fifo = std::process::Command::new("mkfifo")
+            .arg(root.join("pipe"))
+            .status()
+            .expect("mkfifo runs");
+        assert!(fifo.success());
+        let _socket = std::os::unix::net::UnixListener::bind(root.join("sock")).expect("socket");
+        let mut expected = vec![
+            "skipped /out/pipe: a named pipe (fifo) cannot be shipped in an image layer",
+            "skipped /out/sock: a socket cannot be shipped in an image layer",
+        ];
+        if rustix::process::getuid().is_root() {
+            let made = std::process::Command::new("mknod")
+                .arg(root.join("null"))
+                .args(["c", "1", "3"])
+                .status()
+                .expect("mknod runs");
+            assert!(made.success());
+            expected.insert(
+                0,
+                "skipped /out/null: a character device cannot be shipped in an image layer",
+            );
+        }
+        let c = collect(root, &rules(&["*"], &[]), "/out").expect("collect");
+        assert_eq!(c.skipped, expected);
+        assert!(paths(&c).contains(&"app"));
+        assert!(!paths(&c).contains(&"pipe"));
+    }
+
+    #[test]
+    fn names_with_spaces_newlines_and_other_bytes_are_kept_exactly() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let names: [&[u8]; 4] = [b"with space", b"new\nline", b"caf\xe9", b"tab\there"];
+        for name in names {
+            let path = dir.path().join(std::ffi::OsStr::from_bytes(name));
+            std::fs::write(&path, name).expect("write");
+        }
+        let c = collect(dir.path(), &rules(&["*"], &["tab*"]), "/out").expect("collect");
+        let exact: Vec<&[u8]> = c
+            .artifacts
+            .iter()
+            .map(|a| a.relative.as_os_str().as_bytes())
+            .collect();
+        assert_eq!(exact, [&b"caf\xe9"[..], b"new\nline", b"with space"]);
+        assert_eq!(paths(&c), ["caf\\xe9", "new\\nline", "with space"]);
+        // The glob matches the raw bytes too.
+        let c = collect(dir.path(), &rules(&["caf?"], &[]), "/out").expect("collect");
+        assert_eq!(c.artifacts[0].relative.as_os_str().as_bytes(), b"caf\xe9");
+    }
+
+    #[test]
+    fn a_glob_matching_100_000_files_selects_them_all() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for d in 0..100 {
+            let folder = dir.path().join(format!("d{d:03}"));
+            std::fs::create_dir(&folder).expect("mkdir");
+            for f in 0..1000 {
+                std::fs::write(folder.join(format!("f{f:04}.txt")), b"").expect("write");
+            }
+        }
+        std::fs::write(dir.path().join("d000/skip.o"), b"obj").expect("write");
+        let c = collect(dir.path(), &rules(&["**/*.txt"], &[]), "/out").expect("collect");
+        assert_eq!(c.artifacts.len(), 100_000);
+        assert_eq!(c.unshipped_files, 1);
+        assert_eq!(c.artifacts[0].path, "d000/f0000.txt");
+        assert_eq!(c.artifacts[99_999].path, "d099/f0999.txt");
+    }
+
+    #[test]
+    fn an_enormous_glob_is_cut_in_messages() {
+        let glob = format!(
+            "{{{}}}",
+            (0..20_000)
+                .map(|i| format!("f{i}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let dir = tree();
+        let err = collect(dir.path(), &rules(&[&glob], &[]), "/out").expect_err("no match");
+        let text = err.to_string();
+        assert!(text.len() < 1_000, "{} bytes of message", text.len());
+        assert!(text.contains(&format!("({} bytes)", glob.len())), "{text}");
+        let cancel = AtomicBool::new(true);
+        let err =
+            collect_until(dir.path(), &rules(&["*"], &[]), "/out", &cancel).expect_err("cancelled");
+        assert!(
+            err.to_string().contains("stopped reading builder output"),
+            "{err}"
         );
     }
 

@@ -3,8 +3,11 @@
 //! give the same bytes, so `dockception context | docker build -t app -` is reproducible.
 
 use std::collections::BTreeSet;
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use futures_util::Stream;
@@ -45,8 +48,9 @@ pub struct ExtraFile {
 /// One artifact placed in the image.
 #[derive(Debug, Clone)]
 pub struct ContextFile {
-    /// Path relative to the image root, `/`-separated, e.g. `usr/bin/app`.
-    pub image_path: String,
+    /// Path relative to the image root, e.g. `usr/bin/app`; kept byte for byte (a file name may
+    /// hold spaces, newlines or bytes that are not UTF-8).
+    pub image_path: PathBuf,
     /// The artifact it comes from.
     pub artifact: Artifact,
 }
@@ -59,14 +63,19 @@ impl ContextSpec {
             .iter()
             .map(|a| ContextFile {
                 image_path: if dest.is_empty() {
-                    a.path.clone()
+                    a.relative.clone()
                 } else {
-                    format!("{dest}/{}", a.path)
+                    Path::new(dest).join(&a.relative)
                 },
                 artifact: a.clone(),
             })
             .collect();
-        files.sort_by(|a, b| a.image_path.cmp(&b.image_path));
+        files.sort_by(|a, b| {
+            a.image_path
+                .as_os_str()
+                .as_bytes()
+                .cmp(b.image_path.as_os_str().as_bytes())
+        });
         ContextSpec {
             dockerfile: dockerfile(runtime),
             files,
@@ -230,29 +239,30 @@ fn write_tar(spec: &ContextSpec, out: impl Write, layout: Layout) -> io::Result<
                 dockerfile,
             )?;
         }
-        let mut folders = BTreeSet::new();
-        folders.insert(String::new());
+        let mut folders: BTreeSet<&[u8]> = BTreeSet::new();
+        folders.insert(b"");
         let paths = spec
             .files
             .iter()
-            .map(|f| f.image_path.as_str())
-            .chain(spec.extra.iter().map(|e| e.image_path.as_str()));
+            .map(|f| f.image_path.as_os_str().as_bytes())
+            .chain(spec.extra.iter().map(|e| e.image_path.as_bytes()));
         for mut path in paths {
-            while let Some((parent, _)) = path.rsplit_once('/') {
-                folders.insert(parent.to_string());
-                path = parent;
+            while let Some(slash) = path.iter().rposition(|&b| b == b'/') {
+                path = &path[..slash];
+                folders.insert(path);
             }
         }
         // Folders first, then files: both sorted, and every folder precedes what it holds.
         for folder in &folders {
-            let name = if folder.is_empty() {
-                if layout == Layout::Rootfs {
-                    continue; // the image's root exists already
-                }
-                prefix.clone()
-            } else {
-                format!("{prefix}{folder}/")
-            };
+            if folder.is_empty() && layout == Layout::Rootfs {
+                continue; // the image's root exists already
+            }
+            let mut name = prefix.clone().into_bytes();
+            if !folder.is_empty() {
+                name.extend_from_slice(folder);
+                name.push(b'/');
+            }
+            let name = Path::new(OsStr::from_bytes(&name));
             tar.append_data(
                 &mut header(tar::EntryType::Directory, 0o755, 0, spec.mtime),
                 name,
@@ -260,7 +270,7 @@ fn write_tar(spec: &ContextSpec, out: impl Write, layout: Layout) -> io::Result<
             )?;
         }
         for file in &spec.files {
-            let name = format!("{prefix}{}", file.image_path);
+            let name = Path::new(&prefix).join(&file.image_path);
             let artifact = &file.artifact;
             if let Some(target) = &artifact.symlink_target {
                 let mut h = header(tar::EntryType::Symlink, 0o777, 0, spec.mtime);
@@ -441,6 +451,7 @@ mod tests {
         std::fs::write(&host_path, body).expect("write");
         Artifact {
             path: path.into(),
+            relative: PathBuf::from(path),
             host_path,
             size: body.len() as u64,
             executable,
@@ -542,9 +553,51 @@ mod tests {
     }
 
     #[test]
+    fn names_are_kept_byte_for_byte() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let names: [&[u8]; 3] = [b"with space", b"new\nline", b"caf\xe9"];
+        let artifacts: Vec<Artifact> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let host_path = dir.path().join(format!("f{i}"));
+                std::fs::write(&host_path, "x").expect("write");
+                Artifact {
+                    path: String::from_utf8_lossy(name).into_owned(),
+                    relative: PathBuf::from(OsStr::from_bytes(name)),
+                    host_path,
+                    size: 1,
+                    executable: false,
+                    symlink_target: None,
+                }
+            })
+            .collect();
+        let spec = ContextSpec::new(&runtime(), "/opt/x y", &artifacts, 0);
+        let mut bytes = Vec::new();
+        write(&spec, &mut bytes).expect("write");
+        let mut archive = tar::Archive::new(bytes.as_slice());
+        let got: Vec<Vec<u8>> = archive
+            .entries()
+            .expect("entries")
+            .map(|e| e.expect("entry").path_bytes().into_owned())
+            .collect();
+        let expected: Vec<&[u8]> = vec![
+            b"Dockerfile",
+            b"rootfs/",
+            b"rootfs/opt/",
+            b"rootfs/opt/x y/",
+            b"rootfs/opt/x y/caf\xe9",
+            b"rootfs/opt/x y/new\nline",
+            b"rootfs/opt/x y/with space",
+        ];
+        assert_eq!(got, expected);
+    }
+
+    #[test]
     fn symlinks_are_written_as_links() {
         let artifacts = vec![Artifact {
             path: "current".into(),
+            relative: PathBuf::from("current"),
             host_path: PathBuf::from("/nonexistent"),
             size: 0,
             executable: true,

@@ -13,13 +13,15 @@ use bollard::models::{
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, BuildImageOptionsBuilder, CommitContainerOptionsBuilder,
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder,
-    ListContainersOptionsBuilder, ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder,
-    RemoveVolumeOptionsBuilder, TagImageOptionsBuilder,
+    ListContainersOptionsBuilder, ListImagesOptionsBuilder, ListVolumesOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, RemoveVolumeOptionsBuilder,
+    TagImageOptionsBuilder,
 };
 use bollard::Docker;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
+use crate::clean::{self, LabelledContainer, Owner};
 use crate::context::BaseConfig;
 use crate::error::{Error, Result};
 use crate::plan::{CacheVolume, Plan, LABEL, PROJECT_LABEL};
@@ -28,12 +30,35 @@ use crate::progress::Progress;
 /// How many of the builder's last output lines a failure shows.
 const TAIL_LINES: usize = 20;
 
+/// The oldest Engine API dockception speaks: `Mounts` in a container's host config came with
+/// API 1.25 (Docker 1.13, January 2017).
+pub const MIN_API_VERSION: (usize, usize) = (1, 25);
+
 /// A connection to a Docker Engine that answered a ping.
 pub struct Engine {
     docker: Docker,
     host: String,
     /// Containers that exist right now and must go if the run is interrupted.
     live_containers: Mutex<Vec<String>>,
+    /// Images built by this run but not tagged yet: removed if the run is interrupted, so no
+    /// half-finished build lingers.
+    untagged_images: Mutex<Vec<String>>,
+    /// Values that must never be printed (secrets given to the builder); the builder's output
+    /// shows `***` instead.
+    redact: Mutex<Vec<String>>,
+}
+
+/// What [`Engine::clean`] removed and what it kept, by kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cleaned {
+    /// Containers removed (names).
+    pub containers: Vec<String>,
+    /// Dangling images removed (ids).
+    pub images: Vec<String>,
+    /// Cache volumes removed (names).
+    pub volumes: Vec<String>,
+    /// What was kept, each with the reason.
+    pub kept: Vec<String>,
 }
 
 /// What the report needs to know about an image.
@@ -86,28 +111,37 @@ impl Engine {
     /// Connect the way the docker CLI does (`DOCKER_HOST`, else the local socket) and make sure
     /// an engine answers.
     pub async fn connect() -> Result<Engine> {
-        let host = std::env::var("DOCKER_HOST")
-            .ok()
-            .filter(|h| !h.is_empty())
+        let from_env = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty());
+        let host = from_env
+            .clone()
             .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
-        let no_daemon = |reason: String| Error::NoDaemon {
-            host: host.clone(),
-            reason,
-        };
-        let docker = Docker::connect_with_defaults().map_err(|e| no_daemon(e.to_string()))?;
+        let docker = match &from_env {
+            Some(h) => Docker::connect_with_host(h),
+            None => Docker::connect_with_defaults(),
+        }
+        .map_err(|e| connect_error(&host, from_env.is_some(), &e))?;
         match tokio::time::timeout(Duration::from_secs(10), docker.ping()).await {
-            Err(_) => return Err(no_daemon("it did not answer within 10 s".into())),
-            Ok(Err(e)) => return Err(no_daemon(explain_connect_error(&e))),
+            Err(_) => {
+                return Err(Error::NoDaemon {
+                    host,
+                    reason: "it did not answer within 10 s".into(),
+                })
+            }
+            Ok(Err(e)) => return Err(connect_error(&host, from_env.is_some(), &e)),
             Ok(Ok(_)) => {}
         }
         let docker = docker
             .negotiate_version()
             .await
-            .map_err(|e| no_daemon(e.to_string()))?;
+            .map_err(|e| connect_error(&host, from_env.is_some(), &e))?;
+        let version = docker.client_version();
+        check_api_version(&host, (version.major_version, version.minor_version))?;
         Ok(Engine {
             docker,
             host,
             live_containers: Mutex::new(Vec::new()),
+            untagged_images: Mutex::new(Vec::new()),
+            redact: Mutex::new(Vec::new()),
         })
     }
 
@@ -210,6 +244,10 @@ impl Engine {
                         bar.set_length(layers.values().map(|l| l.1).sum());
                         bar.set_position(layers.values().map(|l| l.0).sum());
                     }
+                }
+                Err(e) if is_connection_lost(&e) => {
+                    bar.finish_and_clear();
+                    return Err(docker_error(format!("pulling {image}"), e));
                 }
                 Err(e) => {
                     bar.finish_and_clear();
@@ -432,30 +470,66 @@ impl Engine {
         output_dir: &Path,
         progress: &Progress,
     ) -> Result<BuilderExit> {
+        self.run_builder_with(
+            plan,
+            output_dir,
+            &crate::secrets::Resolved::default(),
+            progress,
+        )
+        .await
+    }
+
+    /// [`Engine::run_builder`] with secrets: their environment variables are added to the
+    /// builder's (and only the builder's) environment, their files are bind-mounted read-only,
+    /// and their values are masked in the builder's output.
+    pub async fn run_builder_with(
+        &self,
+        plan: &Plan,
+        output_dir: &Path,
+        secrets: &crate::secrets::Resolved,
+        progress: &Progress,
+    ) -> Result<BuilderExit> {
+        if let Ok(mut redact) = self.redact.lock() {
+            redact.extend(secrets.values().map(str::to_string));
+        }
         let b = &plan.builder;
-        let mut mounts: Vec<DockerMount> = b
-            .mounts
-            .iter()
-            .map(|m| DockerMount {
+        let mut mounts: Vec<DockerMount> = Vec::new();
+        for m in &b.mounts {
+            mounts.push(DockerMount {
                 typ: Some(MountType::BIND),
-                source: Some(m.source.to_string_lossy().into_owned()),
+                source: Some(host_path(&m.source)?),
                 target: Some(m.target.clone()),
                 read_only: Some(m.read_only),
                 ..Default::default()
-            })
-            .collect();
+            });
+        }
         mounts.extend(b.caches.iter().map(volume_mount));
         mounts.push(DockerMount {
             typ: Some(MountType::BIND),
-            source: Some(output_dir.to_string_lossy().into_owned()),
+            source: Some(host_path(output_dir)?),
             target: Some(b.output_target.clone()),
             read_only: Some(false),
             ..Default::default()
         });
+        for file in &secrets.files {
+            mounts.push(DockerMount {
+                typ: Some(MountType::BIND),
+                source: Some(host_path(&file.source)?),
+                target: Some(file.target.clone()),
+                read_only: Some(true),
+                ..Default::default()
+            });
+        }
+        let env = b
+            .env
+            .iter()
+            .chain(&secrets.env)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         let body = ContainerCreateBody {
             image: Some(b.image.clone()),
             cmd: Some(b.command.clone()),
-            env: Some(b.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            env: Some(env),
             working_dir: b.workdir.clone(),
             user: b.user.clone(),
             labels: Some(labels("builder", &plan.project)),
@@ -519,16 +593,17 @@ impl Engine {
         let started = std::time::Instant::now();
         let mut tail: VecDeque<String> = VecDeque::with_capacity(keep.min(TAIL_LINES));
         let mut pending = Vec::new();
+        let redact = self.redact.lock().map(|r| r.clone()).unwrap_or_default();
         while let Some(item) = logs.next().await {
             let chunk = item.map_err(|e| docker_error("reading the builder's output".into(), e))?;
             pending.extend_from_slice(&chunk.into_bytes());
             while let Some(end) = pending.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = pending.drain(..=end).collect();
-                emit_line(&line[..line.len() - 1], progress, &mut tail, keep);
+                emit_line(&line[..line.len() - 1], &redact, progress, &mut tail, keep);
             }
         }
         if !pending.is_empty() {
-            emit_line(&pending, progress, &mut tail, keep);
+            emit_line(&pending, &redact, progress, &mut tail, keep);
         }
         let ran_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let mut wait = self.docker.wait_container(name, None);
@@ -572,12 +647,20 @@ impl Engine {
         body: ContainerCreateBody,
         action: &str,
     ) -> Result<()> {
+        let mut body = body;
+        body.labels.get_or_insert_with(HashMap::new).insert(
+            clean::OWNER_LABEL.to_string(),
+            Owner::this_process().label(),
+        );
         self.track(name);
         let options = CreateContainerOptionsBuilder::default().name(name).build();
         match self.docker.create_container(Some(options), body).await {
             Ok(_) => Ok(()),
             Err(e) => {
-                self.untrack(name);
+                // A lost connection may still have created it: keep it for the cleanup.
+                if !is_connection_lost(&e) {
+                    self.untrack(name);
+                }
                 Err(docker_error(action.to_string(), e))
             }
         }
@@ -630,7 +713,157 @@ impl Engine {
                 }
             }
         }
+        for id in self.untagged_images() {
+            let options = RemoveImageOptionsBuilder::default().noprune(false).build();
+            match self.docker.remove_image(&id, Some(options), None).await {
+                Ok(_) => self.untrack_image(&id),
+                Err(e) if status_code(&e) == Some(404) => self.untrack_image(&id),
+                Err(_) => left.push(format!("image {id}")),
+            }
+        }
         left
+    }
+
+    /// Images this run built but did not tag (yet).
+    pub fn untagged_images(&self) -> Vec<String> {
+        self.untagged_images
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default()
+    }
+
+    fn untrack_image(&self, id: &str) {
+        if let Ok(mut images) = self.untagged_images.lock() {
+            images.retain(|i| i != id);
+        }
+    }
+
+    /// Everything this run created that still exists, as words for a message: containers by
+    /// name, images by id. Empty when nothing is left.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .live_containers()
+            .into_iter()
+            .map(|c| format!("container {c}"))
+            .collect();
+        out.extend(
+            self.untagged_images()
+                .into_iter()
+                .map(|i| format!("untagged image {i}")),
+        );
+        out
+    }
+
+    /// Remove what interrupted or crashed runs left behind: their containers (those whose
+    /// dockception process is gone, or all of them with `force`), the project's dangling
+    /// images, and, only with `caches`, its cache volumes. `project` limits all of it to one
+    /// project; `None` means every project on this engine.
+    pub async fn clean(&self, project: Option<&str>, caches: bool, force: bool) -> Result<Cleaned> {
+        let mut cleaned = Cleaned::default();
+        let label_filter = |role: Option<&str>| {
+            let mut labels = vec![match role {
+                Some(role) => format!("{LABEL}={role}"),
+                None => LABEL.to_string(),
+            }];
+            if let Some(p) = project {
+                labels.push(format!("{PROJECT_LABEL}={p}"));
+            }
+            HashMap::from([("label".to_string(), labels)])
+        };
+
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&label_filter(None))
+            .build();
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| docker_error("listing dockception's containers".into(), e))?;
+        let this = Owner::this_process();
+        for c in containers {
+            let name = c
+                .names
+                .as_ref()
+                .and_then(|n| n.first())
+                .map(|n| n.trim_start_matches('/').to_string())
+                .or(c.id.clone())
+                .unwrap_or_default();
+            let labelled = LabelledContainer {
+                labels: c.labels.clone().unwrap_or_default(),
+                running: c.state.is_some_and(|s| {
+                    matches!(
+                        s,
+                        bollard::models::ContainerSummaryStateEnum::RUNNING
+                            | bollard::models::ContainerSummaryStateEnum::CREATED
+                            | bollard::models::ContainerSummaryStateEnum::RESTARTING
+                    )
+                }),
+            };
+            match clean::container_verdict(&labelled, &this, force, clean::pid_alive) {
+                clean::Verdict::Remove => match self.remove_container(&name).await {
+                    Ok(()) => cleaned.containers.push(name),
+                    Err(e) => cleaned.kept.push(format!("container {name}: {e}")),
+                },
+                clean::Verdict::Keep(reason) => {
+                    cleaned.kept.push(format!("container {name}: {reason}"))
+                }
+            }
+        }
+
+        let mut filters = label_filter(None);
+        filters.insert("dangling".into(), vec!["true".into()]);
+        let options = ListImagesOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let images = self
+            .docker
+            .list_images(Some(options))
+            .await
+            .map_err(|e| docker_error("listing dockception's images".into(), e))?;
+        for image in images {
+            let options = RemoveImageOptionsBuilder::default().build();
+            match self
+                .docker
+                .remove_image(&image.id, Some(options), None)
+                .await
+            {
+                Ok(_) => cleaned.images.push(image.id),
+                Err(e) if status_code(&e) == Some(404) => {}
+                Err(e) => cleaned
+                    .kept
+                    .push(format!("image {}: {}", image.id, daemon_message(&e))),
+            }
+        }
+
+        let options = ListVolumesOptionsBuilder::default()
+            .filters(&label_filter(Some("cache")))
+            .build();
+        let volumes = self
+            .docker
+            .list_volumes(Some(options))
+            .await
+            .map_err(|e| docker_error("listing dockception's cache volumes".into(), e))?;
+        for volume in volumes.volumes.unwrap_or_default() {
+            if !caches {
+                cleaned.kept.push(format!(
+                    "cache volume {}: caches are kept (pass --caches to remove them)",
+                    volume.name
+                ));
+                continue;
+            }
+            let options = RemoveVolumeOptionsBuilder::default().force(false).build();
+            match self.docker.remove_volume(&volume.name, Some(options)).await {
+                Ok(()) => cleaned.volumes.push(volume.name),
+                Err(e) if status_code(&e) == Some(404) => {}
+                Err(e) => cleaned.kept.push(format!(
+                    "cache volume {}: {}",
+                    volume.name,
+                    daemon_message(&e)
+                )),
+            }
+        }
+        Ok(cleaned)
     }
 
     /// The containers that exist right now because of this engine.
@@ -660,8 +893,14 @@ impl Engine {
                 .build_image(options, None, Some(bollard::body_try_stream(context)));
         let mut id = None;
         while let Some(item) = build.next().await {
-            let info = item.map_err(|e| Error::ImageBuild {
-                message: daemon_message(&e),
+            let info = item.map_err(|e| {
+                if is_connection_lost(&e) {
+                    docker_error("building the runtime image".into(), e)
+                } else {
+                    Error::ImageBuild {
+                        message: daemon_message(&e),
+                    }
+                }
             })?;
             if let Some(detail) = info.error_detail.and_then(|d| d.message) {
                 return Err(Error::ImageBuild { message: detail });
@@ -675,9 +914,13 @@ impl Engine {
                 id = Some(aux);
             }
         }
-        id.ok_or_else(|| Error::ImageBuild {
+        let id = id.ok_or_else(|| Error::ImageBuild {
             message: "the engine finished without naming the built image".into(),
-        })
+        })?;
+        if let Ok(mut images) = self.untagged_images.lock() {
+            images.push(id.clone());
+        }
+        Ok(id)
     }
 
     /// The entrypoint, cmd and user an image runs with, as its config says.
@@ -893,14 +1136,35 @@ impl Engine {
                 .await
                 .map_err(|e| docker_error(format!("tagging the image {tag}"), e))?;
         }
+        self.untrack_image(image_id);
         Ok(())
+    }
+
+    /// The user an image's config runs as (empty when unset, which means root).
+    pub async fn image_user(&self, image: &str) -> Result<Option<String>> {
+        match self.docker.inspect_image(image).await {
+            Ok(inspect) => Ok(Some(
+                inspect.config.and_then(|c| c.user).unwrap_or_default(),
+            )),
+            Err(e) if status_code(&e) == Some(404) => Ok(None),
+            Err(e) => Err(docker_error(format!("inspecting image {image}"), e)),
+        }
     }
 }
 
-fn emit_line(line: &[u8], progress: &Progress, tail: &mut VecDeque<String>, keep: usize) {
-    let text = String::from_utf8_lossy(line)
+fn emit_line(
+    line: &[u8],
+    redact: &[String],
+    progress: &Progress,
+    tail: &mut VecDeque<String>,
+    keep: usize,
+) {
+    let mut text = String::from_utf8_lossy(line)
         .trim_end_matches('\r')
         .to_string();
+    for secret in redact.iter().filter(|s| !s.is_empty()) {
+        text = text.replace(secret.as_str(), "***");
+    }
     progress.log(&text);
     if tail.len() >= keep {
         tail.pop_front();
@@ -980,29 +1244,133 @@ fn daemon_message(e: &bollard::errors::Error) -> String {
 }
 
 fn docker_error(action: String, e: bollard::errors::Error) -> Error {
-    let message = daemon_message(&e);
-    if matches!(
-        e,
-        bollard::errors::Error::HyperResponseError { .. } | bollard::errors::Error::IOError { .. }
-    ) {
-        return Error::Docker {
-            action,
-            message: format!("{message} (did the Docker Engine stop? check `docker info`)"),
+    if is_connection_lost(&e) {
+        let message = match io_kind(&e) {
+            Some(std::io::ErrorKind::ConnectionRefused) => "connection refused".to_string(),
+            Some(std::io::ErrorKind::NotFound) => "its socket is gone".to_string(),
+            Some(
+                std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::UnexpectedEof,
+            ) => "the connection was cut".to_string(),
+            _ if matches!(e, bollard::errors::Error::RequestTimeoutError) => {
+                "no answer in time".to_string()
+            }
+            _ => error_chain(&e),
         };
+        return Error::EngineGone { action, message };
     }
+    let message = daemon_message(&e);
     Error::Docker { action, message }
 }
 
-fn explain_connect_error(e: &bollard::errors::Error) -> String {
-    let text = e.to_string();
-    let lower = text.to_lowercase();
-    if lower.contains("permission denied") {
-        format!(
-            "{text} (add yourself to the docker group, or run with a user that may use the socket)"
-        )
-    } else {
-        text
+/// Whether `e` means the connection to the engine broke (it stopped, restarted or hung up),
+/// as opposed to the engine answering with an error.
+fn is_connection_lost(e: &bollard::errors::Error) -> bool {
+    use bollard::errors::Error as E;
+    matches!(
+        e,
+        E::HyperResponseError { .. }
+            | E::IOError { .. }
+            | E::HyperLegacyError { .. }
+            | E::RequestTimeoutError
+            | E::SocketNotFoundError(_)
+    )
+}
+
+/// `e` and its sources, joined with `: `, without repeating a source already in the text.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
     }
+    text
+}
+
+/// The first I/O error in `e`'s chain of sources.
+fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut current = Some(e);
+    while let Some(err) = current {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        current = err.source();
+    }
+    None
+}
+
+/// Turn a failed connection into the one error that says what to do about it.
+fn connect_error(host: &str, from_env: bool, e: &bollard::errors::Error) -> Error {
+    use bollard::errors::Error as E;
+    let reason = error_chain(e);
+    if let E::UnsupportedURISchemeError { .. } = e {
+        return Error::BadDockerHost {
+            host: host.to_string(),
+            reason: "dockception speaks to unix:// sockets and tcp:// or http:// addresses".into(),
+        };
+    }
+    let kind = io_kind(e);
+    let lower = reason.to_lowercase();
+    if kind == Some(std::io::ErrorKind::PermissionDenied) || lower.contains("permission denied") {
+        return Error::EngineAccessDenied {
+            host: host.to_string(),
+        };
+    }
+    if lower.contains("dns error") || lower.contains("failed to lookup address") {
+        return Error::BadDockerHost {
+            host: host.to_string(),
+            reason: format!("its host name does not resolve ({reason})"),
+        };
+    }
+    let reason = match (e, kind) {
+        (E::SocketNotFoundError(path), _) => format!("the socket {path} does not exist"),
+        (_, Some(std::io::ErrorKind::NotFound)) => "the socket does not exist".to_string(),
+        (_, Some(std::io::ErrorKind::ConnectionRefused)) => {
+            "nothing listens there (connection refused)".to_string()
+        }
+        _ => reason,
+    };
+    if from_env {
+        Error::NoDaemonAtDockerHost {
+            host: host.to_string(),
+            reason,
+        }
+    } else {
+        Error::NoDaemon {
+            host: host.to_string(),
+            reason,
+        }
+    }
+}
+
+/// Refuse an engine whose API is older than [`MIN_API_VERSION`].
+pub fn check_api_version(host: &str, version: (usize, usize)) -> Result<()> {
+    if version < MIN_API_VERSION {
+        return Err(Error::EngineTooOld {
+            host: host.to_string(),
+            version: format!("{}.{}", version.0, version.1),
+            minimum: format!("{}.{}", MIN_API_VERSION.0, MIN_API_VERSION.1),
+        });
+    }
+    Ok(())
+}
+
+/// A host path for the daemon. The Engine API carries paths as JSON strings, so a path that
+/// is not UTF-8 cannot be sent without changing it; refuse it instead.
+fn host_path(path: &Path) -> Result<String> {
+    path.to_str().map(str::to_string).ok_or_else(|| Error::Io {
+        action: "cannot hand the Docker Engine the path",
+        path: path.to_path_buf(),
+        source: std::io::Error::other(
+            "it is not valid UTF-8, and the Engine API only carries UTF-8 paths; rename the folder",
+        ),
+    })
 }
 
 #[cfg(test)]
@@ -1029,6 +1397,43 @@ mod tests {
         assert!(needs_chown("1000"));
         assert!(!needs_chown("0:0"));
         assert!(!needs_chown("builder"));
+    }
+
+    #[test]
+    fn old_engines_are_refused_with_the_versions() {
+        assert!(check_api_version("unix:///x", (1, 41)).is_ok());
+        assert!(check_api_version("unix:///x", (1, 25)).is_ok());
+        let e = check_api_version("unix:///x", (1, 24)).expect_err("too old");
+        let text = e.to_string();
+        assert!(
+            text.starts_with(
+                "the Docker Engine at unix:///x speaks API 1.24; dockception needs 1.25 or newer"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("help: upgrade the engine"), "{text}");
+    }
+
+    #[test]
+    fn secrets_are_masked_in_the_builders_output() {
+        let mut tail = VecDeque::new();
+        emit_line(
+            b"token is s3cr3t, again s3cr3t\r",
+            &["s3cr3t".to_string(), String::new()],
+            &Progress::Quiet,
+            &mut tail,
+            TAIL_LINES,
+        );
+        assert_eq!(tail[0], "token is ***, again ***");
+    }
+
+    #[test]
+    fn non_utf8_host_paths_are_refused_not_mangled() {
+        use std::os::unix::ffi::OsStrExt;
+        let path = Path::new(std::ffi::OsStr::from_bytes(b"/tmp/caf\xe9"));
+        let e = host_path(path).expect_err("not UTF-8");
+        assert!(e.to_string().contains("not valid UTF-8"), "{e}");
+        assert_eq!(host_path(Path::new("/tmp/a b")).expect("utf-8"), "/tmp/a b");
     }
 
     #[test]

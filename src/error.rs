@@ -15,6 +15,15 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The manifest file is larger than any real manifest.
+    #[error("manifest {path} is larger than {limit} bytes, more than any real manifest\n  help: check that -f names the manifest (dockception.toml), not another file")]
+    ManifestTooLarge {
+        /// The manifest path as given.
+        path: PathBuf,
+        /// The limit in bytes.
+        limit: u64,
+    },
+
     /// The manifest has syntax, type or semantic errors; each one points at its spot.
     #[error("{}", render_diagnostics(.0))]
     Manifest(Vec<Diagnostic>),
@@ -35,6 +44,60 @@ pub enum Error {
         host: String,
         /// What the connection attempt said.
         reason: String,
+    },
+
+    /// `DOCKER_HOST` names an engine that does not answer.
+    #[error("no Docker Engine answers at {host}: {reason}\n  help: start one there, or fix DOCKER_HOST (it is set to {host}; unset it to use the local engine at unix:///var/run/docker.sock)")]
+    NoDaemonAtDockerHost {
+        /// The address from `DOCKER_HOST`.
+        host: String,
+        /// What the connection attempt said.
+        reason: String,
+    },
+
+    /// `DOCKER_HOST` is not an address dockception can use.
+    #[error("DOCKER_HOST={host} is not a Docker Engine address: {reason}\n  help: set it like unix:///var/run/docker.sock or tcp://HOST:2375, or unset it to use the local engine")]
+    BadDockerHost {
+        /// The value of `DOCKER_HOST`.
+        host: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The engine's socket exists but this user may not use it.
+    #[error("permission denied on the Docker Engine socket at {host}\n  help: add yourself to the docker group (sudo usermod -aG docker $USER, then log in again), or run as a user that may use the socket")]
+    EngineAccessDenied {
+        /// The address that was tried.
+        host: String,
+    },
+
+    /// The engine answers but speaks an API older than dockception needs.
+    #[error("the Docker Engine at {host} speaks API {version}; dockception needs {minimum} or newer (Docker 1.13+)\n  help: upgrade the engine, or point DOCKER_HOST at a newer one")]
+    EngineTooOld {
+        /// The address of the engine.
+        host: String,
+        /// The API version it speaks.
+        version: String,
+        /// The oldest API version dockception speaks.
+        minimum: String,
+    },
+
+    /// The connection to the engine broke in the middle of a run (it stopped or restarted).
+    #[error("the Docker Engine stopped answering while {action}: {message}\n  help: check the engine (docker info) and start it again; then `dockception clean` removes what this run left behind")]
+    EngineGone {
+        /// What dockception was doing.
+        action: String,
+        /// What the connection said.
+        message: String,
+    },
+
+    /// A secret the manifest names for the builder is not available.
+    #[error("builder.env_from_host names {name}, but {problem}\n  help: export {name}=... in the shell that runs dockception (or remove it from env_from_host)")]
+    MissingSecret {
+        /// The variable's name.
+        name: String,
+        /// What is wrong with it.
+        problem: String,
     },
 
     /// An image is neither present locally nor pullable.
@@ -90,10 +153,21 @@ pub enum Error {
         found: Vec<String>,
     },
 
+    /// A selected symlink in the builder's output resolves outside the output folder.
+    #[error("artifact {path} is a symlink to {target}, outside the builder output folder: {why}\n  help: make the link relative to a file among the artifacts, copy the file itself into the output folder, or exclude the link")]
+    SymlinkOutside {
+        /// The link, as a container path.
+        path: String,
+        /// Where it points.
+        target: String,
+        /// How it leaves the folder.
+        why: String,
+    },
+
     /// An artifact glob does not compile.
     #[error("invalid artifact glob {pattern:?}: {message}")]
     InvalidGlob {
-        /// The glob as written.
+        /// The glob as written (quoted; cut when very long).
         pattern: String,
         /// What is wrong with it.
         message: String,
@@ -299,19 +373,44 @@ impl fmt::Display for Diagnostic {
         )?;
         let gutter = self.line.to_string();
         let pad = " ".repeat(gutter.len());
+        let (shown, caret_at, width) = clip_line(&self.source_line, self.column, self.width);
         writeln!(f, "{pad} |")?;
-        writeln!(f, "{gutter} | {}", self.source_line)?;
-        write!(
-            f,
-            "{pad} | {}{}",
-            " ".repeat(self.column - 1),
-            "^".repeat(self.width)
-        )?;
+        writeln!(f, "{gutter} | {shown}")?;
+        write!(f, "{pad} | {}{}", " ".repeat(caret_at), "^".repeat(width))?;
         if let Some(help) = &self.help {
             write!(f, "\n{pad} = help: {help}")?;
         }
         Ok(())
     }
+}
+
+/// The most characters of a source line a diagnostic shows.
+const MAX_SHOWN_CHARS: usize = 100;
+
+/// A window of at most [`MAX_SHOWN_CHARS`] characters of `line` around the caret (a minified or
+/// generated line can be megabytes long), with `…` where it was cut; returns the text, the
+/// caret's offset in it and the caret's width.
+fn clip_line(line: &str, column: usize, width: usize) -> (String, usize, usize) {
+    let chars: Vec<char> = line.chars().collect();
+    let at = column.saturating_sub(1);
+    let width = width.max(1);
+    if chars.len() <= MAX_SHOWN_CHARS {
+        return (line.to_string(), at, width);
+    }
+    let start = at.saturating_sub(MAX_SHOWN_CHARS / 3).min(chars.len());
+    let end = (start + MAX_SHOWN_CHARS).min(chars.len());
+    let mut shown = String::new();
+    let mut caret_at = at - start;
+    if start > 0 {
+        shown.push('…');
+        caret_at += 1;
+    }
+    shown.extend(&chars[start..end]);
+    if end < chars.len() {
+        shown.push('…');
+    }
+    let width = width.min(end.saturating_sub(at).max(1));
+    (shown, caret_at, width)
 }
 
 fn render_diagnostics(diagnostics: &[Diagnostic]) -> String {
@@ -369,6 +468,20 @@ mod tests {
             d.to_string(),
             "m.toml:2:9: expected a string\n  |\n2 | image = 3\n  |         ^"
         );
+    }
+
+    #[test]
+    fn a_very_long_line_is_shown_as_a_window_around_the_caret() {
+        let src = format!("a = {}x{}\n", "[".repeat(5000), "]".repeat(5000));
+        let d = Diagnostic::at("m.toml", &src, 5004..5005, "bad", None);
+        assert_eq!((d.line, d.column), (1, 5005));
+        let text = d.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[2].starts_with("1 | …[[["), "{text}");
+        assert!(lines[2].ends_with("]]]…"), "{text}");
+        assert!(lines[2].chars().count() < 120, "{text}");
+        let caret = lines[3].find('^').expect("a caret");
+        assert_eq!(lines[2].chars().nth(caret), Some('x'), "{text}");
     }
 
     #[test]

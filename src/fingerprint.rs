@@ -439,6 +439,8 @@ mod tests {
                 }],
                 caches: vec![],
                 output_target: "/out".into(),
+                env_from_host: vec![],
+                secret_files: vec![],
             },
             artifacts: ArtifactPlan {
                 subdir: String::new(),

@@ -136,6 +136,7 @@ fn write_file(path: &Path, content: &[u8]) -> Result<()> {
     }
     std::fs::write(path, content).map_err(|e| Error::io("writing", path, e))
 }
+
 /// Make the runtime image on `scratch` by importing the artifacts as its one layer with the
 /// config applied (no builder container, no Dockerfile steps), then apply `tags`.
 pub async fn import(
@@ -158,4 +159,79 @@ pub async fn import(
         id,
         context_bytes: sent.load(Ordering::Relaxed),
     })
+}
+
+/// A warning when the runtime image would run as root: `[runtime] user` is unset and the base
+/// sets no user (or a root one), or the manifest names root itself. `base_user` is the base
+/// image's configured user (empty for `scratch`); `None` when it is unknown.
+pub fn root_warning(runtime: &RuntimePlan, base_user: Option<&str>) -> Option<String> {
+    let help = "set [runtime] user, e.g. user = \"65534:65534\" (nobody), unless it must be root";
+    match (runtime.user.as_deref(), base_user) {
+        (Some(user), _) if is_root(user) => Some(format!(
+            "the runtime image runs as root ([runtime] user = {user:?}); {help}"
+        )),
+        (Some(_), _) => None,
+        (None, Some(base)) if is_root(base) => Some(format!(
+            "the runtime image runs as root: [runtime] user is not set and the base {} sets no other user; {help}",
+            runtime.base
+        )),
+        (None, _) => None,
+    }
+}
+
+/// Whether a Docker `USER` value means root: empty, `0`, `root`, with any group.
+pub fn is_root(user: &str) -> bool {
+    let name = user.split(':').next().unwrap_or("").trim();
+    name.is_empty() || name == "0" || name == "root"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime(base: &str, user: Option<&str>) -> RuntimePlan {
+        RuntimePlan {
+            base: base.into(),
+            entrypoint: None,
+            cmd: None,
+            env: vec![],
+            workdir: None,
+            user: user.map(str::to_string),
+            expose: vec![],
+            labels: vec![],
+            steps: vec![],
+            artifacts_mount: "/artifacts".into(),
+            init: crate::plan::InitPlan::None,
+        }
+    }
+
+    #[test]
+    fn root_users_are_recognised() {
+        for user in ["", "0", "root", "0:0", "root:wheel", " 0 "] {
+            assert!(is_root(user), "{user:?}");
+        }
+        for user in ["65534:65534", "nobody", "1000", "app:0"] {
+            assert!(!is_root(user), "{user:?}");
+        }
+    }
+
+    #[test]
+    fn a_warning_only_when_the_image_would_run_as_root() {
+        let w = root_warning(&runtime("scratch", None), Some("")).expect("warns");
+        assert!(
+            w.contains("[runtime] user is not set and the base scratch"),
+            "{w}"
+        );
+        assert!(w.contains("user = \"65534:65534\""), "{w}");
+        assert!(root_warning(&runtime("scratch", Some("0:0")), Some("")).is_some());
+        assert_eq!(
+            root_warning(&runtime("scratch", Some("65534:65534")), Some("")),
+            None
+        );
+        assert_eq!(
+            root_warning(&runtime("app:base", None), Some("nobody")),
+            None
+        );
+        assert_eq!(root_warning(&runtime("app:base", None), None), None);
+    }
 }

@@ -15,6 +15,7 @@
 
 pub mod baseline;
 pub mod cache;
+pub mod clean;
 pub mod collect;
 pub mod context;
 pub mod diff;
@@ -31,6 +32,7 @@ pub mod pid1;
 pub mod plan;
 pub mod progress;
 pub mod report;
+pub mod secrets;
 pub mod shape;
 pub mod vars;
 pub mod waste;
@@ -128,6 +130,10 @@ pub async fn build_if_changed(
             progress.phase(&format!("target {}", plan.target));
         }
         let selected = plans.is_selected(&plan.target);
+        if plan.artifacts_from.is_none() {
+            // A secret that cannot be had stops the run, even one that is up to date.
+            secrets::resolve(&plan.builder, |name| std::env::var_os(name))?;
+        }
         let fingerprinted = if selected && plan.artifacts_from.is_none() {
             Some(fingerprint_target(engine, plan, progress).await?)
         } else {
@@ -344,7 +350,19 @@ pub async fn write_context(
                 });
             }
             let spec = context_spec(plan, &prepared, &produced.collected);
-            let written = tokio::task::block_in_place(|| context::write(&spec, out))
+            // The tar is made on a blocking thread and written chunk by chunk, so an interrupt
+            // is noticed between chunks instead of after the whole context.
+            let mut out = out;
+            let mut written = 0u64;
+            let mut chunks = std::pin::pin!(context::stream(spec));
+            while let Some(chunk) = futures_util::StreamExt::next(&mut chunks).await {
+                let chunk = chunk
+                    .map_err(|e| Error::io("making the build context for", "standard output", e))?;
+                tokio::task::block_in_place(|| out.write_all(&chunk))
+                    .map_err(|e| Error::io("writing the build context to", "standard output", e))?;
+                written += chunk.len() as u64;
+            }
+            tokio::task::block_in_place(|| out.flush())
                 .map_err(|e| Error::io("writing the build context to", "standard output", e))?;
             produced.keep(plan, &mut outputs)?;
             return Ok(written);
@@ -411,13 +429,16 @@ async fn produce_artifacts(
     }
     engine.ensure_image(&plan.builder.image, progress).await?;
     let run = RunDir::create(&plan.out_dir)?;
+    let secrets = secrets::resolve(&plan.builder, |name| std::env::var_os(name))?;
     engine.ensure_caches(plan, progress).await?;
     progress.phase(&format!(
         "building in {}: {}",
         plan.builder.image,
         plan.builder.command.join(" ")
     ));
-    let exit = engine.run_builder(plan, &run.output(), progress).await?;
+    let exit = engine
+        .run_builder_with(plan, &run.output(), &secrets, progress)
+        .await?;
     if exit.code != 0 {
         return Err(Error::BuildCommandFailed {
             code: exit.code,
@@ -425,16 +446,47 @@ async fn produce_artifacts(
             tail: exit.tail,
         });
     }
-    let collected = collect::collect(
-        &run.output().join(&plan.artifacts.subdir),
-        &plan.artifacts,
-        &plan.builder.output_target,
-    )?;
+    progress.phase(&format!(
+        "selecting artifacts in {}",
+        plan.builder.output_target
+    ));
+    // Walking a large output takes a while: do it off the async threads, and stop it when
+    // this future is dropped (Ctrl-C) so the run's folder can go.
+    let cancel = CancelOnDrop::default();
+    let (root, rules, from) = (
+        run.output().join(&plan.artifacts.subdir),
+        plan.artifacts.clone(),
+        plan.builder.output_target.clone(),
+    );
+    let flag = std::sync::Arc::clone(&cancel.0);
+    let collected =
+        tokio::task::spawn_blocking(move || collect::collect_until(&root, &rules, &from, &flag))
+            .await
+            .map_err(|e| {
+                Error::io(
+                    "selecting artifacts in",
+                    run.output(),
+                    std::io::Error::other(e),
+                )
+            })??;
+    for skipped in &collected.skipped {
+        progress.warn(skipped);
+    }
     Ok(Produced {
         collected,
         run: Some(run),
         ran_ms: Some(exit.ran_ms),
     })
+}
+
+/// Sets its flag when dropped, which tells a blocking task to stop.
+#[derive(Default)]
+struct CancelOnDrop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// The runtime config with the init in place, and what the base runs by default.
@@ -459,6 +511,10 @@ async fn prepare_runtime(
             engine.image_run_config(&plan.runtime.base).await?,
         )
     };
+    let base_user = base.user.clone().unwrap_or_default();
+    if let Some(warning) = image::root_warning(&plan.runtime, Some(&base_user)) {
+        progress.warn(&warning);
+    }
     let init = choose_init(engine, plan).await?;
     let runtime = match &init {
         None => plan.runtime.clone(),

@@ -100,6 +100,25 @@ enum Command {
         )]
         manifest: PathBuf,
     },
+    /// Remove what interrupted or crashed runs left behind: builder containers whose
+    /// dockception process is gone, dangling dockception images, and run folders in the output
+    /// folder. Cache volumes are kept unless --caches is given. Builds in progress are not
+    /// touched.
+    Clean {
+        #[command(flatten)]
+        common: Common,
+        /// Also remove the cache volumes.
+        #[arg(long)]
+        caches: bool,
+        /// Clean every dockception project on the engine, not only this manifest's (run folders
+        /// are still cleaned only in this manifest's output folder).
+        #[arg(long)]
+        all: bool,
+        /// Also remove containers that may belong to a build in progress (made on another
+        /// host, or by a dockception that labels no owner).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// The baseline and the gates, on `build` and `report`; each gate flag overrides the
@@ -284,7 +303,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // A blocking task stuck on a dead pipe or engine must not hold the exit.
+    runtime.shutdown_background();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -409,6 +431,12 @@ async fn run(cli: Cli) -> Result<(), Error> {
             progress.phase(&format!("wrote a {written}-byte build context to stdout"));
             Ok(())
         }
+        Command::Clean {
+            common,
+            caches,
+            all,
+            force,
+        } => clean(&common, caches, all, force).await,
     }
 }
 
@@ -616,6 +644,60 @@ fn only_selected<'a>(plans: &'a PlanSet, what: &str) -> Result<&'a str, Error> {
     }
 }
 
+/// `dockception clean`: the engine's leftovers first (scoped to this manifest's project unless
+/// `all`), then the stale run folders of the output folder.
+async fn clean(common: &Common, caches: bool, all: bool, force: bool) -> Result<(), Error> {
+    let project = dockception::plan::project_for(&common.manifest)?;
+    let out_dir = match &common.out_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            let manifest = std::path::absolute(&common.manifest).map_err(|e| Error::Io {
+                action: "reading the current folder for",
+                path: common.manifest.clone(),
+                source: e,
+            })?;
+            manifest
+                .parent()
+                .unwrap_or(std::path::Path::new("/"))
+                .join(".dockception")
+        }
+    };
+    // Run folders first: they need no engine, and an engine that is down is a reason to clean.
+    let runs = dockception::outdir::remove_stale_runs(&out_dir)?;
+    for run in &runs.removed {
+        println!("removed run folder {}", run.display());
+    }
+    let engine = Engine::connect().await?;
+    let cleaned = engine
+        .clean((!all).then_some(project.as_str()), caches, force)
+        .await?;
+    for name in &cleaned.containers {
+        println!("removed container {name}");
+    }
+    for id in &cleaned.images {
+        println!("removed image {id}");
+    }
+    for name in &cleaned.volumes {
+        println!("removed cache volume {name}");
+    }
+    let removed = cleaned.containers.len()
+        + cleaned.images.len()
+        + cleaned.volumes.len()
+        + runs.removed.len();
+    if removed == 0 {
+        println!(
+            "nothing to clean for {}",
+            if all { "any project" } else { project.as_str() }
+        );
+    }
+    if !common.quiet {
+        for kept in cleaned.kept.iter().chain(&runs.kept) {
+            eprintln!("kept {kept}");
+        }
+    }
+    Ok(())
+}
+
 fn progress(common: &Common) -> Progress {
     if common.quiet {
         Progress::Quiet
@@ -638,29 +720,52 @@ fn options(common: &Common, selection: Selection, tags: &[String]) -> Result<Opt
     })
 }
 
-/// Run `work`, but on Ctrl-C or SIGTERM drop it (which removes its temporary folders), remove
-/// the containers it created, and report the interrupt. A second signal during that cleanup
-/// exits at once, naming what is left.
+/// Run `work`, but on Ctrl-C or SIGTERM drop it (which removes its temporary folders and stops
+/// its streams), remove the containers and untagged images it created, and report the
+/// interrupt. A second signal during that cleanup exits at once, naming what is left. When
+/// `work` fails on its own and something could not be removed (the engine went away), say
+/// what is left and how to remove it.
 async fn interruptible<T>(
     engine: &Engine,
     work: impl Future<Output = Result<T, Error>>,
 ) -> Result<T, Error> {
+    // Listening starts before the work, and the same listeners serve the second signal, so
+    // no signal is lost between the two.
+    let mut signals = Signals::listen();
     let (signal, status) = tokio::select! {
-        result = work => return result,
-        s = wait_for_signal() => s,
+        result = work => {
+            if result.is_err() {
+                let left = engine.leftovers();
+                if !left.is_empty() {
+                    eprintln!(
+                        "warning: left behind: {}; once the engine answers, `dockception clean` removes what is left",
+                        left.join(", ")
+                    );
+                }
+            }
+            return result;
+        }
+        s = signals.next() => s,
     };
     eprintln!("\n{signal} received: cleaning up (press Ctrl-C again to exit at once)");
     tokio::select! {
         left = engine.remove_leftovers() => {
             if !left.is_empty() {
-                eprintln!("could not remove containers: {} (remove them with docker rm -f)", left.join(" "));
+                eprintln!(
+                    "could not remove: {} (`dockception clean` removes them once the engine answers)",
+                    left.join(", ")
+                );
             }
         }
-        _ = wait_for_signal() => {
-            let left = engine.live_containers();
+        _ = signals.next() => {
+            let left = engine.leftovers();
             eprintln!(
                 "exiting without cleanup; left behind: {}",
-                if left.is_empty() { "nothing".to_string() } else { left.join(" ") }
+                if left.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    format!("{} (`dockception clean` removes them)", left.join(", "))
+                }
             );
             std::process::exit(i32::from(status));
         }
@@ -668,16 +773,31 @@ async fn interruptible<T>(
     Err(Error::Interrupted { signal, status })
 }
 
-async fn wait_for_signal() -> (&'static str, u8) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => ("SIGINT", 130),
-        _ = term.recv() => ("SIGTERM", 143),
+/// SIGINT and SIGTERM listeners, installed once for the whole run.
+struct Signals {
+    listeners: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    fn listen() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        let listeners = match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(int), Ok(term)) => Some((int, term)),
+            _ => None,
+        };
+        Signals { listeners }
+    }
+
+    async fn next(&mut self) -> (&'static str, u8) {
+        let Some((int, term)) = self.listeners.as_mut() else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = int.recv() => ("SIGINT", 130),
+            _ = term.recv() => ("SIGTERM", 143),
+        }
     }
 }

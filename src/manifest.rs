@@ -141,6 +141,18 @@ pub struct Builder {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub user: Option<Spanned<String>>,
+    /// Names of environment variables handed from dockception's own environment to the build
+    /// command, e.g. `["NPM_TOKEN"]`, so secrets never have to be written in the manifest. Like
+    /// `env`, they never reach the runtime image; their values are masked in the build's output.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub env_from_host: Vec<Spanned<String>>,
+    /// Secret files for the build only: `NAME = "host path"` is mounted read-only at
+    /// `/run/secrets/NAME` in the builder (relative paths start at the manifest's folder). They
+    /// never reach the runtime image.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub secrets: BTreeMap<String, Spanned<String>>,
 }
 
 /// A build command.
@@ -448,21 +460,57 @@ pub fn load(path: &Path) -> Result<LoadedManifest> {
 
 /// Read and check a manifest file, with variables overridden from outside.
 pub fn load_with(path: &Path, overrides: &Overrides) -> Result<LoadedManifest> {
-    let bytes = std::fs::read(path).map_err(|source| Error::ReadManifest {
+    use std::io::Read;
+    let read_error = |source| Error::ReadManifest {
         path: path.to_path_buf(),
         source,
-    })?;
-    let source = String::from_utf8(bytes).map_err(|e| Error::ReadManifest {
-        path: path.to_path_buf(),
-        source: std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!(
-                "it is not UTF-8 text (invalid byte at offset {})",
-                e.utf8_error().valid_up_to()
-            ),
-        ),
-    })?;
-    parse_with(path, source, overrides)
+    };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_MANIFEST_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    parse_bytes_with(path, bytes, overrides)
+}
+
+/// The largest manifest dockception reads. Real manifests are a few KiB; a bigger file is
+/// almost surely the wrong one, and refusing it keeps parsing time and memory bounded.
+pub const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
+
+/// Parse and check manifest bytes as read from a file. Bytes that are not UTF-8 are reported
+/// at the line and column of the first bad byte; anything over [`MAX_MANIFEST_BYTES`] is refused.
+pub fn parse_bytes(path: &Path, bytes: Vec<u8>) -> Result<LoadedManifest> {
+    parse_bytes_with(path, bytes, &Overrides::default())
+}
+
+/// [`parse_bytes`] with variables overridden from outside.
+pub fn parse_bytes_with(
+    path: &Path,
+    bytes: Vec<u8>,
+    overrides: &Overrides,
+) -> Result<LoadedManifest> {
+    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(Error::ManifestTooLarge {
+            path: path.to_path_buf(),
+            limit: MAX_MANIFEST_BYTES,
+        });
+    }
+    match String::from_utf8(bytes) {
+        Ok(source) => parse_with(path, source, overrides),
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            let bad = e.as_bytes().get(at).copied().unwrap_or(0);
+            // The text before the bad byte is the input itself, so its line and column hold.
+            let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+            Err(Error::Manifest(vec![Diagnostic::at(
+                path,
+                &text,
+                at..at + 1,
+                format!("the manifest is not valid UTF-8 (byte 0x{bad:02x} at offset {at})"),
+                Some("save the file as UTF-8".into()),
+            )]))
+        }
+    }
 }
 
 /// Parse and check manifest text; `path` is only used in messages and to resolve relative paths.
@@ -875,6 +923,51 @@ fn check_target(
             )),
             _ => {}
         }
+        let mut seen_from_host: Vec<&str> = Vec::new();
+        for name in &b.env_from_host {
+            let n = name.get_ref().as_str();
+            if !is_env_name(n) {
+                out.push(
+                    loaded.diagnostic(
+                        name.span(),
+                        format!("{n:?} is not an environment variable name"),
+                        Some(
+                            "use letters, digits and _, not starting with a digit, e.g. \"NPM_TOKEN\""
+                                .into(),
+                        ),
+                    ),
+                );
+            } else if b.env.contains_key(n) {
+                out.push(loaded.diagnostic(
+                    name.span(),
+                    format!("{n} is both in builder.env and builder.env_from_host"),
+                    Some("keep one: env_from_host takes the value from your environment".into()),
+                ));
+            } else if seen_from_host.contains(&n) {
+                out.push(loaded.diagnostic(
+                    name.span(),
+                    format!("{n} is listed twice in builder.env_from_host"),
+                    Some("list each name once".into()),
+                ));
+            }
+            seen_from_host.push(n);
+        }
+        for (name, path) in &b.secrets {
+            if !is_secret_name(name) {
+                out.push(loaded.diagnostic(
+                    path.span(),
+                    format!("secret name {name:?} cannot be a file name in /run/secrets"),
+                    Some("use letters, digits, `.`, `_` and `-`, e.g. npmrc".into()),
+                ));
+            }
+            if path.get_ref().is_empty() {
+                out.push(loaded.diagnostic(
+                    path.span(),
+                    format!("secret {name} names no file"),
+                    Some("give the host path of the file to mount".into()),
+                ));
+            }
+        }
     }
     if let Some(first) = t.runtime.run.first() {
         if t.runtime.base.get_ref() == "scratch" {
@@ -924,16 +1017,17 @@ fn check_target(
         .chain(&t.artifacts.exclude)
     {
         let g = glob.get_ref();
+        let shown = crate::collect::short_glob(g);
         if g.starts_with('/') || has_parent_component(g) {
             out.push(loaded.diagnostic(
                 glob.span(),
-                format!("artifact glob {g:?} reaches outside artifacts.from"),
+                format!("artifact glob {shown:?} reaches outside artifacts.from"),
                 Some("write globs relative to artifacts.from, without a leading / or `..`".into()),
             ));
         } else if let Err(e) = crate::collect::compile_glob(g) {
             out.push(loaded.diagnostic(
                 glob.span(),
-                format!("invalid glob {g:?}: {}", e.kind()),
+                format!("invalid glob {shown:?}: {}", e.kind()),
                 Some("see https://docs.rs/globset for the glob syntax".into()),
             ));
         }
@@ -1102,6 +1196,26 @@ fn quoted(names: &[&str]) -> String {
         .join(", ")
 }
 
+/// A POSIX environment variable name: letters, digits and `_`, not starting with a digit.
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A plain file name for `/run/secrets/NAME`.
+fn is_secret_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
 fn has_parent_component(path: &str) -> bool {
     path.split('/').any(|c| c == "..")
 }
@@ -1240,6 +1354,111 @@ dest = "/app/../.."
         assert_eq!(d.len(), 2, "{d:#?}");
         assert!(d[0].message.starts_with("invalid glob"));
         assert!(d[1].message.starts_with("invalid port"));
+    }
+
+    #[test]
+    fn secrets_from_the_host_are_checked() {
+        let src = GOOD.replace(
+            "run = \"gcc",
+            "env = { TOKEN = \"x\" }\nenv_from_host = [\"TOKEN\", \"9LIVES\", \"NPM_TOKEN\", \"NPM_TOKEN\"]\nsecrets = { \"../x\" = \"a\", npmrc = \"\" }\nrun = \"gcc",
+        );
+        let d = errors(&src);
+        let messages: Vec<_> = d.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "TOKEN is both in builder.env and builder.env_from_host",
+                "\"9LIVES\" is not an environment variable name",
+                "NPM_TOKEN is listed twice in builder.env_from_host",
+                "secret name \"../x\" cannot be a file name in /run/secrets",
+                "secret npmrc names no file",
+            ]
+        );
+        let good = GOOD.replace(
+            "run = \"gcc",
+            "env_from_host = [\"NPM_TOKEN\"]\nsecrets = { npmrc = \"~/.npmrc\" }\nrun = \"gcc",
+        );
+        let loaded = parse(Path::new("dockception.toml"), good).expect("loads");
+        assert_eq!(
+            loaded
+                .manifest
+                .builder
+                .as_ref()
+                .expect("builder")
+                .env_from_host[0]
+                .get_ref(),
+            "NPM_TOKEN"
+        );
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_located() {
+        let bytes = b"[builder]\nimage = \"caf\xe9\"\n".to_vec();
+        let Err(Error::Manifest(d)) = parse_bytes(Path::new("m.toml"), bytes) else {
+            panic!("expected a manifest error");
+        };
+        assert_eq!((d[0].line, d[0].column), (2, 13));
+        assert_eq!(
+            d[0].message,
+            "the manifest is not valid UTF-8 (byte 0xe9 at offset 22)"
+        );
+    }
+
+    #[test]
+    fn huge_manifests_are_refused() {
+        let big = vec![b'#'; MAX_MANIFEST_BYTES as usize + 1];
+        let e = parse_bytes(Path::new("m.toml"), big).expect_err("too big");
+        assert!(matches!(e, Error::ManifestTooLarge { .. }), "{e}");
+        assert!(e.to_string().contains("larger than 1048576 bytes"), "{e}");
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_at_its_spot_not_a_crash() {
+        for (open, close) in [("[", "]"), ("{a=", "}")] {
+            let src = format!("a = {}1{}\n", open.repeat(100_000), close.repeat(100_000));
+            let d = errors(&src);
+            assert_eq!(d.len(), 1);
+            assert!(d[0].message.contains("recurs"), "{}", d[0].message);
+            assert_eq!(d[0].line, 1);
+        }
+        let d = errors(&format!("[{}]\n", vec!["a"; 100_000].join(".")));
+        assert!(d[0].message.contains("recursion"), "{}", d[0].message);
+    }
+
+    #[test]
+    fn enormous_globs_load_and_broken_ones_are_cut_in_messages() {
+        let alternatives: Vec<String> = (0..50_000).map(|i| format!("f{i}")).collect();
+        let huge = format!("{{{}}}", alternatives.join(","));
+        let src = GOOD.replace("[\"hello\"]", &format!("[\"{huge}\", \"**/*.so\"]"));
+        assert!(src.len() > 300_000);
+        let loaded = parse(Path::new("dockception.toml"), src).expect("loads");
+        assert_eq!(
+            loaded
+                .manifest
+                .artifacts
+                .as_ref()
+                .expect("artifacts")
+                .include
+                .get_ref()
+                .len(),
+            2
+        );
+
+        let broken = format!("{{{}", alternatives.join(","));
+        let d = errors(&GOOD.replace("[\"hello\"]", &format!("[\"{broken}\"]")));
+        assert_eq!(d.len(), 1);
+        assert!(
+            d[0].message.starts_with("invalid glob \"{f0,f1,"),
+            "{}",
+            d[0].message
+        );
+        assert!(
+            d[0].message
+                .ends_with("unclosed alternate group; missing '}' (maybe escape '{' with '[{]'?)"),
+            "{}",
+            d[0].message
+        );
+        assert!(d[0].to_string().len() < 1_000);
     }
 
     #[test]

@@ -22,11 +22,18 @@ impl RunDir {
         std::fs::create_dir_all(&runs)
             .map_err(|e| Error::io("creating output folder", &runs, e))?;
         ignore_in_git(out_dir);
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        let root = runs.join(format!("{}-{nanos}", std::process::id()));
+        // `<pid>-…`: `dockception clean` tells a dead run's folder from a live one by the pid.
+        let root = runs.join(format!(
+            "{}-{nanos}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
         let output = root.join("output");
         std::fs::create_dir_all(&output)
             .map_err(|e| Error::io("creating output folder", &output, e))?;
@@ -43,24 +50,158 @@ impl RunDir {
     }
 
     /// Make this run's output the `last/` one; returns its new path.
+    ///
+    /// The switch is one atomic exchange of the two folders (Linux `renameat2` with
+    /// `RENAME_EXCHANGE`): `last/` is never missing or half written, and two builds finishing at
+    /// the same moment both succeed, the later one's output winning.
     pub fn promote(mut self) -> Result<PathBuf> {
         let last = self.out_dir.join("last");
-        let old = self.root.with_extension("old");
-        // Move the previous output aside first so `last/` is only missing for an instant.
-        let had_old = match std::fs::rename(&last, &old) {
-            Ok(()) => true,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-            Err(e) => return Err(Error::io("replacing previous output", &last, e)),
-        };
-        std::fs::rename(self.output(), &last)
-            .map_err(|e| Error::io("keeping the build output in", &last, e))?;
-        if had_old {
-            let _ = std::fs::remove_dir_all(&old);
+        let output = self.output();
+        loop {
+            match exchange(&output, &last) {
+                // The previous output is now at `output`, inside this run's folder.
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    match std::fs::rename(&output, &last) {
+                        Ok(()) => break,
+                        // Another run put a `last/` there in the meantime: exchange with it.
+                        Err(e) if is_not_empty(&e) => continue,
+                        Err(e) => return Err(Error::io("keeping the build output in", &last, e)),
+                    }
+                }
+                Err(e) if is_unsupported(&e) => {
+                    promote_by_rename(&self.root, &output, &last)?;
+                    break;
+                }
+                Err(e) => return Err(Error::io("keeping the build output in", &last, e)),
+            }
         }
         let _ = std::fs::remove_dir_all(&self.root);
         self.promoted = true;
         Ok(last)
     }
+}
+
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE).map_err(std::io::Error::from)
+}
+
+fn is_not_empty(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(code) if code == rustix::io::Errno::NOTEMPTY.raw_os_error()
+            || code == rustix::io::Errno::EXIST.raw_os_error()
+    )
+}
+
+fn is_unsupported(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(code) if code == rustix::io::Errno::INVAL.raw_os_error()
+            || code == rustix::io::Errno::NOSYS.raw_os_error()
+            || code == rustix::io::Errno::OPNOTSUPP.raw_os_error()
+    )
+}
+
+/// Where the file system cannot exchange: move the previous output aside, then rename, so
+/// `last/` is only missing for an instant.
+fn promote_by_rename(root: &Path, output: &Path, last: &Path) -> Result<()> {
+    let old = root.join("previous");
+    let had_old = match std::fs::rename(last, &old) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(Error::io("replacing previous output", last, e)),
+    };
+    std::fs::rename(output, last).map_err(|e| Error::io("keeping the build output in", last, e))?;
+    if had_old {
+        let _ = std::fs::remove_dir_all(&old);
+    }
+    Ok(())
+}
+
+/// Write `bytes` to `path` atomically: a reader sees the old file or the new one, never a
+/// part (a temporary file in the same folder, synced, then renamed over `path`). Two writers
+/// at once each write a whole file; the later rename wins.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = path.with_file_name(format!(
+        ".{name}.{}-{}.tmp",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&temp);
+        return Err(Error::io("writing", path, e));
+    }
+    Ok(())
+}
+
+/// What [`remove_stale_runs`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StaleRuns {
+    /// Run folders removed.
+    pub removed: Vec<PathBuf>,
+    /// Run folders kept, each with the reason.
+    pub kept: Vec<String>,
+}
+
+/// Remove the run folders under `<out_dir>/runs` whose dockception process is gone (killed
+/// before it could remove them). Folders of runs still going are kept. A missing output folder
+/// is nothing to clean.
+pub fn remove_stale_runs(out_dir: &Path) -> Result<StaleRuns> {
+    remove_stale_runs_with(out_dir, crate::clean::pid_alive)
+}
+
+fn remove_stale_runs_with(out_dir: &Path, alive: impl Fn(u32) -> bool) -> Result<StaleRuns> {
+    let runs = out_dir.join("runs");
+    let mut result = StaleRuns::default();
+    let entries = match std::fs::read_dir(&runs) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(result),
+        Err(e) => return Err(Error::io("reading run folders in", &runs, e)),
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for path in paths {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let pid = name.split('-').next().and_then(|p| p.parse::<u32>().ok());
+        match pid {
+            Some(pid) if pid != std::process::id() && alive(pid) => result.kept.push(format!(
+                "run folder {}: its dockception run (pid {pid}) is still going",
+                path.display()
+            )),
+            _ => {
+                let removed = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+                match removed {
+                    Ok(()) => result.removed.push(path),
+                    Err(e) => result
+                        .kept
+                        .push(format!("run folder {}: {e}", path.display())),
+                }
+            }
+        }
+    }
+    Ok(result)
 }
 
 impl Drop for RunDir {
@@ -96,6 +237,73 @@ mod tests {
             .expect("runs")
             .collect();
         assert!(left.is_empty());
+    }
+
+    #[test]
+    fn runs_finishing_together_all_succeed_and_last_is_always_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().to_path_buf();
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let out = out.clone();
+                std::thread::spawn(move || {
+                    for round in 0..20 {
+                        let run = RunDir::create(&out).expect("create");
+                        let body = format!("{i}-{round}");
+                        std::fs::write(run.output().join("a"), &body).expect("write");
+                        std::fs::write(run.output().join("b"), &body).expect("write");
+                        run.promote().expect("promote");
+                        // `last/` is never missing, even while others exchange it. (Reading
+                        // its two files one after the other could see two different runs.)
+                        assert!(out.join("last").is_dir());
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("no thread failed");
+        }
+        // Whatever run won, its two files agree: never a mix or a gap.
+        let a = std::fs::read_to_string(out.join("last/a")).expect("last/a");
+        let b = std::fs::read_to_string(out.join("last/b")).expect("last/b");
+        assert_eq!(a, b);
+        assert_eq!(
+            std::fs::read_dir(out.join("runs")).expect("runs").count(),
+            0
+        );
+    }
+
+    #[test]
+    fn atomic_writes_replace_whole_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("report.json");
+        write_atomic(&path, b"{\"first\":1}").expect("write");
+        write_atomic(&path, b"{\"second\":2}").expect("write");
+        assert_eq!(std::fs::read(&path).expect("read"), b"{\"second\":2}");
+        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1);
+        let e = write_atomic(&dir.path().join("no/such/report.json"), b"x").expect_err("fails");
+        assert!(e.to_string().starts_with("writing "), "{e}");
+    }
+
+    #[test]
+    fn stale_run_folders_go_and_live_ones_stay() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let runs = dir.path().join("runs");
+        for name in ["111-5-0", "222-6-0", "333-7-0.old", "junk"] {
+            std::fs::create_dir_all(runs.join(name).join("output")).expect("mkdir");
+        }
+        let result = remove_stale_runs_with(dir.path(), |pid| pid == 222).expect("clean");
+        let removed: Vec<_> = result
+            .removed
+            .iter()
+            .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(removed, ["111-5-0", "333-7-0.old", "junk"]);
+        assert_eq!(result.kept.len(), 1);
+        assert!(result.kept[0].contains("(pid 222) is still going"));
+        assert!(runs.join("222-6-0").exists());
+        let nothing = remove_stale_runs_with(&dir.path().join("none"), |_| false).expect("ok");
+        assert_eq!(nothing, StaleRuns::default());
     }
 
     #[test]

@@ -287,6 +287,22 @@ pub struct BuilderPlan {
     pub caches: Vec<CacheVolume>,
     /// Where the fresh output folder is mounted (read-write) in the container.
     pub output_target: String,
+    /// Names of variables whose values come from dockception's environment at build time
+    /// (secrets; the plan holds only their names).
+    pub env_from_host: Vec<String>,
+    /// Secret files mounted read-only into the builder only.
+    pub secret_files: Vec<SecretFile>,
+}
+
+/// A host file mounted read-only into the builder at `/run/secrets/NAME`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SecretFile {
+    /// The secret's name.
+    pub name: String,
+    /// Absolute host path.
+    pub source: PathBuf,
+    /// Absolute container path, `/run/secrets/NAME`.
+    pub target: String,
 }
 
 /// A host folder mounted into the builder.
@@ -626,6 +642,27 @@ fn builder_plan(
             )),
         }
     }
+    let mut secret_files = Vec::new();
+    for (name, path) in &builder.secrets {
+        let host = normalise(&manifest_dir.join(path.get_ref()));
+        match std::fs::metadata(&host) {
+            Ok(meta) if meta.is_file() => secret_files.push(SecretFile {
+                name: name.clone(),
+                source: host,
+                target: format!("/run/secrets/{name}"),
+            }),
+            Ok(_) => problems.push(loaded.diagnostic(
+                path.span(),
+                format!("secret {name}: {} is not a file", host.display()),
+                Some("name a regular file (its content is the secret)".to_string()),
+            )),
+            Err(e) => problems.push(loaded.diagnostic(
+                path.span(),
+                format!("secret {name}: {} cannot be used: {e}", host.display()),
+                Some("create the file, or fix the path (relative paths start at the manifest's folder)".to_string()),
+            )),
+        }
+    }
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -670,6 +707,12 @@ fn builder_plan(
         mounts,
         caches,
         output_target,
+        env_from_host: builder
+            .env_from_host
+            .iter()
+            .map(|n| n.get_ref().clone())
+            .collect(),
+        secret_files,
     })
 }
 
@@ -770,6 +813,18 @@ fn normalise(path: &Path) -> PathBuf {
         }
     }
     out
+}
+
+/// The project name of the manifest at `manifest` (what its resources' `dockception.project`
+/// label says), without reading or checking the manifest: `dockception clean` must work even
+/// when the manifest is broken or gone.
+pub fn project_for(manifest: &Path) -> Result<String> {
+    let path = absolute(manifest)?;
+    let dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/"));
+    Ok(project_name(&dir))
 }
 
 /// `<folder name>-<8 hex of the folder's absolute path>`, lowercased to what Docker accepts.
@@ -914,6 +969,40 @@ tags = ["hello:latest"]
         .remove(0);
         assert_eq!(plan.builder.user.as_deref(), Some("0:0"));
         assert_eq!(plan.tags, ["x:1"]);
+    }
+
+    #[test]
+    fn secret_files_resolve_and_must_exist() {
+        let dir = temp();
+        std::fs::create_dir(dir.path().join("src")).expect("mkdir");
+        std::fs::write(dir.path().join("token.txt"), "s3cr3t").expect("write");
+        let text = MANIFEST.replace(
+            "env = { CGO_ENABLED = \"0\" }",
+            "env = { CGO_ENABLED = \"0\" }\nenv_from_host = [\"TOKEN\"]\nsecrets = { token = \"token.txt\" }",
+        );
+        let p = plan(&load(dir.path(), &text), &PlanOptions::default())
+            .expect("plan")
+            .targets
+            .remove(0);
+        assert_eq!(p.builder.env_from_host, ["TOKEN"]);
+        assert_eq!(
+            p.builder.secret_files,
+            [SecretFile {
+                name: "token".into(),
+                source: dir.path().join("token.txt"),
+                target: "/run/secrets/token".into(),
+            }]
+        );
+        assert_eq!(
+            project_for(&dir.path().join("dockception.toml")).expect("project"),
+            p.project
+        );
+        let missing = text.replace("token.txt", "gone.txt");
+        let Err(Error::Manifest(d)) = plan(&load(dir.path(), &missing), &PlanOptions::default())
+        else {
+            panic!("expected a manifest error");
+        };
+        assert!(d[0].message.starts_with("secret token: "), "{}", d[0]);
     }
 
     #[test]

@@ -153,3 +153,154 @@ fn no_daemon_is_one_clear_error() {
         "nothing is written before the engine answers"
     );
 }
+
+fn run_with_host(host: &str, cwd: &std::path::Path) -> (Option<i32>, String) {
+    let out = Command::new(BIN)
+        .args(["build"])
+        .current_dir(cwd)
+        .env("DOCKER_HOST", host)
+        .output()
+        .expect("dockception runs");
+    (out.status.code(), text(&out.stderr))
+}
+
+#[test]
+fn a_wrong_docker_host_is_one_error_with_the_fix() {
+    let dir = project("badhost");
+    write_files(
+        dir.path(),
+        &[("dockception.toml", MANIFEST), ("src/app.c", "")],
+    );
+    let cases = [
+        (
+            "tcp://127.0.0.1:1",
+            "error: no Docker Engine answers at tcp://127.0.0.1:1: nothing listens there (connection refused)\n  help: start one there, or fix DOCKER_HOST (it is set to tcp://127.0.0.1:1; unset it to use the local engine at unix:///var/run/docker.sock)\n",
+        ),
+        (
+            "ftp://example",
+            "error: DOCKER_HOST=ftp://example is not a Docker Engine address: dockception speaks to unix:// sockets and tcp:// or http:// addresses\n  help: set it like unix:///var/run/docker.sock or tcp://HOST:2375, or unset it to use the local engine\n",
+        ),
+        (
+            "/var/run/docker.sock",
+            "error: DOCKER_HOST=/var/run/docker.sock is not a Docker Engine address: dockception speaks to unix:// sockets and tcp:// or http:// addresses\n  help: set it like unix:///var/run/docker.sock or tcp://HOST:2375, or unset it to use the local engine\n",
+        ),
+        (
+            "unix:///nonexistent/docker.sock",
+            "error: no Docker Engine answers at unix:///nonexistent/docker.sock: the socket /nonexistent/docker.sock does not exist\n  help: start one there, or fix DOCKER_HOST (it is set to unix:///nonexistent/docker.sock; unset it to use the local engine at unix:///var/run/docker.sock)\n",
+        ),
+    ];
+    for (host, expected) in cases {
+        let (code, stderr) = run_with_host(host, dir.path());
+        assert_eq!(code, Some(1), "{stderr}");
+        assert_eq!(stderr, expected);
+    }
+    let (code, stderr) = run_with_host("tcp://no-such-host.invalid:2375", dir.path());
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("error: DOCKER_HOST=tcp://no-such-host.invalid:2375 is not a Docker Engine address: its host name does not resolve"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join(".dockception").exists());
+}
+
+#[test]
+fn a_socket_without_permission_says_how_to_get_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = project("noperm");
+    write_files(
+        dir.path(),
+        &[("dockception.toml", MANIFEST), ("src/app.c", "")],
+    );
+    let sockets = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(sockets.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
+    let path = sockets.path().join("docker.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let host = format!("unix://{}", path.display());
+    let mut command = if rustix::process::getuid().is_root() {
+        // Root may use any socket: run as nobody, like a user outside the docker group.
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+            BIN,
+        ]);
+        c
+    } else {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o000)).expect("chmod");
+        Command::new(BIN)
+    };
+    let out = command
+        .args(["build", "-f"])
+        .arg(dir.path().join("dockception.toml"))
+        .current_dir("/")
+        .env("DOCKER_HOST", &host)
+        .output()
+        .expect("dockception runs");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!("error: permission denied on the Docker Engine socket at {host}\n  help: add yourself to the docker group (sudo usermod -aG docker $USER, then log in again), or run as a user that may use the socket\n")
+    );
+}
+
+/// A stand-in for a Docker Engine from 2016 (API 1.24): it answers only the two requests
+/// dockception makes before deciding (`/_ping` and `/version`). No engine that old runs here;
+/// the version check itself is unit-tested in `engine.rs`.
+fn old_engine(path: &std::path::Path) -> std::thread::JoinHandle<()> {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::os::unix::net::UnixListener::bind(path).expect("bind");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(4) {
+            let Ok(stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut writer = stream;
+            loop {
+                let mut request = String::new();
+                if reader.read_line(&mut request).unwrap_or(0) == 0 {
+                    break;
+                }
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                    line.clear();
+                }
+                let body = if request.contains("/version") {
+                    r#"{"Version":"1.12.6","ApiVersion":"1.24","MinAPIVersion":"1.12","Os":"linux","Arch":"amd64"}"#
+                } else {
+                    "OK"
+                };
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nApi-Version: 1.24\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                if writer.write_all(response.as_bytes()).is_err() {
+                    break;
+                }
+            }
+        }
+    })
+}
+
+#[test]
+fn an_engine_too_old_is_refused_with_the_versions() {
+    let dir = project("oldengine");
+    write_files(
+        dir.path(),
+        &[("dockception.toml", MANIFEST), ("src/app.c", "")],
+    );
+    let sockets = tempfile::tempdir().expect("tempdir");
+    let path = sockets.path().join("old.sock");
+    let _engine = old_engine(&path);
+    let host = format!("unix://{}", path.display());
+    let (code, stderr) = run_with_host(&host, dir.path());
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!("error: the Docker Engine at {host} speaks API 1.24; dockception needs 1.25 or newer (Docker 1.13+)\n  help: upgrade the engine, or point DOCKER_HOST at a newer one\n")
+    );
+    assert!(!dir.path().join(".dockception").exists());
+}

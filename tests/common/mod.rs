@@ -104,10 +104,17 @@ impl Drop for TestImage {
     }
 }
 
-/// A throwaway project folder whose name marks the containers of its runs.
+/// A throwaway project folder whose name marks the containers of its runs. Under
+/// `cargo xtask test` the name starts with the suite's run id (`DOCKCEPTION_TEST_RUN`), so the
+/// xtask can check afterwards that this run left nothing behind.
 pub fn project(prefix: &str) -> tempfile::TempDir {
+    let run = std::env::var("DOCKCEPTION_TEST_RUN")
+        .ok()
+        .filter(|r| !r.is_empty())
+        .map(|r| format!("{r}-"))
+        .unwrap_or_default();
     tempfile::Builder::new()
-        .prefix(&format!("dcpt-{prefix}-"))
+        .prefix(&format!("dcpt-{run}{prefix}-"))
         .tempdir()
         .expect("tempdir")
 }
@@ -171,4 +178,204 @@ pub fn tree_checksum(dir: &Path) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// Images (any, dangling included) whose project label belongs to the project folder `dir`.
+pub fn images_of(dir: &Path) -> Vec<String> {
+    labelled(dir, &["images", "-a", "--no-trunc"], "{{.ID}}")
+}
+
+/// Volumes whose project label belongs to the project folder `dir`.
+pub fn volumes_of(dir: &Path) -> Vec<String> {
+    labelled(dir, &["volume", "ls"], "{{.Name}}")
+}
+
+fn labelled(dir: &Path, list: &[&str], field: &str) -> Vec<String> {
+    let project = project_label(dir);
+    let filter = format!("label=dockception.project={project}");
+    let mut args = list.to_vec();
+    args.extend(["--filter", &filter, "--format", field]);
+    docker_stdout(&args).lines().map(str::to_string).collect()
+}
+
+/// The `dockception.project` label of the project folder `dir`.
+pub fn project_label(dir: &Path) -> String {
+    let dir = dir.canonicalize().expect("canonical path");
+    dockception::plan::project_for(&dir.join("dockception.toml")).expect("project")
+}
+
+/// A dockception process running in the background, its stderr read line by line as it comes.
+pub struct Running {
+    pub child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    stdout: Option<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+impl Running {
+    /// Start the binary with `args` in `cwd`, with extra environment `env`.
+    pub fn start(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Running {
+        use std::io::{BufRead, Read};
+        let mut child = Command::new(BIN)
+            .args(args)
+            .current_dir(cwd)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("dockception runs");
+        let (sender, lines) = std::sync::mpsc::channel();
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let collected = std::sync::Arc::clone(&stderr);
+        let pipe = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(pipe).split(b'\n') {
+                let Ok(line) = line else { break };
+                let line = String::from_utf8_lossy(&line).into_owned();
+                if let Ok(mut all) = collected.lock() {
+                    all.push_str(&line);
+                    all.push('\n');
+                }
+                let _ = sender.send(line);
+            }
+        });
+        let mut out = child.stdout.take().expect("stdout");
+        let stdout = std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = out.read_to_end(&mut bytes);
+            bytes
+        });
+        Running {
+            child,
+            lines,
+            stderr,
+            stdout: Some(stdout),
+        }
+    }
+
+    /// Wait until a stderr line contains `needle`; panics after `seconds` or when the process
+    /// ends first.
+    pub fn wait_for(&self, needle: &str, seconds: u64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return,
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "no line with {needle:?} within {seconds} s; stderr so far:\n{}",
+                    self.stderr_so_far()
+                ),
+            }
+        }
+    }
+
+    pub fn stderr_so_far(&self) -> String {
+        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Send `signal` to the process.
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("a pid");
+        rustix::process::kill_process(pid, signal).expect("kill");
+    }
+
+    /// Wait for the end, at most `seconds` (then kill it and fail: it hung). Returns the exit
+    /// status, stdout and stderr.
+    pub fn finish(mut self, seconds: u64) -> (Option<i32>, Vec<u8>, String) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "dockception hung for {seconds} s; stderr:\n{}",
+                    self.stderr_so_far()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let stdout = self
+            .stdout
+            .take()
+            .map(|t| t.join().unwrap_or_default())
+            .unwrap_or_default();
+        // Let the reader thread drain the last lines.
+        let drain_until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::sync::Arc::strong_count(&self.stderr) > 1
+            && std::time::Instant::now() < drain_until
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        (status.code(), stdout, self.stderr_so_far())
+    }
+}
+
+/// One entry of an image layer.
+#[derive(Debug, Clone)]
+pub struct LayerEntry {
+    /// The exact path bytes, e.g. `app` or `lib/x.so`.
+    pub path: Vec<u8>,
+    pub mode: u32,
+    pub kind: tar::EntryType,
+    pub link: Option<Vec<u8>>,
+}
+
+/// `docker save IMAGE`: the whole archive's bytes and the entries of every layer.
+pub fn saved_image(image: &str) -> (Vec<u8>, Vec<Vec<LayerEntry>>) {
+    use std::io::Read;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("image.tar");
+    docker_stdout(&["save", "-o", file.to_str().expect("utf-8"), image]);
+    let bytes = std::fs::read(&file).expect("read the saved image");
+    let mut files = std::collections::HashMap::new();
+    let mut archive = tar::Archive::new(bytes.as_slice());
+    for entry in archive.entries().expect("entries") {
+        let mut entry = entry.expect("entry");
+        let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let mut content = Vec::new();
+        entry.read_to_end(&mut content).expect("read entry");
+        files.insert(path, content);
+    }
+    // manifest.json lists the layers from the base up.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&files["manifest.json"]).expect("manifest.json");
+    let mut layers = Vec::new();
+    for name in manifest[0]["Layers"].as_array().expect("Layers") {
+        let layer = &files[name.as_str().expect("a layer path")];
+        let mut inner = tar::Archive::new(layer.as_slice());
+        let entries = inner
+            .entries()
+            .expect("layer entries")
+            .map(|e| {
+                let e = e.expect("layer entry");
+                LayerEntry {
+                    path: e.path_bytes().into_owned(),
+                    mode: e.header().mode().expect("mode"),
+                    kind: e.header().entry_type(),
+                    link: e.link_name_bytes().map(|l| l.into_owned()),
+                }
+            })
+            .collect();
+        layers.push(entries);
+    }
+    (bytes, layers)
+}
+
+/// Whether `needle` occurs in `haystack`.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A value no build could produce by chance, to search for.
+pub fn unique_token(what: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{what}-{}-{nanos:x}", std::process::id())
 }

@@ -10,7 +10,8 @@ usage: cargo xtask TASK
 
 tasks:
   demo     set up the engine and local images, build examples/hello-c with dockception, run it
-  test     set up the engine and local images, then run the whole test suite
+  test     set up the engine and local images, run the whole test suite, then check that it
+           left no labelled container or volume behind
   engine   only make sure a Docker Engine answers and the local images exist
   schema   regenerate schema/dockception.schema.json (manifest) and schema/report.schema.json
            (the report's JSON) from the Rust types
@@ -21,7 +22,7 @@ fn main() -> ExitCode {
     let task = std::env::args().nth(1).unwrap_or_default();
     let result = match task.as_str() {
         "demo" => demo(),
-        "test" => engine().and_then(|()| cargo(&["test", "--workspace"])),
+        "test" => engine().and_then(|()| test_suite()),
         "engine" => engine(),
         "schema" => schema(),
         "bench" => {
@@ -84,6 +85,62 @@ fn demo() -> Result<(), String> {
     ])?;
     eprintln!("==> docker run --rm hello-c:latest");
     run(Command::new("docker").args(["run", "--rm", "hello-c:latest"]))
+}
+
+/// The whole suite, then a check that it left no labelled container or volume behind. The
+/// tests name their project folders `dcpt-<run>-…` (tests/common/mod.rs), so only this run's
+/// leftovers count, even while others use the same engine.
+fn test_suite() -> Result<(), String> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let run_id = format!("r{:x}{:x}", std::process::id(), nanos & 0xfff);
+    let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let tests = run(Command::new(cargo_bin)
+        .args(["test", "--workspace"])
+        .env("DOCKCEPTION_TEST_RUN", &run_id));
+    let left = leftovers(&run_id)?;
+    if !left.is_empty() {
+        return Err(format!(
+            "the test suite left these behind (remove them with `docker rm -f` / `docker volume rm`):\n  {}",
+            left.join("\n  ")
+        ));
+    }
+    tests?;
+    eprintln!("==> the test suite left no labelled container or volume behind");
+    Ok(())
+}
+
+/// Labelled containers and volumes of the projects of test run `run_id`.
+fn leftovers(run_id: &str) -> Result<Vec<String>, String> {
+    let prefix = format!("dcpt-{run_id}-");
+    let mut left = Vec::new();
+    for (kind, list, name) in [
+        ("container", &["ps", "-a"][..], "{{.Names}}"),
+        ("volume", &["volume", "ls"][..], "{{.Name}}"),
+    ] {
+        let format = format!("{name} {{{{.Label \"dockception.project\"}}}}");
+        let out = Command::new("docker")
+            .args(list)
+            .args(["--filter", "label=dockception", "--format", &format])
+            .output()
+            .map_err(|e| format!("cannot run docker: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "listing labelled {kind}s failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some((thing, project)) = line.split_once(' ') {
+                if project.starts_with(&prefix) {
+                    left.push(format!("{kind} {thing} (project {project})"));
+                }
+            }
+        }
+    }
+    Ok(left)
 }
 
 fn schema() -> Result<(), String> {
