@@ -12,10 +12,12 @@
 
 pub mod collect;
 pub mod context;
+pub mod elf;
 pub mod engine;
 pub mod error;
 pub mod image;
 pub mod init;
+pub mod libs;
 pub mod manifest;
 pub mod outdir;
 pub mod plan;
@@ -135,7 +137,13 @@ pub async fn write_context(
     for plan in &plans.targets {
         let produced = produce_artifacts(engine, plan, &outputs, progress).await?;
         if &plan.target == target {
-            let spec = context_spec(plan, &produced.collected);
+            if !plan.runtime.is_scratch() {
+                engine.ensure_image(&plan.runtime.base, progress).await?;
+            }
+            let mut libraries =
+                libs::find_libraries(engine, plan, &produced.collected, progress).await?;
+            let mut spec = context_spec(plan, &produced.collected);
+            spec.add_files(std::mem::take(&mut libraries.files));
             let written = tokio::task::block_in_place(|| context::write(&spec, out))
                 .map_err(|e| Error::io("writing the build context to", "standard output", e))?;
             produced.keep(plan, &mut outputs)?;
@@ -241,7 +249,9 @@ async fn build_image(
             .await?
             .size
     };
-    let spec = context_spec(plan, collected);
+    let mut libraries = libs::find_libraries(engine, plan, collected, progress).await?;
+    let mut spec = context_spec(plan, collected);
+    spec.add_files(std::mem::take(&mut libraries.files));
     progress.phase(&format!(
         "building the runtime image on {}",
         plan.runtime.base
@@ -262,7 +272,7 @@ async fn build_image(
             bytes: a.size,
         })
         .collect();
-    Ok(Report::new(
+    let mut report = Report::new(
         built.id,
         plan.tags.clone(),
         SizedImage {
@@ -277,7 +287,9 @@ async fn build_image(
         artifacts,
         (collected.unshipped_files, collected.unshipped_bytes),
         built.context_bytes,
-    ))
+    );
+    report.libs = libraries.linkage;
+    Ok(report)
 }
 
 fn context_spec(plan: &Plan, collected: &Collected) -> ContextSpec {

@@ -228,6 +228,26 @@ pub struct Runtime {
     /// Labels set on the runtime image.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// The shared libraries of dynamically linked ELF artifacts (their `PT_INTERP` program
+    /// interpreter and `DT_NEEDED` libraries): `"check"` fails the build when the base lacks
+    /// any of them and names them; `"auto"` copies what the base lacks from the builder image
+    /// into the runtime image (symlinks followed, recursively), so a glibc binary runs on
+    /// `scratch`; `"off"` looks at nothing.
+    #[serde(default)]
+    pub libs: Libs,
+}
+
+/// What to do about the shared libraries of dynamically linked artifacts.
+#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Libs {
+    /// Fail the build, naming them, when the base lacks the interpreter or a library.
+    #[default]
+    Check,
+    /// Copy the interpreter and the libraries the base lacks from the builder image.
+    Auto,
+    /// Do not look: the artifacts are shipped as they are.
+    Off,
 }
 
 impl Default for Runtime {
@@ -241,6 +261,7 @@ impl Default for Runtime {
             user: None,
             expose: Vec::new(),
             labels: BTreeMap::new(),
+            libs: Libs::default(),
         }
     }
 }

@@ -197,6 +197,14 @@ impl Plan {
             for (k, v) in &r.labels {
                 lines.push(format!("  label     {k}={v}"));
             }
+            match r.libs {
+                manifest::Libs::Check => {}
+                manifest::Libs::Auto => lines.push(
+                    "  libs      auto (what dynamic artifacts need is copied from the builder)"
+                        .into(),
+                ),
+                manifest::Libs::Off => lines.push("  libs      off (not checked)".into()),
+            }
             lines.push(format!(
                 "  tags      {}",
                 if self.tags.is_empty() {
@@ -328,6 +336,8 @@ pub struct RuntimePlan {
     pub expose: Vec<String>,
     /// Labels, sorted by name.
     pub labels: Vec<(String, String)>,
+    /// What to do about the shared libraries of dynamically linked artifacts.
+    pub libs: manifest::Libs,
 }
 
 impl RuntimePlan {
@@ -698,6 +708,7 @@ fn target_plan(
             user: runtime.user.clone(),
             expose,
             labels: sorted(&runtime.labels),
+            libs: runtime.libs,
         },
         tags,
     }

@@ -31,6 +31,8 @@ pub struct Report {
     pub reduction_ratio: f64,
     /// Bytes of the build context sent to the engine.
     pub context_bytes: u64,
+    /// How the ELF artifacts are linked, and the shared libraries added for them.
+    pub libs: crate::libs::Linkage,
 }
 
 /// An image and its size.
@@ -83,6 +85,7 @@ impl Report {
             unshipped_bytes: unshipped.1,
             reduction_ratio,
             context_bytes,
+            libs: crate::libs::Linkage::default(),
         }
     }
 
@@ -132,6 +135,7 @@ impl Report {
         for (label, size) in rows {
             out.push_str(&format!("  {label:<width$}  {size:>size_width$}\n"));
         }
+        out.push_str(&self.libs.to_text());
         if !self.tags.is_empty() {
             out.push_str(&format!("  tagged {}\n", self.tags.join(", ")));
         }
