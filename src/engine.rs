@@ -249,6 +249,7 @@ impl Engine {
             labels: Some(labels("builder", &plan.project)),
             host_config: Some(HostConfig {
                 mounts: Some(mounts),
+                network_mode: b.network.clone(),
                 ..Default::default()
             }),
             ..Default::default()

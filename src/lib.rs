@@ -13,16 +13,19 @@
 pub mod collect;
 pub mod context;
 pub mod elf;
+pub mod embed;
 pub mod engine;
 pub mod error;
 pub mod image;
 pub mod init;
+pub mod interrupt;
 pub mod libs;
 pub mod manifest;
 pub mod outdir;
 pub mod plan;
 pub mod progress;
 pub mod report;
+pub mod rust;
 pub mod shape;
 pub mod vars;
 
@@ -30,6 +33,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 
+pub use embed::build_blocking;
 pub use engine::Engine;
 pub use error::{Error, Result};
 pub use plan::{Plan, PlanSet, Selection, TagOverride};
@@ -54,6 +58,9 @@ pub struct Options {
     pub set: BTreeMap<String, String>,
     /// The tool's output folder (default: `.dockception` next to the manifest).
     pub out_dir: Option<PathBuf>,
+    /// The manifest's text, when it does not come from the file: `manifest` then only names it
+    /// in messages, and relative paths still resolve against its folder.
+    pub source: Option<String>,
 }
 
 /// Load and check the manifest (variables from `[vars]`, the `DOCKCEPTION_VAR_*` environment
@@ -63,7 +70,10 @@ pub fn load_plan(options: &Options) -> Result<PlanSet> {
         env: vars::Overrides::from_env(std::env::vars()),
         set: options.set.clone(),
     };
-    let loaded = manifest::load_with(&options.manifest, &overrides)?;
+    let loaded = match &options.source {
+        Some(text) => manifest::parse_with(&options.manifest, text.clone(), &overrides)?,
+        None => manifest::load_with(&options.manifest, &overrides)?,
+    };
     let plan_options = plan::PlanOptions {
         invoking_user: Some((
             rustix::process::getuid().as_raw(),

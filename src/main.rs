@@ -1,11 +1,11 @@
 //! The `dockception` command: parses flags and wires the library's pipeline together.
 
-use std::future::Future;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use dockception::interrupt::interruptible;
 use dockception::vars::Overrides;
 use dockception::{Engine, Error, Options, Progress, Selection, TagOverride};
 
@@ -261,49 +261,6 @@ fn options(common: &Common, selection: Selection, tags: &[String]) -> Result<Opt
         tags: tags.iter().map(|t| TagOverride::parse(t)).collect(),
         set,
         out_dir: common.out_dir.clone(),
+        ..Default::default()
     })
-}
-
-/// Run `work`, but on Ctrl-C or SIGTERM drop it (which removes its temporary folders), remove
-/// the containers it created, and report the interrupt. A second signal during that cleanup
-/// exits at once, naming what is left.
-async fn interruptible<T>(
-    engine: &Engine,
-    work: impl Future<Output = Result<T, Error>>,
-) -> Result<T, Error> {
-    let (signal, status) = tokio::select! {
-        result = work => return result,
-        s = wait_for_signal() => s,
-    };
-    eprintln!("\n{signal} received: cleaning up (press Ctrl-C again to exit at once)");
-    tokio::select! {
-        left = engine.remove_leftovers() => {
-            if !left.is_empty() {
-                eprintln!("could not remove containers: {} (remove them with docker rm -f)", left.join(" "));
-            }
-        }
-        _ = wait_for_signal() => {
-            let left = engine.live_containers();
-            eprintln!(
-                "exiting without cleanup; left behind: {}",
-                if left.is_empty() { "nothing".to_string() } else { left.join(" ") }
-            );
-            std::process::exit(i32::from(status));
-        }
-    }
-    Err(Error::Interrupted { signal, status })
-}
-
-async fn wait_for_signal() -> (&'static str, u8) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => ("SIGINT", 130),
-        _ = term.recv() => ("SIGTERM", 143),
-    }
 }

@@ -132,6 +132,11 @@ pub struct Builder {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub user: Option<Spanned<String>>,
+    /// The network the build runs on: `"none"` cuts it off (everything it needs is mounted),
+    /// or an engine network such as `"bridge"` or `"host"`. Defaults to the engine's default
+    /// network.
+    #[serde(default)]
+    pub network: Option<String>,
 }
 
 /// A build command.

@@ -141,6 +141,9 @@ impl Plan {
                 for (k, v) in &b.env {
                     lines.push(format!("  env       {k}={v}"));
                 }
+                if let Some(network) = &b.network {
+                    lines.push(format!("  network   {network}"));
+                }
                 for m in &b.mounts {
                     lines.push(format!(
                         "  mount     {} -> {} ({})",
@@ -282,6 +285,8 @@ pub struct BuilderPlan {
     pub caches: Vec<CacheVolume>,
     /// Where the fresh output folder is mounted (read-write) in the container.
     pub output_target: String,
+    /// The network the build runs on (`None`: the engine's default).
+    pub network: Option<String>,
 }
 
 /// A host folder mounted into the builder.
@@ -648,6 +653,7 @@ fn builder_plan(
         mounts,
         caches,
         output_target,
+        network: builder.network.clone(),
     })
 }
 
