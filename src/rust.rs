@@ -72,6 +72,8 @@ pub fn vendor(workspace: &Path, dest: &Path) -> Result<PathBuf> {
         .args(["vendor", "--locked", "--versioned-dirs", "--quiet"])
         .arg(dest);
     run(&mut command, &format!("{cargo} vendor"))?;
+    // Without dependencies cargo makes no folder; the builder still mounts one.
+    std::fs::create_dir_all(dest).map_err(|e| Error::io("creating", dest, e))?;
     std::fs::write(&stamp, format!("{digest}\n")).map_err(|e| Error::io("writing", &stamp, e))?;
     Ok(dest.to_path_buf())
 }
