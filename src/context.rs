@@ -84,6 +84,17 @@ impl ContextSpec {
         }
     }
 
+    /// Add files at their own image paths (e.g. the shared libraries an artifact needs); a
+    /// path an artifact already has keeps the artifact.
+    pub fn add_files(&mut self, files: Vec<ContextFile>) {
+        for file in files {
+            if !self.files.iter().any(|f| f.image_path == file.image_path) {
+                self.files.push(file);
+            }
+        }
+        self.files.sort_by(|a, b| a.image_path.cmp(&b.image_path));
+    }
+
     /// The total bytes of artifact content.
     pub fn artifact_bytes(&self) -> u64 {
         self.files.iter().map(|f| f.artifact.size).sum()
@@ -443,6 +454,7 @@ mod tests {
             steps: vec![],
             artifacts_mount: "/artifacts".into(),
             init: crate::plan::InitPlan::None,
+            libs: crate::manifest::Libs::Check,
         }
     }
 

@@ -229,6 +229,40 @@ pub enum Error {
         help: String,
     },
 
+    /// Dynamically linked artifacts need an interpreter or libraries that the runtime image
+    /// would lack.
+    #[error("{}", render_missing(.base, .builder, *.searched_builder, .missing))]
+    MissingLibraries {
+        /// The runtime base.
+        base: String,
+        /// The builder image.
+        builder: String,
+        /// Whether the builder was searched too (`libs = "auto"`).
+        searched_builder: bool,
+        /// What is missing, and what needs it.
+        missing: Vec<crate::libs::MissingLibrary>,
+    },
+
+    /// An artifact starts like an ELF file but cannot be read as one.
+    #[error("artifact {path} looks like an ELF file but cannot be parsed: {message}\n  help: check the build's output; set libs = \"off\" in [runtime] to ship it unchecked")]
+    InvalidElf {
+        /// The artifact on the host.
+        path: PathBuf,
+        /// What the parser said.
+        message: String,
+    },
+
+    /// A program dockception runs on the host (rustc, cargo) failed.
+    #[error("{command} failed: {message}\n  help: {help}")]
+    HostCommand {
+        /// The command line.
+        command: String,
+        /// What went wrong (its last output lines, or why it did not start).
+        message: String,
+        /// What to do.
+        help: String,
+    },
+
     /// A report file could not be read, parsed or written.
     #[error("{action} report {path}: {message}")]
     ReportFile {
@@ -445,6 +479,42 @@ fn render_known(known: &[String]) -> String {
     } else {
         known.join(", ")
     }
+}
+
+fn render_missing(
+    base: &str,
+    builder: &str,
+    searched_builder: bool,
+    missing: &[crate::libs::MissingLibrary],
+) -> String {
+    let mut out = if searched_builder {
+        format!("neither the base {base} nor the builder {builder} has what dynamically linked artifacts need to start:")
+    } else {
+        format!("the base {base} lacks what dynamically linked artifacts need to start:")
+    };
+    let mut by: Vec<(&str, Vec<String>)> = Vec::new();
+    for m in missing {
+        let name = if m.interpreter {
+            format!("the interpreter {}", m.name)
+        } else {
+            m.name.clone()
+        };
+        for needer in &m.needed_by {
+            match by.iter_mut().find(|(n, _)| n == needer) {
+                Some((_, names)) => names.push(name.clone()),
+                None => by.push((needer, vec![name.clone()])),
+            }
+        }
+    }
+    for (needer, names) in by {
+        out.push_str(&format!("\n  {needer} needs {}", names.join(", ")));
+    }
+    if searched_builder {
+        out.push_str("\n  help: install them in the builder image, ship them as artifacts, or, when they are in a folder the loader does not search by default, set LD_LIBRARY_PATH in [runtime.env]");
+    } else {
+        out.push_str(&format!("\n  help: add libs = \"auto\" to [runtime] to copy them from the builder {builder}, link statically (e.g. gcc -static), or use a base that has them"));
+    }
+    out
 }
 
 fn render_found(found: &[String]) -> String {

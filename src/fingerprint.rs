@@ -441,6 +441,7 @@ mod tests {
                 output_target: "/out".into(),
                 env_from_host: vec![],
                 secret_files: vec![],
+                network: None,
             },
             artifacts: ArtifactPlan {
                 subdir: String::new(),
@@ -460,6 +461,7 @@ mod tests {
                 steps: vec![],
                 artifacts_mount: "/artifacts".into(),
                 init: crate::plan::InitPlan::None,
+                libs: crate::manifest::Libs::Check,
             },
             tags: vec!["app:latest".into()],
         }

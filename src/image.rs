@@ -202,6 +202,7 @@ mod tests {
             steps: vec![],
             artifacts_mount: "/artifacts".into(),
             init: crate::plan::InitPlan::None,
+            libs: crate::manifest::Libs::Check,
         }
     }
 

@@ -19,12 +19,16 @@ pub mod clean;
 pub mod collect;
 pub mod context;
 pub mod diff;
+pub mod elf;
+pub mod embed;
 pub mod engine;
 pub mod error;
 pub mod fingerprint;
 pub mod gates;
 pub mod image;
 pub mod init;
+pub mod interrupt;
+pub mod libs;
 pub mod manifest;
 pub mod measure;
 pub mod outdir;
@@ -32,6 +36,7 @@ pub mod pid1;
 pub mod plan;
 pub mod progress;
 pub mod report;
+pub mod rust;
 pub mod secrets;
 pub mod shape;
 pub mod vars;
@@ -41,6 +46,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+pub use embed::build_blocking;
 pub use engine::Engine;
 pub use error::{Error, Result};
 pub use plan::{Plan, PlanSet, Selection, TagOverride};
@@ -68,6 +74,9 @@ pub struct Options {
     pub set: BTreeMap<String, String>,
     /// The tool's output folder (default: `.dockception` next to the manifest).
     pub out_dir: Option<PathBuf>,
+    /// The manifest's text, when it does not come from the file: `manifest` then only names it
+    /// in messages, and relative paths still resolve against its folder.
+    pub source: Option<String>,
 }
 
 /// Load and check the manifest (variables from `[vars]`, the `DOCKCEPTION_VAR_*` environment
@@ -77,7 +86,10 @@ pub fn load_plan(options: &Options) -> Result<PlanSet> {
         env: vars::Overrides::from_env(std::env::vars()),
         set: options.set.clone(),
     };
-    let loaded = manifest::load_with(&options.manifest, &overrides)?;
+    let loaded = match &options.source {
+        Some(text) => manifest::parse_with(&options.manifest, text.clone(), &overrides)?,
+        None => manifest::load_with(&options.manifest, &overrides)?,
+    };
     let plan_options = plan::PlanOptions {
         invoking_user: Some((
             rustix::process::getuid().as_raw(),
@@ -349,7 +361,10 @@ pub async fn write_context(
                     help: "use dockception build for this target".into(),
                 });
             }
-            let spec = context_spec(plan, &prepared, &produced.collected);
+            let mut libraries =
+                libs::find_libraries(engine, plan, &produced.collected, progress).await?;
+            let mut spec = context_spec(plan, &prepared, &produced.collected);
+            spec.add_files(std::mem::take(&mut libraries.files));
             // The tar is made on a blocking thread and written chunk by chunk, so an interrupt
             // is noticed between chunks instead of after the whole context.
             let mut out = out;
@@ -601,6 +616,13 @@ async fn build_image(
     let builder = engine.ensure_image(&plan.builder.image, progress).await?;
     let prepared = prepare_runtime(engine, plan, progress).await?;
     let steps = !prepared.runtime.steps.is_empty();
+    // What dynamically linked artifacts need (checked, or copied from the builder): shipped
+    // with the artifacts. Runtime steps install into a base that has its own libraries.
+    let mut libraries = if steps {
+        libs::Libraries::default()
+    } else {
+        libs::find_libraries(engine, plan, collected, progress).await?
+    };
     let built = if steps {
         progress.phase(&format!(
             "running {} runtime step(s) in {} with the artifacts at {}",
@@ -619,7 +641,8 @@ async fn build_image(
         )
         .await?
     } else {
-        let spec = context_spec(plan, &prepared, collected);
+        let mut spec = context_spec(plan, &prepared, collected);
+        spec.add_files(std::mem::take(&mut libraries.files));
         progress.phase(&format!(
             "building the runtime image on {}",
             plan.runtime.base
@@ -658,6 +681,8 @@ async fn build_image(
         unshipped: (collected.unshipped_files as u64, collected.unshipped_bytes),
         context_bytes: built.context_bytes,
     });
+    let mut report = report;
+    report.libs = libraries.linkage;
     baseline::save(&plan.out_dir, &report)?;
     Ok((report, prepared.init.map(|i| i.description)))
 }

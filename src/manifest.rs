@@ -153,6 +153,11 @@ pub struct Builder {
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, String>")]
     pub secrets: BTreeMap<String, Spanned<String>>,
+    /// The network the build runs on: `"none"` cuts it off (everything it needs is mounted),
+    /// or an engine network such as `"bridge"` or `"host"`. Defaults to the engine's default
+    /// network.
+    #[serde(default)]
+    pub network: Option<String>,
 }
 
 /// A build command.
@@ -267,6 +272,26 @@ pub struct Runtime {
     #[serde(default = "default_init")]
     #[schemars(with = "Init", default = "default_init")]
     pub init: Spanned<Init>,
+    /// The shared libraries of dynamically linked ELF artifacts (their `PT_INTERP` program
+    /// interpreter and `DT_NEEDED` libraries): `"check"` fails the build when the base lacks
+    /// any of them and names them; `"auto"` copies what the base lacks from the builder image
+    /// into the runtime image (symlinks followed, recursively), so a glibc binary runs on
+    /// `scratch`; `"off"` looks at nothing.
+    #[serde(default)]
+    pub libs: Libs,
+}
+
+/// What to do about the shared libraries of dynamically linked artifacts.
+#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Libs {
+    /// Fail the build, naming them, when the base lacks the interpreter or a library.
+    #[default]
+    Check,
+    /// Copy the interpreter and the libraries the base lacks from the builder image.
+    Auto,
+    /// Do not look: the artifacts are shipped as they are.
+    Off,
 }
 
 /// Whether and which init runs as PID 1.
@@ -299,6 +324,7 @@ impl Default for Runtime {
             run: Vec::new(),
             artifacts_mount: default_artifacts_mount(),
             init: default_init(),
+            libs: Libs::default(),
         }
     }
 }

@@ -118,6 +118,7 @@ mod tests {
             steps: vec![],
             artifacts_mount: "/artifacts".into(),
             init: InitPlan::Auto,
+            libs: crate::manifest::Libs::Check,
         }
     }
 

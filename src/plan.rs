@@ -141,6 +141,9 @@ impl Plan {
                 for (k, v) in &b.env {
                     lines.push(format!("  env       {k}={v}"));
                 }
+                if let Some(network) = &b.network {
+                    lines.push(format!("  network   {network}"));
+                }
                 for m in &b.mounts {
                     lines.push(format!(
                         "  mount     {} -> {} ({})",
@@ -209,6 +212,14 @@ impl Plan {
                     lines.push("  init      tini (from the base, else the builder)".into())
                 }
                 InitPlan::Path(p) => lines.push(format!("  init      {p}")),
+            }
+            match r.libs {
+                manifest::Libs::Check => {}
+                manifest::Libs::Auto => lines.push(
+                    "  libs      auto (what dynamic artifacts need is copied from the builder)"
+                        .into(),
+                ),
+                manifest::Libs::Off => lines.push("  libs      off (not checked)".into()),
             }
             lines.push(format!(
                 "  tags      {}",
@@ -292,6 +303,8 @@ pub struct BuilderPlan {
     pub env_from_host: Vec<String>,
     /// Secret files mounted read-only into the builder only.
     pub secret_files: Vec<SecretFile>,
+    /// The network the build runs on (`None`: the engine's default).
+    pub network: Option<String>,
 }
 
 /// A host file mounted read-only into the builder at `/run/secrets/NAME`.
@@ -364,6 +377,8 @@ pub struct RuntimePlan {
     pub artifacts_mount: String,
     /// The init that runs as PID 1.
     pub init: InitPlan,
+    /// What to do about the shared libraries of dynamically linked artifacts.
+    pub libs: manifest::Libs,
 }
 
 /// The init of the runtime image.
@@ -713,6 +728,7 @@ fn builder_plan(
             .map(|n| n.get_ref().clone())
             .collect(),
         secret_files,
+        network: builder.network.clone(),
     })
 }
 
@@ -781,6 +797,7 @@ fn target_plan(
                 manifest::Init::Enabled(true) => InitPlan::Auto,
                 manifest::Init::Path(path) => InitPlan::Path(path.clone()),
             },
+            libs: runtime.libs,
         },
         tags,
     }

@@ -1,31 +1,55 @@
 //! Where a run tells what it is doing: phases, the builder's and daemon's output, warnings and
 //! pull progress. Everything goes to stderr so stdout stays free for `context` tars and JSON.
+//!
+//! Pick one with [`Progress::auto`] (bars in a terminal, plain lines in CI), or
+//! [`Progress::Silent`] when dockception is embedded and only the returned report and errors
+//! matter.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// How much a run prints.
+/// How much a run prints, and how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Progress {
     /// Phases, logs and progress bars (bars only when stderr is a terminal).
     Normal,
     /// Only warnings.
     Quiet,
+    /// Phases and logs as plain lines, never a bar: for CI logs and files.
+    Plain,
+    /// Nothing at all, not even warnings: for embedding, where the returned report and errors
+    /// carry what matters.
+    Silent,
 }
 
 impl Progress {
+    /// [`Progress::Normal`] when stderr is a terminal and `CI` is not set, else
+    /// [`Progress::Plain`].
+    pub fn auto() -> Progress {
+        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+        if std::io::stderr().is_terminal() && !ci {
+            Progress::Normal
+        } else {
+            Progress::Plain
+        }
+    }
+
+    fn shows_steps(&self) -> bool {
+        matches!(self, Progress::Normal | Progress::Plain)
+    }
+
     /// A step of the pipeline starts.
     pub fn phase(&self, message: &str) {
-        if *self == Progress::Normal {
+        if self.shows_steps() {
             eprintln!("==> {message}");
         }
     }
 
     /// One line of the builder's or the daemon's output, passed through as it is.
     pub fn log(&self, line: &str) {
-        if *self == Progress::Normal {
+        if self.shows_steps() {
             let mut err = std::io::stderr().lock();
             let _ = writeln!(err, "  | {line}");
         }
@@ -33,12 +57,15 @@ impl Progress {
 
     /// Something the user should know even in quiet mode.
     pub fn warn(&self, message: &str) {
-        eprintln!("warning: {message}");
+        if *self != Progress::Silent {
+            eprintln!("warning: {message}");
+        }
     }
 
-    /// A byte progress bar for pulling `image`; hidden when quiet or not on a terminal.
+    /// A byte progress bar for pulling `image`; hidden unless [`Progress::Normal`] on a
+    /// terminal.
     pub fn pull_bar(&self, image: &str) -> ProgressBar {
-        if *self == Progress::Quiet {
+        if *self != Progress::Normal {
             return ProgressBar::hidden();
         }
         let bar = ProgressBar::new(0);
@@ -51,5 +78,19 @@ impl Progress {
         bar.set_message(image.to_string());
         bar.enable_steady_tick(Duration::from_millis(120));
         bar
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_normal_draws_bars() {
+        for quiet in [Progress::Quiet, Progress::Plain, Progress::Silent] {
+            assert!(quiet.pull_bar("x").is_hidden(), "{quiet:?}");
+        }
+        assert!(Progress::Plain.shows_steps());
+        assert!(!Progress::Silent.shows_steps());
     }
 }

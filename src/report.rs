@@ -76,6 +76,9 @@ pub struct Report {
     /// build's report.
     #[serde(default)]
     pub up_to_date: bool,
+    /// How the ELF artifacts are linked, and the shared libraries added for them.
+    #[serde(default)]
+    pub libs: crate::libs::Linkage,
 }
 
 /// An image and its size.
@@ -125,6 +128,7 @@ impl Report {
             files: Vec::new(),
             build_command_ms: None,
             up_to_date: false,
+            libs: crate::libs::Linkage::default(),
         }
     }
 
@@ -413,6 +417,8 @@ impl Document {
             }
             out.push_str(&rules.render("  "));
         }
+
+        out.push_str(&r.libs.to_text());
 
         if !r.largest_files.is_empty() {
             out.push_str("\nlargest files\n");

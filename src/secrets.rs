@@ -88,6 +88,7 @@ mod tests {
             output_target: "/out".into(),
             env_from_host: names.iter().map(|n| n.to_string()).collect(),
             secret_files: vec![],
+            network: None,
         }
     }
 

@@ -9,6 +9,8 @@ const USAGE: &str = "\
 usage: cargo xtask TASK
 
 tasks:
+  image    build dockception's own image (dockception:latest) from the root dockception.toml,
+           through the library: [--tag NAME[:TAG]]... [--set NAME=VALUE]...
   demo     set up the engine and local images, build examples/hello-c with dockception, run it
   test     set up the engine and local images, run the whole test suite, then check that it
            left no labelled container or volume behind
@@ -21,6 +23,7 @@ tasks:
 fn main() -> ExitCode {
     let task = std::env::args().nth(1).unwrap_or_default();
     let result = match task.as_str() {
+        "image" => image(std::env::args().skip(2).collect()),
         "demo" => demo(),
         "test" => engine().and_then(|()| test_suite()),
         "engine" => engine(),
@@ -85,6 +88,49 @@ fn demo() -> Result<(), String> {
     ])?;
     eprintln!("==> docker run --rm hello-c:latest");
     run(Command::new("docker").args(["run", "--rm", "hello-c:latest"]))
+}
+
+/// `cargo xtask image`: dockception builds its own image through its library, the way any
+/// project's xtask can (see examples/xtask-consumer).
+fn image(args: Vec<String>) -> Result<(), String> {
+    use dockception::{rust, Options, Progress};
+
+    let mut options = Options::new(root().join("dockception.toml"));
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let mut value = |flag: &str| args.next().ok_or(format!("{flag} needs a value"));
+        match arg.as_str() {
+            "--tag" | "-t" => options = options.tag(value("--tag")?),
+            "--set" => {
+                let pair = value("--set")?;
+                let (name, v) = pair
+                    .split_once('=')
+                    .ok_or(format!("--set {pair:?} is not NAME=VALUE"))?;
+                options = options.set(name, v);
+            }
+            other => return Err(format!("unknown argument {other:?}\n\n{USAGE}")),
+        }
+    }
+    run(Command::new("bash").args(["scripts/engine.sh", "gcc"]))?;
+    // The builder has no registry and no network: the host's toolchain and vendored crates
+    // are mounted into it (see dockception.toml).
+    let vendor =
+        rust::vendor(&root(), &root().join(".dockception/vendor")).map_err(|e| e.to_string())?;
+    let sysroot = rust::sysroot().map_err(|e| e.to_string())?;
+    let plans = options
+        .set("RUST_SYSROOT", sysroot.to_string_lossy())
+        .set("VENDOR", vendor.to_string_lossy())
+        .load()
+        .map_err(|e| e.to_string())?;
+    let reports =
+        dockception::build_blocking(&plans, Progress::auto()).map_err(|e| e.to_string())?;
+    for built in &reports {
+        print!("{}", built.report.to_text());
+        if let Some(tag) = built.report.tags.first() {
+            eprintln!("==> try it: docker run --rm {tag} --version");
+        }
+    }
+    Ok(())
 }
 
 /// The whole suite, then a check that it left no labelled container or volume behind. The

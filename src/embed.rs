@@ -1,0 +1,189 @@
+//! dockception from your own code, typically a project's `xtask`: load a manifest (from a file
+//! or from text), override variables, targets and tags, build, and get typed reports back.
+//!
+//! From synchronous code, [`build_blocking`] runs everything, Ctrl-C included:
+//!
+//! ```no_run
+//! use dockception::{Options, Progress};
+//!
+//! fn main() -> dockception::Result<()> {
+//!     let plans = Options::new("dockception.toml")
+//!         .set("TAG", "dev")        // like --set TAG=dev
+//!         .tag("app:dev")           // like --tag app:dev (TARGET=NAME[:TAG] with several)
+//!         .load()?;                 // the manifest checked and resolved: nothing runs yet
+//!     for built in dockception::build_blocking(&plans, Progress::auto())? {
+//!         let report = &built.report;
+//!         println!("{} -> {} ({} bytes)", built.target, report.image_id, report.runtime_bytes);
+//!     }
+//!     Ok(())
+//! }
+//! ```
+//!
+//! From async code, connect and build yourself; [`Progress::Silent`] prints nothing:
+//!
+//! ```no_run
+//! # async fn run() -> dockception::Result<()> {
+//! use dockception::{Engine, Options, Progress};
+//!
+//! let manifest = r#"
+//! [builder]
+//! image = "gcc:local"
+//! run   = "cc -static -o /out/hello /src/hello.c"
+//!
+//! [[mount]]
+//! source = "."
+//! target = "/src"
+//!
+//! [artifacts]
+//! include = ["hello"]
+//! "#;
+//! // Relative paths resolve against the named file's folder, as if it existed.
+//! let plans = Options::from_text("examples/hello-c/src/dockception.toml", manifest).load()?;
+//! let engine = Engine::connect().await?;
+//! let reports = dockception::build(&engine, &plans, &Progress::Silent).await?;
+//! assert_eq!(reports[0].report.libs.elf_artifacts[0].linking, "static");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Errors are [`Error`] values: match on them (a manifest's [`Error::Manifest`] diagnostics,
+//! [`Error::BuildCommandFailed`] with the builder's exit status, [`Error::MissingLibraries`],
+//! …) or print them; `Error::exit_status` gives the CLI's exit status.
+
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+use crate::plan::{PlanSet, Selection, TagOverride};
+use crate::progress::Progress;
+use crate::{Options, TargetReport};
+
+impl Options {
+    /// Options for the manifest file at `manifest`; everything else comes from the manifest.
+    pub fn new(manifest: impl Into<PathBuf>) -> Options {
+        Options {
+            manifest: manifest.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Options for a manifest given as text. `manifest` names it in messages, and relative
+    /// paths in it resolve against that path's folder (the file need not exist).
+    pub fn from_text(manifest: impl Into<PathBuf>, text: impl Into<String>) -> Options {
+        Options {
+            manifest: manifest.into(),
+            source: Some(text.into()),
+            ..Default::default()
+        }
+    }
+
+    /// Give variable `name` a value; it wins over `[vars]` and `DOCKCEPTION_VAR_NAME`, like
+    /// `--set NAME=VALUE`.
+    pub fn set(mut self, name: impl Into<String>, value: impl Into<String>) -> Options {
+        self.set.insert(name.into(), value.into());
+        self
+    }
+
+    /// Build these targets or groups instead of the manifest's default.
+    pub fn targets<I, S>(mut self, names: I) -> Options
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.selection = Selection::Names(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Build every target.
+    pub fn all_targets(mut self) -> Options {
+        self.selection = Selection::All;
+        self
+    }
+
+    /// Tag an image, like `--tag`: `NAME[:TAG]` when one target is built, else
+    /// `TARGET=NAME[:TAG]`. The first tag given for a target replaces the manifest's tags.
+    pub fn tag(mut self, reference: impl AsRef<str>) -> Options {
+        self.tags.push(TagOverride::parse(reference.as_ref()));
+        self
+    }
+
+    /// Keep the tool's output in `dir` instead of `.dockception` next to the manifest.
+    pub fn out_dir(mut self, dir: impl Into<PathBuf>) -> Options {
+        self.out_dir = Some(dir.into());
+        self
+    }
+
+    /// Load and check the manifest and resolve the plan (see [`crate::load_plan`]).
+    pub fn load(&self) -> Result<PlanSet> {
+        crate::load_plan(self)
+    }
+}
+
+/// Build the plan's images from synchronous code (an xtask's `main`): starts a Tokio runtime,
+/// connects to the engine (`DOCKER_HOST`, else the local socket), runs [`crate::build`], and
+/// on Ctrl-C or SIGTERM removes the containers the run created before returning
+/// [`Error::Interrupted`].
+pub fn build_blocking(plans: &PlanSet, progress: Progress) -> Result<Vec<TargetReport>> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::HostCommand {
+            command: "starting the Tokio runtime".into(),
+            message: e.to_string(),
+            help: "check the process's limits on threads and open files".into(),
+        })?;
+    runtime.block_on(async {
+        let engine = crate::Engine::connect().await?;
+        crate::interrupt::interruptible(&engine, crate::build(&engine, plans, &progress)).await
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builder_methods_fill_the_options() {
+        let o = Options::new("m.toml")
+            .set("A", "1")
+            .targets(["run"])
+            .tag("run=app:1")
+            .out_dir("/tmp/out");
+        assert_eq!(o.manifest, PathBuf::from("m.toml"));
+        assert_eq!(o.set.get("A").map(String::as_str), Some("1"));
+        assert_eq!(o.selection, Selection::Names(vec!["run".into()]));
+        assert_eq!(o.tags, [TagOverride::parse("run=app:1")]);
+        assert_eq!(o.out_dir, Some(PathBuf::from("/tmp/out")));
+        assert_eq!(
+            Options::new("m.toml").all_targets().selection,
+            Selection::All
+        );
+    }
+
+    #[test]
+    fn a_manifest_from_text_resolves_paths_from_its_named_folder() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("src")).expect("mkdir");
+        let text = "[builder]\nimage = \"gcc:local\"\nrun = \"make\"\n\n[[mount]]\nsource = \"src\"\ntarget = \"/src\"\n\n[artifacts]\ninclude = [\"${APP}\"]\n\n[image]\ntags = [\"${APP}:1\"]\n";
+        let plans = Options::from_text(dir.path().join("virtual.toml"), text)
+            .set("APP", "hello")
+            .load()
+            .expect("plan");
+        let plan = &plans.targets[0];
+        assert_eq!(plan.builder.mounts[0].source, dir.path().join("src"));
+        assert_eq!(plan.artifacts.include, ["hello"]);
+        assert_eq!(plan.tags, ["hello:1"]);
+    }
+
+    #[test]
+    fn a_bad_manifest_from_text_is_a_typed_error() {
+        let err = Options::from_text("inline.toml", "[builder\n")
+            .load()
+            .expect_err("bad TOML");
+        let Error::Manifest(diagnostics) = err else {
+            panic!("expected Error::Manifest, got {err}");
+        };
+        assert_eq!(diagnostics[0].path, PathBuf::from("inline.toml"));
+        assert_eq!(diagnostics[0].line, 1);
+    }
+}

@@ -1,0 +1,1135 @@
+//! The shared libraries that dynamically linked artifacts need at run time (`runtime.libs`).
+//!
+//! A binary linked against glibc does not start on `scratch`: the kernel looks for its program
+//! interpreter (`PT_INTERP`, e.g. `/lib64/ld-linux-x86-64.so.2`), which then looks for every
+//! `DT_NEEDED` library in the folders it searches. This module finds, before the image is
+//! built, what the runtime image would lack: it searches the image as the loader would (the
+//! artifacts' layer over the base), and with `libs = "auto"` it takes what the base lacks from
+//! the builder image, following symlinks and the libraries' own needs, recursively.
+//!
+//! [`resolve`] is pure. It answers from the [`Facts`] gathered so far, or asks for more with
+//! [`Query`]s (stat a path in the base or the builder, read a builder file's ELF header);
+//! [`find_libraries`] is the small loop that answers them through the engine.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::collect::{Artifact, Collected};
+use crate::context::ContextFile;
+use crate::elf::{self, ElfInfo};
+use crate::engine::{Engine, ImageFiles};
+use crate::error::{Error, Result};
+use crate::manifest::Libs;
+use crate::outdir::RunDir;
+use crate::plan::Plan;
+use crate::progress::Progress;
+
+/// How many symlinks a path may go through before it is taken as a loop (the kernel's limit).
+const MAX_LINKS: usize = 40;
+
+/// What a path is, in the base or the builder image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// Nothing there.
+    Missing,
+    /// A regular file.
+    File {
+        /// Any execute bit set.
+        executable: bool,
+    },
+    /// A symlink; `target` is where it finally leads, absolute, as the engine resolved it.
+    Symlink {
+        /// The resolved target.
+        target: String,
+    },
+    /// A folder or anything else that is not a library.
+    Other,
+}
+
+/// A file of the artifacts' layer, at its path in the image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shipped {
+    /// A file; its ELF facts when it is ELF.
+    File(Option<ElfInfo>),
+    /// A symlink, with its target as written.
+    Symlink(String),
+}
+
+/// What [`resolve`] works on.
+#[derive(Debug, Clone, Default)]
+pub struct Input {
+    /// The artifacts by absolute image path.
+    pub artifacts: BTreeMap<String, Shipped>,
+    /// The base is `scratch`: it has nothing.
+    pub empty_base: bool,
+    /// Take what the base lacks from the builder (`libs = "auto"`).
+    pub from_builder: bool,
+    /// `LD_LIBRARY_PATH` of the runtime image (from `[runtime.env]`), which the loader
+    /// searches too.
+    pub ld_library_path: Vec<String>,
+}
+
+/// What is known so far about paths of the base and the builder image.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// Paths of the base.
+    pub base: BTreeMap<String, Entry>,
+    /// Paths of the builder.
+    pub builder: BTreeMap<String, Entry>,
+    /// ELF facts of builder files, by path (`None`: not ELF).
+    pub builder_elf: BTreeMap<String, Option<ElfInfo>>,
+}
+
+/// Something [`resolve`] needs to know to go on.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Query {
+    /// What is at this path of the base?
+    StatBase(String),
+    /// What is at this path of the builder?
+    StatBuilder(String),
+    /// The ELF facts of this builder file (a regular file).
+    ReadBuilder(String),
+}
+
+/// The outcome of [`resolve`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resolution {
+    /// Every loadable ELF artifact, by image path, with what it needs.
+    pub elf_artifacts: Vec<(String, ElfInfo)>,
+    /// Files to add to the image: (path in the image, path in the builder that holds it).
+    pub from_builder: Vec<(String, String)>,
+    /// What the base already has: (name or interpreter, path in the image).
+    pub on_base: Vec<(String, String)>,
+    /// What nothing provides.
+    pub missing: Vec<MissingLibrary>,
+}
+
+/// A library or interpreter that the runtime image would lack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MissingLibrary {
+    /// The library's name (`libc.so.6`) or the interpreter's path.
+    pub name: String,
+    /// Whether it is the program interpreter.
+    pub interpreter: bool,
+    /// The files that need it (image paths).
+    pub needed_by: Vec<String>,
+}
+
+/// Where a looked-up path was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Source {
+    Artifact,
+    Base,
+    /// In the builder: the path to add to the image, and the file that holds the content.
+    Builder {
+        image_path: String,
+        real: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Found {
+    source: Source,
+    elf: Option<ElfInfo>,
+}
+
+/// Work out what the runtime image needs, or the queries to answer first.
+///
+/// Searches as glibc's loader does: `DT_RPATH` (when there is no `DT_RUNPATH`), then
+/// `LD_LIBRARY_PATH`, then `DT_RUNPATH` (with `$ORIGIN` expanded to the file's folder in the
+/// image), then the standard folders (`/lib/<multiarch>`, `/usr/lib/<multiarch>`, `/lib64`,
+/// `/usr/lib64`, `/lib`, `/usr/lib`). A name is satisfied once, by the first file found; a
+/// `DT_NEEDED` entry naming the interpreter is the interpreter. Libraries taken from the
+/// builder are searched for their own needs in turn.
+pub fn resolve(input: &Input, facts: &Facts) -> std::result::Result<Resolution, Vec<Query>> {
+    let mut queries: BTreeSet<Query> = BTreeSet::new();
+    let mut out = Resolution::default();
+    let mut queue: std::collections::VecDeque<(String, ElfInfo)> = Default::default();
+    for (path, shipped) in &input.artifacts {
+        if let Shipped::File(Some(info)) = shipped {
+            if info.loadable {
+                out.elf_artifacts.push((path.clone(), info.clone()));
+                if !info.is_static() {
+                    queue.push_back((path.clone(), info.clone()));
+                }
+            }
+        }
+    }
+    // The first dynamic executable's RPATH also applies to what it loads (glibc walks the
+    // chain of loaders; for one program that is the program itself).
+    let program_rpath: Vec<String> = out
+        .elf_artifacts
+        .iter()
+        .find(|(_, info)| info.interpreter.is_some() && info.runpath.is_empty())
+        .map(|(path, info)| expand_origin(&info.rpath, path))
+        .unwrap_or_default();
+    let mut processed: BTreeSet<String> = BTreeSet::new();
+    let mut loaded: BTreeSet<String> = BTreeSet::new();
+    let mut interpreters: BTreeSet<String> = BTreeSet::new();
+    let mut missing: BTreeMap<(String, bool), BTreeSet<String>> = BTreeMap::new();
+    let mut shipped: BTreeSet<String> = BTreeSet::new();
+
+    let mut record =
+        |found: &Found, name: &str, path: &str, out: &mut Resolution| match &found.source {
+            Source::Builder { image_path, real } => {
+                if shipped.insert(image_path.clone()) {
+                    out.from_builder.push((image_path.clone(), real.clone()));
+                }
+            }
+            Source::Base => out.on_base.push((name.to_string(), path.to_string())),
+            Source::Artifact => {}
+        };
+
+    while let Some((path, info)) = queue.pop_front() {
+        if !processed.insert(path.clone()) {
+            continue;
+        }
+        if let Some(interpreter) = &info.interpreter {
+            interpreters.insert(basename(interpreter).to_string());
+            if loaded.insert(interpreter.clone()) {
+                match find(input, facts, interpreter) {
+                    Err(more) => queries.extend(more),
+                    Ok(Some(found)) => {
+                        record(&found, interpreter, interpreter, &mut out);
+                        if let Some(soname) = found.elf.as_ref().and_then(|e| e.soname.clone()) {
+                            interpreters.insert(soname);
+                        }
+                    }
+                    Ok(None) => {
+                        missing
+                            .entry((interpreter.clone(), true))
+                            .or_default()
+                            .insert(path.clone());
+                    }
+                }
+            }
+        }
+        let dirs = search_dirs(&info, &path, &program_rpath, &input.ld_library_path);
+        for name in &info.needed {
+            if interpreters.contains(name) || loaded.contains(name) {
+                continue;
+            }
+            let candidates: Vec<String> = if name.contains('/') {
+                if name.starts_with('/') {
+                    vec![normalise(name)]
+                } else {
+                    Vec::new()
+                }
+            } else {
+                dirs.iter()
+                    .map(|d| normalise(&format!("{d}/{name}")))
+                    .collect()
+            };
+            let mut undecided = false;
+            let mut chosen: Option<(String, Found)> = None;
+            for candidate in candidates {
+                match find(input, facts, &candidate) {
+                    Err(more) => {
+                        queries.extend(more);
+                        undecided = true;
+                    }
+                    Ok(Some(found)) if !undecided => {
+                        let fits = found.elf.as_ref().is_none_or(|e| {
+                            e.compatible_with(&info) && (found.source == Source::Base || e.loadable)
+                        });
+                        let usable = fits
+                            && (found.source == Source::Base
+                                || found.source == Source::Artifact
+                                || found.elf.is_some());
+                        if usable {
+                            chosen = Some((candidate, found));
+                            break;
+                        }
+                    }
+                    Ok(_) => {}
+                }
+            }
+            if undecided {
+                continue;
+            }
+            loaded.insert(name.clone());
+            match chosen {
+                Some((candidate, found)) => {
+                    record(&found, name, &candidate, &mut out);
+                    if let (Some(elf), false) = (&found.elf, found.source == Source::Base) {
+                        let at = match &found.source {
+                            Source::Builder { image_path, .. } => image_path.clone(),
+                            _ => candidate.clone(),
+                        };
+                        if !elf.is_static() {
+                            queue.push_back((at, elf.clone()));
+                        }
+                    }
+                }
+                None => {
+                    missing
+                        .entry((name.clone(), false))
+                        .or_default()
+                        .insert(path.clone());
+                }
+            }
+        }
+    }
+    if !queries.is_empty() {
+        return Err(queries.into_iter().collect());
+    }
+    out.missing = missing
+        .into_iter()
+        .map(|((name, interpreter), by)| MissingLibrary {
+            name,
+            interpreter,
+            needed_by: by.into_iter().collect(),
+        })
+        .collect();
+    // Interpreters first, as the loader needs them first.
+    out.missing.sort_by_key(|m| !m.interpreter);
+    Ok(out)
+}
+
+/// Look `path` up in the image as the loader would see it: the artifacts' layer over the
+/// base, then (with `from_builder`) the builder, following symlinks.
+fn find(
+    input: &Input,
+    facts: &Facts,
+    path: &str,
+) -> std::result::Result<Option<Found>, Vec<Query>> {
+    let mut path = normalise(path);
+    let mut builder_entry: Option<String> = None;
+    for _ in 0..MAX_LINKS {
+        if builder_entry.is_none() {
+            match input.artifacts.get(&path) {
+                Some(Shipped::File(elf)) => {
+                    return Ok(Some(Found {
+                        source: Source::Artifact,
+                        elf: elf.clone(),
+                    }))
+                }
+                Some(Shipped::Symlink(target)) => {
+                    path = if target.starts_with('/') {
+                        normalise(target)
+                    } else {
+                        normalise(&format!("{}/{target}", parent(&path)))
+                    };
+                    continue;
+                }
+                None => {}
+            }
+            if !input.empty_base {
+                match facts.base.get(&path) {
+                    None => return Err(vec![Query::StatBase(path)]),
+                    Some(Entry::File { .. }) => {
+                        return Ok(Some(Found {
+                            source: Source::Base,
+                            elf: None,
+                        }))
+                    }
+                    Some(Entry::Symlink { target }) => {
+                        path = normalise(target);
+                        continue;
+                    }
+                    Some(Entry::Missing | Entry::Other) => {}
+                }
+            }
+        }
+        if !input.from_builder {
+            return Ok(None);
+        }
+        match facts.builder.get(&path) {
+            None => return Err(vec![Query::StatBuilder(path)]),
+            Some(Entry::File { .. }) => {
+                let Some(elf) = facts.builder_elf.get(&path) else {
+                    return Err(vec![Query::ReadBuilder(path)]);
+                };
+                return Ok(Some(Found {
+                    source: Source::Builder {
+                        image_path: builder_entry.unwrap_or_else(|| path.clone()),
+                        real: path,
+                    },
+                    elf: elf.clone(),
+                }));
+            }
+            Some(Entry::Symlink { target }) => {
+                builder_entry.get_or_insert_with(|| path.clone());
+                path = normalise(target);
+            }
+            Some(Entry::Missing | Entry::Other) => return Ok(None),
+        }
+    }
+    Ok(None)
+}
+
+/// The folders the loader searches for the needs of `info` (at `path` in the image), in order.
+pub fn search_dirs(
+    info: &ElfInfo,
+    path: &str,
+    program_rpath: &[String],
+    ld_library_path: &[String],
+) -> Vec<String> {
+    let mut dirs: Vec<String> = Vec::new();
+    if info.runpath.is_empty() {
+        dirs.extend(expand_origin(&info.rpath, path));
+        dirs.extend(program_rpath.iter().cloned());
+    }
+    dirs.extend(ld_library_path.iter().filter(|d| !d.is_empty()).cloned());
+    dirs.extend(expand_origin(&info.runpath, path));
+    if let Some(triplet) = info.multiarch() {
+        dirs.push(format!("/lib/{triplet}"));
+        dirs.push(format!("/usr/lib/{triplet}"));
+    }
+    if info.is_64 {
+        dirs.push("/lib64".into());
+        dirs.push("/usr/lib64".into());
+    }
+    dirs.push("/lib".into());
+    dirs.push("/usr/lib".into());
+    let mut seen = BTreeSet::new();
+    dirs.into_iter()
+        .filter(|d| d.starts_with('/'))
+        .map(|d| normalise(&d))
+        .filter(|d| seen.insert(d.clone()))
+        .collect()
+}
+
+fn expand_origin(dirs: &[String], path: &str) -> Vec<String> {
+    let origin = parent(path);
+    dirs.iter()
+        .map(|d| d.replace("${ORIGIN}", origin).replace("$ORIGIN", origin))
+        .collect()
+}
+
+fn parent(path: &str) -> &str {
+    match path.rsplit_once('/') {
+        Some(("", _)) | None => "/",
+        Some((dir, _)) => dir,
+    }
+}
+
+fn basename(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// `/a/./b/../c/` -> `/a/c`, lexically.
+fn normalise(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// What the report says about linking: each ELF artifact, and the libraries added.
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(default)]
+pub struct Linkage {
+    /// `runtime.libs`.
+    pub mode: Libs,
+    /// Every loadable ELF artifact: static, or what it needs.
+    pub elf_artifacts: Vec<LinkedArtifact>,
+    /// Files copied from the builder image into the runtime image.
+    pub added: Vec<AddedLibrary>,
+    /// Libraries and interpreters the base already has, with their paths.
+    pub on_base: Vec<(String, String)>,
+}
+
+/// One ELF artifact's linking.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct LinkedArtifact {
+    /// Its path in the image.
+    pub path: String,
+    /// `static` (needs nothing at run time) or `dynamic`.
+    pub linking: String,
+    /// Its program interpreter.
+    pub interpreter: Option<String>,
+    /// The libraries it needs directly.
+    pub needed: Vec<String>,
+}
+
+/// A file added to the runtime image because an artifact needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct AddedLibrary {
+    /// Its path in the image.
+    pub path: String,
+    /// The builder file it was copied from (symlinks followed).
+    pub from: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+}
+
+impl Linkage {
+    /// Total bytes added.
+    pub fn added_bytes(&self) -> u64 {
+        self.added.iter().map(|a| a.bytes).sum()
+    }
+
+    /// Lines for the text report (empty when there is no ELF artifact).
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        for a in &self.elf_artifacts {
+            if a.linking == "static" {
+                out.push_str(&format!(
+                    "  {}: static, needs no library at run time\n",
+                    a.path
+                ));
+                continue;
+            }
+            let mut needs: Vec<String> = a.interpreter.iter().cloned().collect();
+            needs.extend(a.needed.iter().cloned());
+            out.push_str(&format!(
+                "  {}: dynamic, needs {}\n",
+                a.path,
+                needs.join(", ")
+            ));
+        }
+        if !self.on_base.is_empty() {
+            let names: Vec<&str> = self.on_base.iter().map(|(n, _)| n.as_str()).collect();
+            out.push_str(&format!("  on the base: {}\n", names.join(", ")));
+        }
+        if !self.added.is_empty() {
+            out.push_str(&format!(
+                "  libraries added from the builder ({} files, {}):\n",
+                self.added.len(),
+                crate::report::human(self.added_bytes())
+            ));
+            let width = self
+                .added
+                .iter()
+                .map(|a| a.path.chars().count())
+                .max()
+                .unwrap_or(0);
+            for a in &self.added {
+                out.push_str(&format!(
+                    "    {:<width$}  {:>9}\n",
+                    a.path,
+                    crate::report::human(a.bytes)
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// What [`find_libraries`] gives the image step.
+#[derive(Default)]
+pub(crate) struct Libraries {
+    /// For the report.
+    pub linkage: Linkage,
+    /// Files to add to the context, at their image paths.
+    pub files: Vec<ContextFile>,
+    /// Holds the copied files until the image is built.
+    _copies: Option<RunDir>,
+}
+
+/// Check the collected artifacts' shared libraries against the base, and with `libs = "auto"`
+/// copy what the base lacks out of the builder image. Fails, naming them, when something stays
+/// missing.
+pub(crate) async fn find_libraries(
+    engine: &Engine,
+    plan: &Plan,
+    collected: &Collected,
+    progress: &Progress,
+) -> Result<Libraries> {
+    let mode = plan.runtime.libs;
+    let mut libraries = Libraries {
+        linkage: Linkage {
+            mode,
+            ..Default::default()
+        },
+        files: Vec::new(),
+        _copies: None,
+    };
+    if mode == Libs::Off {
+        return Ok(libraries);
+    }
+    let dest = plan.artifacts.dest.trim_matches('/');
+    let mut input = Input {
+        artifacts: BTreeMap::new(),
+        empty_base: plan.runtime.is_scratch(),
+        from_builder: mode == Libs::Auto,
+        ld_library_path: plan
+            .runtime
+            .env
+            .iter()
+            .find(|(k, _)| k == "LD_LIBRARY_PATH")
+            .map(|(_, v)| v.split(':').map(str::to_string).collect())
+            .unwrap_or_default(),
+    };
+    for artifact in &collected.artifacts {
+        let image_path = normalise(&format!("/{dest}/{}", artifact.path));
+        let shipped = match &artifact.symlink_target {
+            Some(target) => Shipped::Symlink(target.to_string_lossy().into_owned()),
+            None => Shipped::File(read_elf(&artifact.host_path)?),
+        };
+        input.artifacts.insert(image_path, shipped);
+    }
+    let needs_anything = input
+        .artifacts
+        .values()
+        .any(|s| matches!(s, Shipped::File(Some(info)) if info.loadable && !info.is_static()));
+    if needs_anything {
+        progress.phase(&format!(
+            "looking for the shared libraries of dynamically linked artifacts ({})",
+            match (input.empty_base, input.from_builder) {
+                (true, false) => "none on scratch".to_string(),
+                (true, true) => format!("copied from {}", plan.builder.image),
+                (false, false) => format!("on {}", plan.runtime.base),
+                (false, true) =>
+                    format!("on {}, else from {}", plan.runtime.base, plan.builder.image),
+            }
+        ));
+    }
+    let mut session = Session {
+        engine,
+        plan,
+        base: None,
+        builder: None,
+        copies: None,
+        copied: BTreeMap::new(),
+    };
+    let outcome = session.run(&input).await;
+    let copied = std::mem::take(&mut session.copied);
+    let copies = session.copies.take();
+    session.close().await;
+    let (resolution, facts) = outcome?;
+
+    libraries.linkage.elf_artifacts = resolution
+        .elf_artifacts
+        .iter()
+        .map(|(path, info)| LinkedArtifact {
+            path: path.clone(),
+            linking: if info.is_static() {
+                "static".to_string()
+            } else {
+                "dynamic".to_string()
+            },
+            interpreter: info.interpreter.clone(),
+            needed: info.needed.clone(),
+        })
+        .collect();
+    libraries.linkage.on_base = resolution.on_base.clone();
+    if !resolution.missing.is_empty() {
+        return Err(Error::MissingLibraries {
+            base: plan.runtime.base.clone(),
+            builder: plan.builder.image.clone(),
+            searched_builder: input.from_builder,
+            missing: resolution.missing,
+        });
+    }
+    for (image_path, real) in &resolution.from_builder {
+        let Some(host_path) = copied.get(real) else {
+            continue;
+        };
+        let size = std::fs::metadata(host_path)
+            .map_err(|e| Error::io("reading the copied library", host_path, e))?
+            .len();
+        let executable = matches!(
+            facts.builder.get(real),
+            Some(Entry::File { executable: true })
+        );
+        libraries.linkage.added.push(AddedLibrary {
+            path: image_path.clone(),
+            from: real.clone(),
+            bytes: size,
+        });
+        let relative = image_path.trim_start_matches('/').to_string();
+        libraries.files.push(ContextFile {
+            image_path: std::path::PathBuf::from(&relative),
+            artifact: Artifact {
+                relative: std::path::PathBuf::from(&relative),
+                path: relative,
+                host_path: host_path.clone(),
+                size,
+                executable,
+                symlink_target: None,
+            },
+        });
+    }
+    libraries._copies = copies;
+    Ok(libraries)
+}
+
+fn read_elf(path: &std::path::Path) -> Result<Option<ElfInfo>> {
+    match elf::parse_file(path) {
+        Err(e) => Err(Error::io("reading artifact", path, e)),
+        Ok(Err(message)) => Err(Error::InvalidElf {
+            path: path.to_path_buf(),
+            message,
+        }),
+        Ok(Ok(info)) => Ok(info),
+    }
+}
+
+/// The engine side of a resolution: stopped containers of the base and the builder to read
+/// files from, opened when first needed and always closed.
+struct Session<'a> {
+    engine: &'a Engine,
+    plan: &'a Plan,
+    base: Option<ImageFiles>,
+    builder: Option<ImageFiles>,
+    copies: Option<RunDir>,
+    copied: BTreeMap<String, PathBuf>,
+}
+
+/// Rounds of queries before giving up (each round answers every open question at once).
+const MAX_ROUNDS: usize = 200;
+
+impl Session<'_> {
+    async fn run(&mut self, input: &Input) -> Result<(Resolution, Facts)> {
+        let mut facts = Facts::default();
+        for _ in 0..MAX_ROUNDS {
+            let queries = match resolve(input, &facts) {
+                Ok(resolution) => return Ok((resolution, facts)),
+                Err(queries) => queries,
+            };
+            for query in queries {
+                self.answer(query, &mut facts).await?;
+            }
+        }
+        Err(Error::Docker {
+            action: "looking for shared libraries".into(),
+            message: format!("no answer after {MAX_ROUNDS} rounds of questions (a symlink loop?)"),
+        })
+    }
+
+    async fn answer(&mut self, query: Query, facts: &mut Facts) -> Result<()> {
+        match query {
+            Query::StatBase(path) => {
+                if self.base.is_none() {
+                    self.base = Some(
+                        self.engine
+                            .open_image_files(&self.plan.runtime.base, &self.plan.project)
+                            .await?,
+                    );
+                }
+                if let Some(base) = &self.base {
+                    let entry = self.engine.stat_image_file(base, &path).await?;
+                    facts.base.insert(path, entry);
+                }
+            }
+            Query::StatBuilder(path) => {
+                let engine = self.engine;
+                let builder = self.builder().await?;
+                let entry = engine.stat_image_file(builder, &path).await?;
+                facts.builder.insert(path, entry);
+            }
+            Query::ReadBuilder(path) => {
+                if self.copies.is_none() {
+                    self.copies = Some(RunDir::create(&self.plan.out_dir)?);
+                }
+                let root = self.copies.as_ref().map(RunDir::output).unwrap_or_default();
+                let host = root.join(path.trim_start_matches('/'));
+                let engine = self.engine;
+                let builder = self.builder().await?;
+                engine.copy_image_file(builder, &path, &host).await?;
+                let info = match elf::parse_file(&host) {
+                    Ok(Ok(info)) => info,
+                    // A broken or unreadable file is no library; the search goes on.
+                    _ => None,
+                };
+                self.copied.insert(path.clone(), host);
+                facts.builder_elf.insert(path, info);
+            }
+        }
+        Ok(())
+    }
+
+    async fn builder(&mut self) -> Result<&ImageFiles> {
+        if self.builder.is_none() {
+            self.builder = Some(
+                self.engine
+                    .open_image_files(&self.plan.builder.image, &self.plan.project)
+                    .await?,
+            );
+        }
+        self.builder.as_ref().ok_or_else(|| Error::Docker {
+            action: "opening the builder image's files".into(),
+            message: "no container".into(),
+        })
+    }
+
+    async fn close(self) {
+        for files in [self.base, self.builder].into_iter().flatten() {
+            let _ = self.engine.close_image_files(files).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LD: &str = "/lib64/ld-linux-x86-64.so.2";
+    const MULTI: &str = "/lib/x86_64-linux-gnu";
+
+    fn info(interp: Option<&str>, needed: &[&str]) -> ElfInfo {
+        ElfInfo {
+            loadable: true,
+            is_64: true,
+            machine: 62,
+            interpreter: interp.map(str::to_string),
+            needed: needed.iter().map(|s| s.to_string()).collect(),
+            soname: None,
+            rpath: Vec::new(),
+            runpath: Vec::new(),
+        }
+    }
+
+    fn lib(soname: &str, needed: &[&str]) -> ElfInfo {
+        ElfInfo {
+            soname: Some(soname.into()),
+            ..info(None, needed)
+        }
+    }
+
+    fn input(artifacts: &[(&str, ElfInfo)]) -> Input {
+        Input {
+            artifacts: artifacts
+                .iter()
+                .map(|(p, i)| (p.to_string(), Shipped::File(Some(i.clone()))))
+                .collect(),
+            empty_base: true,
+            from_builder: false,
+            ld_library_path: Vec::new(),
+        }
+    }
+
+    /// A fake builder image: (path, entry, ELF facts of files).
+    struct FakeImage(BTreeMap<String, (Entry, Option<ElfInfo>)>);
+
+    impl FakeImage {
+        fn debian() -> FakeImage {
+            let mut files = BTreeMap::new();
+            let mut file = |path: &str, elf: Option<ElfInfo>| {
+                files.insert(path.to_string(), (Entry::File { executable: true }, elf));
+            };
+            let ld = "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2";
+            file(ld, Some(lib("ld-linux-x86-64.so.2", &[])));
+            // /lib is a symlink to usr/lib: the engine resolves folder links on its own.
+            file(
+                "/lib/x86_64-linux-gnu/libc.so.6",
+                Some(lib("libc.so.6", &["ld-linux-x86-64.so.2"])),
+            );
+            file(
+                "/lib/x86_64-linux-gnu/libm.so.6",
+                Some(lib("libm.so.6", &["libc.so.6"])),
+            );
+            file(
+                "/usr/lib/x86_64-linux-gnu/libstdc++.so.6.0.30",
+                Some(lib("libstdc++.so.6", &["libm.so.6", "libc.so.6"])),
+            );
+            file("/lib/x86_64-linux-gnu/libc.so", None); // a linker script
+            let mut image = FakeImage(files);
+            image.link(LD, ld);
+            image.link(
+                "/lib/x86_64-linux-gnu/libstdc++.so.6",
+                "/usr/lib/x86_64-linux-gnu/libstdc++.so.6.0.30",
+            );
+            image
+        }
+
+        fn link(&mut self, path: &str, target: &str) {
+            self.0.insert(
+                path.to_string(),
+                (
+                    Entry::Symlink {
+                        target: target.into(),
+                    },
+                    None,
+                ),
+            );
+        }
+
+        fn answer(&self, query: &Query, facts: &mut Facts, base: &FakeImage) {
+            match query {
+                Query::StatBuilder(p) => {
+                    let e = self.0.get(p).map_or(Entry::Missing, |(e, _)| e.clone());
+                    facts.builder.insert(p.clone(), e);
+                }
+                Query::ReadBuilder(p) => {
+                    let elf = self.0.get(p).and_then(|(_, elf)| elf.clone());
+                    facts.builder_elf.insert(p.clone(), elf);
+                }
+                Query::StatBase(p) => {
+                    let e = base.0.get(p).map_or(Entry::Missing, |(e, _)| e.clone());
+                    facts.base.insert(p.clone(), e);
+                }
+            }
+        }
+    }
+
+    /// Drive [`resolve`] to the end against fake images, counting rounds.
+    fn run(input: &Input, builder: &FakeImage, base: &FakeImage) -> (Resolution, usize) {
+        let mut facts = Facts::default();
+        for round in 0..100 {
+            match resolve(input, &facts) {
+                Ok(r) => return (r, round),
+                Err(queries) => {
+                    assert!(!queries.is_empty());
+                    for q in &queries {
+                        builder.answer(q, &mut facts, base);
+                    }
+                }
+            }
+        }
+        panic!("no resolution after 100 rounds");
+    }
+
+    fn empty() -> FakeImage {
+        FakeImage(BTreeMap::new())
+    }
+
+    #[test]
+    fn on_scratch_without_auto_everything_is_missing_and_no_question_is_asked() {
+        let inp = input(&[(
+            "/app",
+            info(
+                Some(LD),
+                &["libm.so.6", "libc.so.6", "ld-linux-x86-64.so.2"],
+            ),
+        )]);
+        let r = resolve(&inp, &Facts::default()).expect("no queries on scratch");
+        let names: Vec<(&str, bool)> = r
+            .missing
+            .iter()
+            .map(|m| (m.name.as_str(), m.interpreter))
+            .collect();
+        // The interpreter first; its name in DT_NEEDED is the interpreter, not another library.
+        assert_eq!(
+            names,
+            [(LD, true), ("libc.so.6", false), ("libm.so.6", false)]
+        );
+        assert_eq!(r.missing[0].needed_by, ["/app"]);
+    }
+
+    #[test]
+    fn static_artifacts_need_nothing() {
+        let inp = input(&[("/hello", info(None, &[]))]);
+        let r = resolve(&inp, &Facts::default()).expect("resolves");
+        assert!(r.missing.is_empty() && r.from_builder.is_empty());
+        assert_eq!(r.elf_artifacts.len(), 1);
+        assert!(r.elf_artifacts[0].1.is_static());
+    }
+
+    #[test]
+    fn auto_copies_the_closure_following_symlinks() {
+        let mut inp = input(&[(
+            "/usr/bin/app",
+            info(Some(LD), &["libstdc++.so.6", "libc.so.6"]),
+        )]);
+        inp.from_builder = true;
+        let (r, rounds) = run(&inp, &FakeImage::debian(), &empty());
+        assert!(r.missing.is_empty(), "{:?}", r.missing);
+        assert_eq!(
+            r.from_builder,
+            [
+                (
+                    LD.to_string(),
+                    "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2".to_string()
+                ),
+                (
+                    format!("{MULTI}/libstdc++.so.6"),
+                    "/usr/lib/x86_64-linux-gnu/libstdc++.so.6.0.30".to_string()
+                ),
+                (format!("{MULTI}/libc.so.6"), format!("{MULTI}/libc.so.6")),
+                // Needed by libstdc++ only: found through the library's own needs.
+                (format!("{MULTI}/libm.so.6"), format!("{MULTI}/libm.so.6")),
+            ]
+        );
+        assert!(rounds < 12, "{rounds} rounds");
+    }
+
+    #[test]
+    fn the_base_is_searched_first_and_only_what_it_lacks_is_copied() {
+        let mut base = empty();
+        base.0.insert(
+            format!("{MULTI}/libc.so.6"),
+            (Entry::File { executable: true }, None),
+        );
+        base.link(LD, "/lib/x86_64-linux-gnu/ld-2.36.so");
+        base.0.insert(
+            "/lib/x86_64-linux-gnu/ld-2.36.so".into(),
+            (Entry::File { executable: true }, None),
+        );
+        let mut inp = input(&[("/app", info(Some(LD), &["libm.so.6", "libc.so.6"]))]);
+        inp.empty_base = false;
+        inp.from_builder = true;
+        let (r, _) = run(&inp, &FakeImage::debian(), &base);
+        assert_eq!(
+            r.on_base,
+            [
+                (LD.to_string(), LD.to_string()),
+                ("libc.so.6".to_string(), format!("{MULTI}/libc.so.6")),
+            ]
+        );
+        let copied: Vec<&str> = r.from_builder.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(copied, [format!("{MULTI}/libm.so.6")]);
+
+        // Without auto, the base is checked the same way and the rest is named.
+        inp.from_builder = false;
+        let (r, _) = run(&inp, &empty(), &base);
+        assert_eq!(r.missing.len(), 1);
+        assert_eq!(r.missing[0].name, "libm.so.6");
+    }
+
+    #[test]
+    fn runpath_with_origin_finds_shipped_libraries() {
+        let mut app = info(Some(LD), &["libfoo.so.1", "libc.so.6"]);
+        app.runpath = vec!["$ORIGIN/../lib".into()];
+        let mut foo = lib("libfoo.so.1", &["libbar.so.2", "libbaz.so"]);
+        foo.runpath = vec!["$ORIGIN".into()];
+        let mut inp = input(&[
+            ("/opt/app/bin/app", app),
+            ("/opt/app/lib/libfoo.so.1", foo),
+            ("/opt/app/lib/libbar.so.2.0", lib("libbar.so.2", &[])),
+            // Beside the program, not the library: DT_RUNPATH is not inherited.
+            ("/opt/app/bin/libbaz.so", lib("libbaz.so", &[])),
+        ]);
+        inp.artifacts.insert(
+            "/opt/app/lib/libbar.so.2".into(),
+            Shipped::Symlink("libbar.so.2.0".into()),
+        );
+        let r = resolve(&inp, &Facts::default()).expect("no queries on scratch");
+        let names: Vec<(&str, &[String])> = r
+            .missing
+            .iter()
+            .map(|m| (m.name.as_str(), m.needed_by.as_slice()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                (LD, &["/opt/app/bin/app".to_string()][..]),
+                ("libbaz.so", &["/opt/app/lib/libfoo.so.1".to_string()][..]),
+                ("libc.so.6", &["/opt/app/bin/app".to_string()][..]),
+            ]
+        );
+        assert_eq!(r.elf_artifacts.len(), 4);
+    }
+
+    #[test]
+    fn ld_library_path_is_searched_before_the_standard_folders() {
+        let dirs = search_dirs(
+            &info(Some(LD), &[]),
+            "/app",
+            &[],
+            &["/usr/local/lib".to_string()],
+        );
+        assert_eq!(
+            dirs,
+            [
+                "/usr/local/lib",
+                "/lib/x86_64-linux-gnu",
+                "/usr/lib/x86_64-linux-gnu",
+                "/lib64",
+                "/usr/lib64",
+                "/lib",
+                "/usr/lib"
+            ]
+        );
+        let mut with_rpath = info(None, &[]);
+        with_rpath.rpath = vec!["/opt/x/../lib".into()];
+        with_rpath.runpath = vec!["$ORIGIN".into()];
+        let dirs = search_dirs(&with_rpath, "/srv/bin/tool", &["/p".into()], &[]);
+        // DT_RUNPATH disables DT_RPATH, the program's too.
+        assert_eq!(dirs[0], "/srv/bin");
+        assert!(!dirs.contains(&"/opt/lib".to_string()));
+    }
+
+    #[test]
+    fn a_library_of_another_machine_is_skipped() {
+        let mut builder = FakeImage::debian();
+        let mut arm = lib("libz.so.1", &[]);
+        arm.machine = 183;
+        builder.0.insert(
+            format!("{MULTI}/libz.so.1"),
+            (Entry::File { executable: false }, Some(arm)),
+        );
+        builder.0.insert(
+            "/usr/lib/libz.so.1".into(),
+            (
+                Entry::File { executable: false },
+                Some(lib("libz.so.1", &[])),
+            ),
+        );
+        let mut inp = input(&[("/app", info(Some(LD), &["libz.so.1"]))]);
+        inp.from_builder = true;
+        let (r, _) = run(&inp, &builder, &empty());
+        assert!(r.from_builder.contains(&(
+            "/usr/lib/libz.so.1".to_string(),
+            "/usr/lib/libz.so.1".to_string()
+        )));
+    }
+
+    #[test]
+    fn what_the_builder_lacks_too_is_missing() {
+        let mut inp = input(&[("/app", info(Some(LD), &["libnope.so.3", "libc.so.6"]))]);
+        inp.from_builder = true;
+        let (r, _) = run(&inp, &FakeImage::debian(), &empty());
+        assert_eq!(r.missing.len(), 1);
+        assert_eq!(r.missing[0].name, "libnope.so.3");
+        assert_eq!(r.from_builder.len(), 2, "{:?}", r.from_builder);
+    }
+
+    #[test]
+    fn symlink_loops_end() {
+        let mut builder = empty();
+        builder.link(
+            "/lib/x86_64-linux-gnu/libloop.so",
+            "/lib/x86_64-linux-gnu/libloop.so",
+        );
+        let mut inp = input(&[("/app", info(None, &["libloop.so"]))]);
+        inp.from_builder = true;
+        let (r, _) = run(&inp, &builder, &empty());
+        assert_eq!(r.missing[0].name, "libloop.so");
+    }
+
+    #[test]
+    fn paths_normalise() {
+        assert_eq!(normalise("/a/./b/../c/"), "/a/c");
+        assert_eq!(normalise("/../x"), "/x");
+        assert_eq!(parent("/app"), "/");
+        assert_eq!(parent("/usr/bin/app"), "/usr/bin");
+    }
+
+    #[test]
+    fn the_text_says_static_or_what_is_needed() {
+        let linkage = Linkage {
+            mode: Libs::Auto,
+            elf_artifacts: vec![
+                LinkedArtifact {
+                    path: "/hello".into(),
+                    linking: "static".into(),
+                    interpreter: None,
+                    needed: vec![],
+                },
+                LinkedArtifact {
+                    path: "/app".into(),
+                    linking: "dynamic".into(),
+                    interpreter: Some(LD.into()),
+                    needed: vec!["libc.so.6".into()],
+                },
+            ],
+            added: vec![AddedLibrary {
+                path: format!("{MULTI}/libc.so.6"),
+                from: format!("{MULTI}/libc.so.6"),
+                bytes: 2048,
+            }],
+            on_base: vec![],
+        };
+        assert_eq!(
+            linkage.to_text(),
+            "  /hello: static, needs no library at run time\n\
+             \x20 /app: dynamic, needs /lib64/ld-linux-x86-64.so.2, libc.so.6\n\
+             \x20 libraries added from the builder (1 files, 2.0 KiB):\n\
+             \x20   /lib/x86_64-linux-gnu/libc.so.6    2.0 KiB\n"
+        );
+    }
+}
