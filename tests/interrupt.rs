@@ -202,13 +202,18 @@ fn a_second_ctrl_c_exits_at_once_and_names_what_is_left() {
     );
     assert!(line.contains("`dockception clean` removes them"), "{line}");
 
-    // And the hint is true: clean removes it, since its dockception process is gone.
+    // And the hint is true: clean removes it, since its dockception process is gone. (The
+    // removal the first Ctrl-C asked for may still land in the meantime: then there is
+    // nothing left to clean, which is as good.)
     let cleaned = dockception(&["clean"], dir.path());
     assert!(cleaned.status.success(), "{}", text(&cleaned.stderr));
+    let stdout = text(&cleaned.stdout);
     assert!(
-        text(&cleaned.stdout).contains(&format!("removed container {name}")),
-        "{}",
-        text(&cleaned.stdout)
+        stdout.contains(&format!("removed container {name}"))
+            || (stdout.starts_with("nothing to clean")
+                && !docker_stdout(&["ps", "-aq", "--filter", &format!("name={name}")])
+                    .contains(|c: char| c.is_alphanumeric())),
+        "{stdout}"
     );
     assert_eq!(containers_of(dir.path()), Vec::<String>::new());
 }
