@@ -61,18 +61,6 @@ impl Drop for Volumes {
     }
 }
 
-fn slug(text: &str) -> String {
-    let mut out = String::new();
-    for c in text.chars() {
-        if c.is_ascii_alphanumeric() {
-            out.push(c.to_ascii_lowercase());
-        } else if !out.is_empty() && !out.ends_with('-') {
-            out.push('-');
-        }
-    }
-    out.trim_end_matches('-').to_string()
-}
-
 /// Build in `dir`; returns the JSON report and stderr.
 fn build(dir: &Path, image: &TestImage, extra: &[&str]) -> (serde_json::Value, String) {
     let mut args = vec!["build", "--tag", &image.0, "--format", "json"];

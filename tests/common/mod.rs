@@ -148,7 +148,8 @@ pub fn containers_of(dir: &Path) -> Vec<String> {
     .collect()
 }
 
-fn slug(text: &str) -> String {
+/// The slug dockception makes of a folder name for its project label.
+pub fn slug(text: &str) -> String {
     let mut out = String::new();
     for c in text.chars() {
         if c.is_ascii_alphanumeric() {
