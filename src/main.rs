@@ -12,6 +12,30 @@ use dockception::report::{Document, Report, LAST_BUILD};
 use dockception::vars::Overrides;
 use dockception::{Engine, Error, Options, PlanSet, Progress, Selection, TagOverride};
 
+/// `print!` to standard output, but a reader that went away (`dockception plan | head -1`) ends
+/// the process quietly, as command-line tools do, instead of a panic.
+macro_rules! out {
+    ($($arg:tt)*) => { write_stdout(format_args!($($arg)*)) };
+}
+
+/// `println!` likewise.
+macro_rules! outln {
+    () => { write_stdout(format_args!("\n")) };
+    ($($arg:tt)*) => { write_stdout(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
+}
+
 /// Small, clean container images from one TOML manifest.
 ///
 /// dockception runs your build inside a fat builder image with your sources mounted read-only
@@ -383,8 +407,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
         } => {
             let plan = dockception::load_plan(&options(&common, targets.selection(), &tags)?)?;
             match format {
-                Format::Text | Format::Markdown => print!("{}", plan.to_text()),
-                Format::Json => println!(
+                Format::Text | Format::Markdown => out!("{}", plan.to_text()),
+                Format::Json => outln!(
                     "{}",
                     serde_json::to_string_pretty(&plan).unwrap_or_default()
                 ),
@@ -392,7 +416,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Schema => {
-            print!("{}", dockception::manifest::json_schema());
+            out!("{}", dockception::manifest::json_schema());
             Ok(())
         }
         Command::Init { manifest } => {
@@ -538,9 +562,9 @@ fn previous_build(out_dir: &Path, progress: &Progress) -> Option<(Report, String
 /// Print the document, then exit as the gates say.
 fn finish(document: Document, format: Format) -> Result<(), Error> {
     match format {
-        Format::Text => print!("{}", document.to_text()),
-        Format::Json => print!("{}", document.to_json()),
-        Format::Markdown => print!("{}", document.to_markdown()),
+        Format::Text => out!("{}", document.to_text()),
+        Format::Json => out!("{}", document.to_json()),
+        Format::Markdown => out!("{}", document.to_markdown()),
     }
     match (document.exit_code(), &document.gates) {
         (0, _) | (_, None) => Ok(()),
@@ -565,12 +589,12 @@ async fn cache(command: CacheCommand) -> Result<(), Error> {
     if let CacheCommand::Rm { .. } = command {
         for (cache, existed) in dockception::remove_caches(&engine, &plans, selector).await? {
             let what = if existed { "removed" } else { "did not exist:" };
-            println!("{what} {} ({})", cache.volume, cache.target);
+            outln!("{what} {} ({})", cache.volume, cache.target);
         }
         return Ok(());
     }
     let rows = dockception::list_caches(&engine, &plans, all).await?;
-    print!("{}", dockception::cache::to_text(&rows));
+    out!("{}", dockception::cache::to_text(&rows));
     Ok(())
 }
 
@@ -594,7 +618,7 @@ fn finish_all(
                     value
                 })
                 .collect();
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&array).unwrap_or_default()
             );
@@ -602,14 +626,14 @@ fn finish_all(
         Format::Text | Format::Markdown => {
             for (i, (target, init, document)) in documents.iter().enumerate() {
                 if several {
-                    print!("{}[{target}] ", if i > 0 { "\n" } else { "" });
+                    out!("{}[{target}] ", if i > 0 { "\n" } else { "" });
                 }
                 match format {
-                    Format::Markdown => print!("{}", document.to_markdown()),
-                    _ => print!("{}", document.to_text()),
+                    Format::Markdown => out!("{}", document.to_markdown()),
+                    _ => out!("{}", document.to_text()),
                 }
                 if let Some(init) = init {
-                    println!("  init (PID 1): {init}");
+                    outln!("  init (PID 1): {init}");
                 }
             }
         }
@@ -665,27 +689,27 @@ async fn clean(common: &Common, caches: bool, all: bool, force: bool) -> Result<
     // Run folders first: they need no engine, and an engine that is down is a reason to clean.
     let runs = dockception::outdir::remove_stale_runs(&out_dir)?;
     for run in &runs.removed {
-        println!("removed run folder {}", run.display());
+        outln!("removed run folder {}", run.display());
     }
     let engine = Engine::connect().await?;
     let cleaned = engine
         .clean((!all).then_some(project.as_str()), caches, force)
         .await?;
     for name in &cleaned.containers {
-        println!("removed container {name}");
+        outln!("removed container {name}");
     }
     for id in &cleaned.images {
-        println!("removed image {id}");
+        outln!("removed image {id}");
     }
     for name in &cleaned.volumes {
-        println!("removed cache volume {name}");
+        outln!("removed cache volume {name}");
     }
     let removed = cleaned.containers.len()
         + cleaned.images.len()
         + cleaned.volumes.len()
         + runs.removed.len();
     if removed == 0 {
-        println!(
+        outln!(
             "nothing to clean for {}",
             if all { "any project" } else { project.as_str() }
         );

@@ -304,3 +304,24 @@ fn an_engine_too_old_is_refused_with_the_versions() {
     );
     assert!(!dir.path().join(".dockception").exists());
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly() {
+    // The reader closes its end at once, like `dockception schema | head -c1`; whether the
+    // write comes before or after that, the command ends with status 0 and no panic.
+    let dir = project("pipe");
+    for _ in 0..5 {
+        let mut child = Command::new(BIN)
+            .arg("schema")
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("dockception runs");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("it ends");
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
