@@ -40,6 +40,8 @@ pub struct Engine {
     host: String,
     /// Containers that exist right now and must go if the run is interrupted.
     live_containers: Mutex<Vec<String>>,
+    /// Images [`Engine::ensure_image`] found or pulled during this run, by reference.
+    ensured: Mutex<HashMap<String, ImageFacts>>,
     /// Images built by this run but not tagged yet: removed if the run is interrupted, so no
     /// half-finished build lingers.
     untagged_images: Mutex<Vec<String>>,
@@ -68,6 +70,8 @@ pub struct ImageFacts {
     pub id: String,
     /// The image's size as the engine reports it (uncompressed layer content), in bytes.
     pub size: u64,
+    /// What it runs by default: entrypoint, cmd and user.
+    pub config: BaseConfig,
 }
 
 /// What measuring needs to know about an image: inspect plus history.
@@ -140,6 +144,7 @@ impl Engine {
             docker,
             host,
             live_containers: Mutex::new(Vec::new()),
+            ensured: Mutex::new(HashMap::new()),
             untagged_images: Mutex::new(Vec::new()),
             redact: Mutex::new(Vec::new()),
         })
@@ -153,13 +158,21 @@ impl Engine {
     /// Facts about a local image, or `None` when the engine does not have it.
     pub async fn image_facts(&self, image: &str) -> Result<Option<ImageFacts>> {
         match self.docker.inspect_image(image).await {
-            Ok(inspect) => Ok(Some(ImageFacts {
-                id: inspect.id.unwrap_or_default(),
-                size: inspect
-                    .size
-                    .and_then(|s| u64::try_from(s).ok())
-                    .unwrap_or(0),
-            })),
+            Ok(inspect) => {
+                let config = inspect.config.unwrap_or_default();
+                Ok(Some(ImageFacts {
+                    id: inspect.id.unwrap_or_default(),
+                    size: inspect
+                        .size
+                        .and_then(|s| u64::try_from(s).ok())
+                        .unwrap_or(0),
+                    config: BaseConfig {
+                        entrypoint: config.entrypoint.filter(|e| !e.is_empty()),
+                        cmd: config.cmd.filter(|c| !c.is_empty()),
+                        user: config.user.filter(|u| !u.is_empty()),
+                    },
+                }))
+            }
             Err(e) if status_code(&e) == Some(404) => Ok(None),
             Err(e) => Err(docker_error(format!("inspecting image {image}"), e)),
         }
@@ -219,7 +232,24 @@ impl Engine {
     }
 
     /// Make sure `image` is present: use the local one, else pull it with a progress bar.
+    /// The builder and base are asked for several times a run; the engine is asked once.
     pub async fn ensure_image(&self, image: &str, progress: &Progress) -> Result<ImageFacts> {
+        let known = self
+            .ensured
+            .lock()
+            .ok()
+            .and_then(|cache| cache.get(image).cloned());
+        if let Some(facts) = known {
+            return Ok(facts);
+        }
+        let facts = self.find_or_pull(image, progress).await?;
+        if let Ok(mut cache) = self.ensured.lock() {
+            cache.insert(image.to_string(), facts.clone());
+        }
+        Ok(facts)
+    }
+
+    async fn find_or_pull(&self, image: &str, progress: &Progress) -> Result<ImageFacts> {
         if let Some(facts) = self.image_facts(image).await? {
             return Ok(facts);
         }
@@ -924,21 +954,6 @@ impl Engine {
         Ok(id)
     }
 
-    /// The entrypoint, cmd and user an image runs with, as its config says.
-    pub async fn image_run_config(&self, image: &str) -> Result<BaseConfig> {
-        let inspect = self
-            .docker
-            .inspect_image(image)
-            .await
-            .map_err(|e| docker_error(format!("inspecting image {image}"), e))?;
-        let config = inspect.config.unwrap_or_default();
-        Ok(BaseConfig {
-            entrypoint: config.entrypoint.filter(|e| !e.is_empty()),
-            cmd: config.cmd.filter(|c| !c.is_empty()),
-            user: config.user.filter(|u| !u.is_empty()),
-        })
-    }
-
     /// The first of `paths` that is a regular file in `image`, with its content; `None` when the
     /// image has none of them. Nothing runs: a container is created, read and removed.
     pub async fn file_from_image(
@@ -1020,6 +1035,7 @@ impl Engine {
     pub async fn run_steps_and_commit(
         &self,
         base: &str,
+        base_user: Option<&str>,
         script: &str,
         mount_dir: &Path,
         mount_at: &str,
@@ -1027,7 +1043,6 @@ impl Engine {
         project: &str,
         progress: &Progress,
     ) -> Result<std::result::Result<String, BuilderExit>> {
-        let base_user = self.image_run_config(base).await?.user;
         let name = unique_name("dockception-steps", project);
         let body = ContainerCreateBody {
             image: Some(base.to_string()),
@@ -1139,17 +1154,6 @@ impl Engine {
         }
         self.untrack_image(image_id);
         Ok(())
-    }
-
-    /// The user an image's config runs as (empty when unset, which means root).
-    pub async fn image_user(&self, image: &str) -> Result<Option<String>> {
-        match self.docker.inspect_image(image).await {
-            Ok(inspect) => Ok(Some(
-                inspect.config.and_then(|c| c.user).unwrap_or_default(),
-            )),
-            Err(e) if status_code(&e) == Some(404) => Ok(None),
-            Err(e) => Err(docker_error(format!("inspecting image {image}"), e)),
-        }
     }
 }
 

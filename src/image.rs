@@ -92,6 +92,7 @@ pub async fn build_with_steps(
     let committed = engine
         .run_steps_and_commit(
             &runtime.base,
+            base.user.as_deref(),
             &script,
             &root,
             &runtime.artifacts_mount,

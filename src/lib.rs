@@ -521,10 +521,7 @@ async fn prepare_runtime(
         (0, context::BaseConfig::default())
     } else {
         let facts = engine.ensure_image(&plan.runtime.base, progress).await?;
-        (
-            facts.size,
-            engine.image_run_config(&plan.runtime.base).await?,
-        )
+        (facts.size, facts.config)
     };
     let base_user = base.user.clone().unwrap_or_default();
     if let Some(warning) = image::root_warning(&plan.runtime, Some(&base_user)) {
