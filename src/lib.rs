@@ -561,9 +561,8 @@ async fn choose_init(engine: &Engine, plan: &Plan) -> Result<Option<pid1::Init>>
         })),
         plan::InitPlan::Auto => {
             if !r.is_scratch() {
-                if let Some((path, _)) = engine
-                    .file_from_image(&r.base, pid1::BASE_CANDIDATES, &plan.project)
-                    .await?
+                if let Some(path) =
+                    first_present(engine, &r.base, pid1::BASE_CANDIDATES, &plan.project).await?
                 {
                     return Ok(Some(pid1::Init {
                         description: format!("tini at {path}, from the base {}", r.base),
@@ -573,34 +572,74 @@ async fn choose_init(engine: &Engine, plan: &Plan) -> Result<Option<pid1::Init>>
                 }
             }
             let builder = &plan.builder.image;
-            match engine
-                .file_from_image(builder, pid1::BUILDER_CANDIDATES, &plan.project)
-                .await?
-            {
-                Some((path, binary)) if pid1::is_static_elf(&binary) => Ok(Some(pid1::Init {
-                    description: format!(
-                        "tini from the builder {builder} ({path}), copied to {}",
-                        pid1::COPIED_PATH
-                    ),
-                    path: pid1::COPIED_PATH.to_string(),
-                    binary: Some(binary),
-                })),
-                Some((path, _)) => Err(Error::Init {
-                    message: format!(
-                        "runtime.init = true found {path} in the builder {builder}, but it is not a static binary"
-                    ),
-                    help: "install a static tini in the builder (Debian's tini package has /usr/bin/tini-static), or set runtime.init to an init's path in the image".into(),
-                }),
-                None => Err(Error::Init {
+            let Some(path) =
+                first_present(engine, builder, pid1::BUILDER_CANDIDATES, &plan.project).await?
+            else {
+                return Err(Error::Init {
                     message: format!(
                         "runtime.init = true, but neither the base {} nor the builder {builder} has tini",
                         r.base
                     ),
                     help: "install tini in the builder (Debian: the tini package, which has a static /usr/bin/tini-static), or set runtime.init to the path of an init in the image".into(),
-                }),
+                });
+            };
+            let binary = copy_out(engine, builder, &path, plan).await?;
+            if !pid1::runs_anywhere(&binary) {
+                return Err(Error::Init {
+                    message: format!(
+                        "runtime.init = true found {path} in the builder {builder}, but it is not a static binary"
+                    ),
+                    help: "install a static tini in the builder (Debian's tini package has /usr/bin/tini-static), or set runtime.init to an init's path in the image".into(),
+                });
+            }
+            Ok(Some(pid1::Init {
+                description: format!(
+                    "tini from the builder {builder} ({path}), copied to {}",
+                    pid1::COPIED_PATH
+                ),
+                path: pid1::COPIED_PATH.to_string(),
+                binary: Some(binary),
+            }))
+        }
+    }
+}
+
+/// The first of `paths` that is a file (or a link to one) in `image`; nothing runs in it.
+async fn first_present(
+    engine: &Engine,
+    image: &str,
+    paths: &[&str],
+    project: &str,
+) -> Result<Option<String>> {
+    let files = engine.open_image_files(image, project).await?;
+    let mut found = Ok(None);
+    for path in paths {
+        match engine.stat_image_file(&files, path).await {
+            Ok(libs::Entry::File { .. } | libs::Entry::Symlink { .. }) => {
+                found = Ok(Some(path.to_string()));
+                break;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                found = Err(e);
+                break;
             }
         }
     }
+    engine.close_image_files(files).await?;
+    found
+}
+
+/// The content of the file at `path` in `image`, copied out through a run folder of the
+/// plan's output folder (removed afterwards).
+async fn copy_out(engine: &Engine, image: &str, path: &str, plan: &Plan) -> Result<Vec<u8>> {
+    let stage = RunDir::create(&plan.out_dir)?;
+    let dest = stage.output().join("init");
+    let files = engine.open_image_files(image, &plan.project).await?;
+    let copied = engine.copy_image_file(&files, path, &dest).await;
+    engine.close_image_files(files).await?;
+    copied?;
+    std::fs::read(&dest).map_err(|e| Error::io("reading", &dest, e))
 }
 
 /// Build and tag the runtime image from the collected artifacts, and report on it.
