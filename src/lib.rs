@@ -142,16 +142,19 @@ pub async fn build_if_changed(
             progress.phase(&format!("target {}", plan.target));
         }
         let selected = plans.is_selected(&plan.target);
-        if plan.artifacts_from.is_none() {
-            // A secret that cannot be had stops the run, even one that is up to date.
-            secrets::resolve(&plan.builder, |name| std::env::var_os(name))?;
-        }
+        // A secret that cannot be had stops the run, even one that is up to date.
+        let secrets = match plan.artifacts_from {
+            None => Some(secrets::resolve(&plan.builder, |name| {
+                std::env::var_os(name)
+            })?),
+            Some(_) => None,
+        };
         let fingerprinted = if selected && plan.artifacts_from.is_none() {
             Some(fingerprint_target(engine, plan, progress).await?)
         } else {
             None
         };
-        if let Some((sources, print, previous)) = &fingerprinted {
+        if let Some((_, print, previous)) = &fingerprinted {
             if !force {
                 if let Some(last) = previous.last_build_with(print) {
                     let last_output = plan.out_dir.join("last");
@@ -169,13 +172,13 @@ pub async fn build_if_changed(
                             init: None,
                             report,
                         });
-                        let _ = sources;
                         continue;
                     }
                 }
             }
         }
-        let produced = produce_artifacts(engine, plan, &outputs, progress).await?;
+        let produced =
+            produce_artifacts(engine, plan, &outputs, secrets.as_ref(), progress).await?;
         if selected {
             let (mut report, init) =
                 build_image(engine, plan, &produced.collected, progress).await?;
@@ -352,7 +355,7 @@ pub async fn write_context(
     };
     let mut outputs = Outputs::new();
     for plan in &plans.targets {
-        let produced = produce_artifacts(engine, plan, &outputs, progress).await?;
+        let produced = produce_artifacts(engine, plan, &outputs, None, progress).await?;
         if &plan.target == target {
             let prepared = prepare_runtime(engine, plan, progress).await?;
             if !prepared.runtime.steps.is_empty() {
@@ -413,11 +416,13 @@ impl Produced {
 }
 
 /// Run the target's builder into a fresh output folder, or take the output of the target it
-/// takes artifacts from; then select the artifacts.
+/// takes artifacts from; then select the artifacts. `secrets` are the builder's when the caller
+/// resolved them already.
 async fn produce_artifacts(
     engine: &Engine,
     plan: &Plan,
     outputs: &Outputs,
+    secrets: Option<&secrets::Resolved>,
     progress: &Progress,
 ) -> Result<Produced> {
     if let Some(from) = &plan.artifacts_from {
@@ -444,7 +449,10 @@ async fn produce_artifacts(
     }
     engine.ensure_image(&plan.builder.image, progress).await?;
     let run = RunDir::create(&plan.out_dir)?;
-    let secrets = secrets::resolve(&plan.builder, |name| std::env::var_os(name))?;
+    let secrets = match secrets {
+        Some(resolved) => resolved.clone(),
+        None => secrets::resolve(&plan.builder, |name| std::env::var_os(name))?,
+    };
     engine.ensure_caches(plan, progress).await?;
     progress.phase(&format!(
         "building in {}: {}",
