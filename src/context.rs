@@ -26,6 +26,9 @@ pub const DEFAULT_EPOCH: u64 = 0;
 pub struct ContextSpec {
     /// The generated Dockerfile.
     pub dockerfile: String,
+    /// The runtime config as Dockerfile instructions (the Dockerfile's tail; an import's
+    /// changes).
+    pub metadata: Vec<String>,
     /// The artifacts, with their final paths relative to the image root.
     pub files: Vec<ContextFile>,
     /// The mtime of every entry, in seconds since the epoch.
@@ -78,6 +81,7 @@ impl ContextSpec {
         });
         ContextSpec {
             dockerfile: dockerfile(runtime),
+            metadata: metadata(runtime),
             files,
             mtime,
             extra: Vec::new(),
@@ -209,12 +213,7 @@ pub fn write_rootfs(spec: &ContextSpec, out: impl Write) -> io::Result<u64> {
 /// The Dockerfile's metadata instructions (ENV, WORKDIR, USER, EXPOSE, LABEL, ENTRYPOINT, CMD)
 /// as `docker import --change` lines: the same image config without a build.
 pub fn import_changes(spec: &ContextSpec) -> Vec<String> {
-    spec.dockerfile
-        .lines()
-        .filter(|l| !(l.is_empty() || l.starts_with('#')))
-        .filter(|l| !(l.starts_with("FROM ") || l.starts_with("COPY ")))
-        .map(str::to_string)
-        .collect()
+    spec.metadata.clone()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
