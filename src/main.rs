@@ -232,7 +232,7 @@ enum CacheCommand {
     /// volume on the engine).
     Ls {
         #[command(flatten)]
-        manifest: ManifestArg,
+        common: Common,
         /// Also list the cache volumes of other projects.
         #[arg(long)]
         all: bool,
@@ -242,22 +242,10 @@ enum CacheCommand {
     /// build starts cold.
     Rm {
         #[command(flatten)]
-        manifest: ManifestArg,
+        common: Common,
         /// A target name, a cache's target path or a volume name [default: every cache].
         target: Option<String>,
     },
-}
-
-#[derive(Debug, clap::Args)]
-struct ManifestArg {
-    /// The manifest to use.
-    #[arg(
-        short = 'f',
-        long = "file",
-        value_name = "FILE",
-        default_value = "dockception.toml"
-    )]
-    manifest: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -576,15 +564,12 @@ fn finish(document: Document, format: Format) -> Result<(), Error> {
 }
 
 async fn cache(command: CacheCommand) -> Result<(), Error> {
-    let (manifest, selector, all) = match &command {
-        CacheCommand::Ls { manifest, all } => (manifest, None, *all),
-        CacheCommand::Rm { manifest, target } => (manifest, target.as_deref(), false),
+    let (common, selector, all) = match &command {
+        CacheCommand::Ls { common, all } => (common, None, *all),
+        CacheCommand::Rm { common, target } => (common, target.as_deref(), false),
     };
-    let plans = dockception::load_plan(&Options {
-        manifest: manifest.manifest.clone(),
-        selection: Selection::All,
-        ..Default::default()
-    })?;
+    // The manifest's variables apply (a cache's name or path may use them).
+    let plans = dockception::load_plan(&options(common, Selection::All, &[])?)?;
     let engine = Engine::connect().await?;
     if let CacheCommand::Rm { .. } = command {
         for (cache, existed) in dockception::remove_caches(&engine, &plans, selector).await? {
