@@ -10,6 +10,7 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use crate::error::{Diagnostic, Error, Result};
+use crate::shape::{quoted, suggestion};
 use crate::vars::Overrides;
 
 /// A dockception manifest: how to build the artifacts in a builder image and how to ship them
@@ -903,10 +904,7 @@ fn check_target(
     }
     if let ArtifactSource::Target { name, path } = source {
         if !names.contains(&name) {
-            let help = match crate::shape::did_you_mean(name, names) {
-                Some(near) => format!("did you mean `{near}`?"),
-                None => format!("the targets are {}", quoted(names)),
-            };
+            let help = suggestion(name, names, || format!("the targets are {}", quoted(names)));
             out.push(loaded.diagnostic(
                 t.artifacts.from.span(),
                 format!("artifacts.from names target `{name}`, which does not exist"),
@@ -1196,10 +1194,9 @@ fn unknown_name(
     groups: &[&str],
 ) -> Diagnostic {
     let known: Vec<&str> = targets.iter().chain(groups).copied().collect();
-    let help = match crate::shape::did_you_mean(name.get_ref(), &known) {
-        Some(near) => format!("did you mean `{near}`?"),
-        None => format!("the targets are {}", quoted(targets)),
-    };
+    let help = suggestion(name.get_ref(), &known, || {
+        format!("the targets are {}", quoted(targets))
+    });
     loaded.diagnostic(
         name.span(),
         format!(
@@ -1209,17 +1206,6 @@ fn unknown_name(
         ),
         Some(help),
     )
-}
-
-fn quoted(names: &[&str]) -> String {
-    if names.is_empty() {
-        return "none".into();
-    }
-    names
-        .iter()
-        .map(|n| format!("`{n}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// A POSIX environment variable name: letters, digits and `_`, not starting with a digit.

@@ -513,17 +513,9 @@ fn select(loaded: &LoadedManifest, names: &[&str], selection: &Selection) -> Res
         } else {
             let groups: Vec<&str> = m.groups.keys().map(|g| g.get_ref().as_str()).collect();
             let known: Vec<&str> = names.iter().chain(&groups).copied().collect();
-            let help = match crate::shape::did_you_mean(&name, &known) {
-                Some(near) => format!("did you mean `{near}`?"),
-                None => format!(
-                    "the manifest has {}",
-                    known
-                        .iter()
-                        .map(|n| format!("`{n}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            };
+            let help = crate::shape::suggestion(&name, &known, || {
+                format!("the manifest has {}", crate::shape::quoted(&known))
+            });
             return Err(Error::Usage {
                 message: format!(
                     "`{name}` is not a target or group of {}",

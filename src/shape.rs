@@ -282,32 +282,20 @@ impl<'s> Walker<'s> {
                 let known: Vec<&str> = properties
                     .map(|p| p.keys().map(String::as_str).collect())
                     .unwrap_or_default();
-                let help = match did_you_mean(name, &known) {
-                    Some(near) => format!("did you mean `{near}`?"),
-                    None => format!(
+                let help = suggestion(name, &known, || {
+                    format!(
                         "remove it; {} takes {}",
                         if path.is_empty() {
                             "the manifest".to_string()
                         } else {
                             format!("`{path}`")
                         },
-                        known
-                            .iter()
-                            .map(|k| format!("`{k}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                };
+                        quoted(&known)
+                    )
+                });
                 out.push(Problem {
                     span: key.span(),
-                    message: format!(
-                        "unknown key `{name}`{}",
-                        if path.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" in `{path}`")
-                        }
-                    ),
+                    message: format!("unknown key `{name}`{}", in_table(path)),
                     help: Some(help),
                 });
             }
@@ -317,14 +305,7 @@ impl<'s> Walker<'s> {
                 if table.get(key).is_none() {
                     out.push(Problem {
                         span: span.clone(),
-                        message: format!(
-                            "missing key `{key}`{}",
-                            if path.is_empty() {
-                                String::new()
-                            } else {
-                                format!(" in `{path}`")
-                            }
-                        ),
+                        message: format!("missing key `{key}`{}", in_table(path)),
                         help: Some(format!(
                             "add `{key} = …`; see README.md for the manifest's keys"
                         )),
@@ -332,6 +313,35 @@ impl<'s> Walker<'s> {
                 }
             }
         }
+    }
+}
+
+/// `did you mean `x`?` for a near miss of `name` among `known`, else `otherwise()`.
+pub fn suggestion(name: &str, known: &[&str], otherwise: impl FnOnce() -> String) -> String {
+    match did_you_mean(name, known) {
+        Some(near) => format!("did you mean `{near}`?"),
+        None => otherwise(),
+    }
+}
+
+/// Names in backticks, comma-separated (`none` for no names).
+pub fn quoted(names: &[&str]) -> String {
+    if names.is_empty() {
+        return "none".into();
+    }
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// ` in `path`` after a key's name, nothing at the top level.
+fn in_table(path: &str) -> String {
+    if path.is_empty() {
+        String::new()
+    } else {
+        format!(" in `{path}`")
     }
 }
 
