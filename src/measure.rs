@@ -176,6 +176,40 @@ pub fn scan(reader: impl Read) -> Result<SavedImage, MeasureError> {
     assemble(jsons, layers)
 }
 
+/// The image made of `diff_ids`, bottom first, when every one of them is among `known`
+/// (layers scanned on their way to the engine): no export is needed to measure it. The
+/// engine's history does not say which steps made a layer, so it is used only when it has one
+/// step per layer; `None` otherwise, or when a layer is unknown.
+pub fn assemble_known(
+    diff_ids: &[String],
+    history: Vec<HistoryItem>,
+    known: &[LayerScan],
+) -> Option<SavedImage> {
+    if history.len() != diff_ids.len() {
+        return None;
+    }
+    let layers = diff_ids
+        .iter()
+        .map(|id| known.iter().find(|scan| &scan.diff_id == id).cloned())
+        .collect::<Option<Vec<LayerScan>>>()?;
+    Some(SavedImage {
+        config: ImageConfig {
+            rootfs: RootFs {
+                diff_ids: diff_ids.to_vec(),
+            },
+            history: history
+                .into_iter()
+                .map(|step| HistoryItem {
+                    empty_layer: false,
+                    ..step
+                })
+                .collect(),
+            created: None,
+        },
+        layers,
+    })
+}
+
 /// `manifest.json` names the config and the layers; find them among what was read.
 fn assemble(
     jsons: HashMap<String, Vec<u8>>,
@@ -275,7 +309,7 @@ fn image_path(path: &str) -> String {
 struct Tee<R> {
     inner: R,
     hasher: Sha256,
-    gzip: GzEncoder<Counter>,
+    gzip: BackgroundGzip,
     bytes: u64,
 }
 
@@ -283,9 +317,80 @@ impl<R: Read> Read for Tee<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
-        self.gzip.write_all(&buf[..n])?;
+        self.gzip.write(&buf[..n])?;
         self.bytes += n as u64;
         Ok(n)
+    }
+}
+
+/// How many bytes go to the gzip thread at a time, and how many batches may wait for it: the
+/// memory a scan holds for compression stays under 1 MiB whatever the layer's size.
+const GZIP_BATCH: usize = 64 * 1024;
+const GZIP_BATCHES_IN_FLIGHT: usize = 16;
+
+/// Gzips on its own thread and counts the compressed bytes. Compressing is the slowest part
+/// of a scan (several times slower than hashing), so it overlaps with reading the export,
+/// hashing and listing instead of adding to them.
+struct BackgroundGzip {
+    pending: Vec<u8>,
+    batches: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    worker: Option<std::thread::JoinHandle<io::Result<u64>>>,
+}
+
+impl BackgroundGzip {
+    fn start() -> io::Result<BackgroundGzip> {
+        let (batches, received) = std::sync::mpsc::sync_channel::<Vec<u8>>(GZIP_BATCHES_IN_FLIGHT);
+        let worker = std::thread::Builder::new()
+            .name("gzip-size".into())
+            .spawn(move || {
+                let mut gzip = GzEncoder::new(Counter::default(), Compression::default());
+                for batch in received {
+                    gzip.write_all(&batch)?;
+                }
+                Ok(gzip.finish()?.0)
+            })?;
+        Ok(BackgroundGzip {
+            pending: Vec::with_capacity(GZIP_BATCH),
+            batches: Some(batches),
+            worker: Some(worker),
+        })
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.pending.extend_from_slice(bytes);
+        if self.pending.len() >= GZIP_BATCH {
+            self.send()?;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(GZIP_BATCH));
+        let sent = self.batches.as_ref().map(|b| b.send(batch));
+        match sent {
+            Some(Ok(())) => Ok(()),
+            // The worker stopped early: only an error of its own makes it do that.
+            _ => Err(self.join().err().unwrap_or_else(|| {
+                io::Error::other("the gzip thread stopped before the layer ended")
+            })),
+        }
+    }
+
+    /// The gzipped size of everything written.
+    fn finish(mut self) -> io::Result<u64> {
+        if !self.pending.is_empty() {
+            self.send()?;
+        }
+        self.join()
+    }
+
+    fn join(&mut self) -> io::Result<u64> {
+        self.batches = None;
+        match self.worker.take().map(|w| w.join()) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(io::Error::other("the gzip thread panicked")),
+            None => Err(io::Error::other("the gzip thread already ended")),
+        }
     }
 }
 
@@ -329,7 +434,7 @@ pub fn scan_layer(reader: impl Read) -> Result<LayerScan, MeasureError> {
     let tee = Tee {
         inner: reader,
         hasher: Sha256::new(),
-        gzip: GzEncoder::new(Counter::default(), Compression::default()),
+        gzip: BackgroundGzip::start()?,
         bytes: 0,
     };
     let mut archive = tar::Archive::new(tee);
@@ -391,7 +496,7 @@ pub fn scan_layer(reader: impl Read) -> Result<LayerScan, MeasureError> {
     // The end-of-archive blocks and any padding belong to the layer tar too.
     let mut tee = archive.into_inner();
     io::copy(&mut tee, &mut io::sink())?;
-    let gzip_bytes = tee.gzip.finish()?.0;
+    let gzip_bytes = tee.gzip.finish()?;
     Ok(LayerScan {
         diff_id: format!("sha256:{}", hex(&tee.hasher.finalize())),
         tar_bytes: tee.bytes,
@@ -922,6 +1027,45 @@ pub(crate) mod tests {
         assert_eq!(layer.entries[4].link.as_deref(), Some("/bin/app"));
         let listed: u64 = layer.entries.iter().map(|e| e.tar_bytes).sum();
         assert!(listed < layer.tar_bytes, "the end blocks are the rest");
+    }
+
+    #[test]
+    fn an_image_of_known_layers_needs_no_export() {
+        let tar = layer_tar(&[Item::Dir("./"), Item::File("./app", b"binary", 0o755)]);
+        let layer = scan_layer(&tar[..]).expect("scan");
+        let step = HistoryItem {
+            created_by: Some(String::new()),
+            comment: Some("Imported from -".into()),
+            empty_layer: false,
+        };
+        let known = assemble_known(
+            std::slice::from_ref(&layer.diff_id),
+            vec![step.clone()],
+            std::slice::from_ref(&layer),
+        )
+        .expect("every layer is known");
+        assert_eq!(known.layers, [layer.clone()]);
+        assert_eq!(known.config.rootfs.diff_ids, [layer.diff_id.clone()]);
+        assert_eq!(known.config.history, [step.clone()]);
+        // The same layers as an export of that image would give.
+        let saved = scan(&save_tar(&[tar], &[("", false)])[..]).expect("scan the export");
+        assert_eq!(saved.layers, known.layers);
+
+        let other = "sha256:0000".to_string();
+        assert_eq!(
+            assemble_known(&[other], vec![step.clone()], std::slice::from_ref(&layer)),
+            None,
+            "a layer that was not scanned needs the export"
+        );
+        assert_eq!(
+            assemble_known(
+                std::slice::from_ref(&layer.diff_id),
+                vec![step.clone(), step],
+                std::slice::from_ref(&layer)
+            ),
+            None,
+            "a history that does not say which steps made layers needs the export"
+        );
     }
 
     #[test]
