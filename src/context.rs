@@ -327,23 +327,68 @@ fn write_tar(spec: &ContextSpec, out: impl Write, layout: Layout) -> io::Result<
 /// The context as a stream of chunks, produced on a blocking thread so artifacts flow from disk
 /// to the daemon without being held in memory.
 pub fn stream(spec: ContextSpec) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
-    stream_tar(spec, Layout::Context)
+    stream_tar(spec, Layout::Context, None)
 }
 
 /// [`write_rootfs`] as a stream of chunks, produced on a blocking thread like [`stream`].
 pub fn stream_rootfs(spec: ContextSpec) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
-    stream_tar(spec, Layout::Rootfs)
+    stream_tar(spec, Layout::Rootfs, None)
+}
+
+/// [`stream_rootfs`], and a second reading of the same bytes: every chunk handed to the
+/// stream is also handed to the returned reader (shared, not copied), so what is sent can be
+/// measured without reading the artifacts from disk again. The reader may lag behind the
+/// stream by [`COPY_CHUNKS`] chunks, then the stream waits for it; a reader that is dropped
+/// is let go and the stream goes on.
+pub fn stream_rootfs_copied(
+    spec: ContextSpec,
+) -> (
+    impl Stream<Item = io::Result<Bytes>> + Send + 'static,
+    CopyReader,
+) {
+    let (copy, chunks) = std::sync::mpsc::sync_channel(COPY_CHUNKS);
+    let reader = CopyReader {
+        chunks,
+        current: Bytes::new(),
+    };
+    (stream_tar(spec, Layout::Rootfs, Some(copy)), reader)
+}
+
+/// How many chunks (of 256 KiB) a copy may lag behind its stream: 8 MiB.
+pub const COPY_CHUNKS: usize = 32;
+
+/// The reading side of [`stream_rootfs_copied`]: the tar's bytes, ending where the tar ends
+/// (or early, if producing it failed).
+pub struct CopyReader {
+    chunks: std::sync::mpsc::Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl Read for CopyReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.chunks.recv() {
+                Ok(chunk) => self.current = chunk,
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
 }
 
 fn stream_tar(
     spec: ContextSpec,
     layout: Layout,
+    copy: Option<std::sync::mpsc::SyncSender<Bytes>>,
 ) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
     let (sender, receiver) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(8);
     tokio::task::spawn_blocking(move || {
         let writer = ChannelWriter {
             sender: sender.clone(),
             buffer: Vec::with_capacity(CHUNK),
+            copy,
         };
         let result = write_tar(&spec, writer, layout);
         if let Err(e) = result {
@@ -359,6 +404,7 @@ const CHUNK: usize = 256 * 1024;
 struct ChannelWriter {
     sender: tokio::sync::mpsc::Sender<io::Result<Bytes>>,
     buffer: Vec<u8>,
+    copy: Option<std::sync::mpsc::SyncSender<Bytes>>,
 }
 
 impl Write for ChannelWriter {
@@ -378,12 +424,18 @@ impl Write for ChannelWriter {
             &mut self.buffer,
             Vec::with_capacity(CHUNK),
         ));
-        self.sender.blocking_send(Ok(chunk)).map_err(|_| {
+        self.sender.blocking_send(Ok(chunk.clone())).map_err(|_| {
             io::Error::new(
                 io::ErrorKind::BrokenPipe,
                 "the daemon stopped reading the build context",
             )
-        })
+        })?;
+        if let Some(copy) = &self.copy {
+            if copy.send(chunk).is_err() {
+                self.copy = None;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -710,6 +762,51 @@ mod tests {
         write(&spec, &mut expected).expect("write");
         let mut streamed = Vec::new();
         let mut s = Box::pin(stream(spec));
+        while let Some(chunk) = s.next().await {
+            streamed.extend_from_slice(&chunk.expect("chunk"));
+        }
+        assert_eq!(streamed, expected);
+    }
+
+    #[tokio::test]
+    async fn the_copy_reads_what_the_stream_sends_even_when_it_lags() {
+        use futures_util::StreamExt;
+        use std::io::Read;
+        let dir = tempfile::tempdir().expect("tempdir");
+        // More chunks than the copy may lag by, so the stream has to wait for the reader.
+        let big = "y".repeat((COPY_CHUNKS + 3) * CHUNK + 5);
+        let artifacts = vec![artifact(dir.path(), "big", &big, false)];
+        let spec = ContextSpec::new(&runtime(), "/", &artifacts, 0);
+        let mut expected = Vec::new();
+        write_rootfs(&spec, &mut expected).expect("write");
+        let (stream, mut copy) = stream_rootfs_copied(spec);
+        let reader = std::thread::spawn(move || {
+            let mut read = Vec::new();
+            copy.read_to_end(&mut read).map(|_| read)
+        });
+        let mut streamed = Vec::new();
+        let mut s = Box::pin(stream);
+        while let Some(chunk) = s.next().await {
+            streamed.extend_from_slice(&chunk.expect("chunk"));
+        }
+        let copied = reader.join().expect("reader").expect("read");
+        assert_eq!(streamed, expected);
+        assert_eq!(copied, expected);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_copy_does_not_stop_the_stream() {
+        use futures_util::StreamExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let big = "z".repeat((COPY_CHUNKS + 3) * CHUNK);
+        let artifacts = vec![artifact(dir.path(), "big", &big, false)];
+        let spec = ContextSpec::new(&runtime(), "/", &artifacts, 0);
+        let mut expected = Vec::new();
+        write_rootfs(&spec, &mut expected).expect("write");
+        let (stream, copy) = stream_rootfs_copied(spec);
+        drop(copy);
+        let mut streamed = Vec::new();
+        let mut s = Box::pin(stream);
         while let Some(chunk) = s.next().await {
             streamed.extend_from_slice(&chunk.expect("chunk"));
         }

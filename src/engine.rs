@@ -87,8 +87,17 @@ pub struct ImageDetails {
     pub labels: std::collections::BTreeMap<String, String>,
     /// Its layers' diff ids, bottom first.
     pub layers: Vec<String>,
-    /// How many history steps it has (metadata steps included).
-    pub history_len: usize,
+    /// Its history steps, bottom first (metadata steps included).
+    pub history: Vec<HistoryStep>,
+}
+
+/// One step of an image's history as the engine lists it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistoryStep {
+    /// The command that made the step (empty for an import).
+    pub created_by: String,
+    /// Its comment, e.g. `Imported from -`.
+    pub comment: String,
 }
 
 /// A cache volume as the engine knows it.
@@ -205,7 +214,15 @@ impl Engine {
                 .into_iter()
                 .collect(),
             layers: inspect.root_fs.and_then(|r| r.layers).unwrap_or_default(),
-            history_len: history.len(),
+            // The engine lists the newest step first.
+            history: history
+                .into_iter()
+                .rev()
+                .map(|step| HistoryStep {
+                    created_by: step.created_by,
+                    comment: step.comment,
+                })
+                .collect(),
         }))
     }
 

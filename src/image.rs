@@ -13,6 +13,7 @@ use crate::collect::{Artifact, Collected};
 use crate::context::{self, BaseConfig, ContextSpec};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::measure::{self, LayerScan};
 use crate::outdir::RunDir;
 use crate::pid1;
 use crate::plan::{Plan, RuntimePlan, LABEL, PROJECT_LABEL};
@@ -25,6 +26,9 @@ pub struct BuiltImage {
     pub id: String,
     /// Bytes of build context streamed to the engine.
     pub context_bytes: u64,
+    /// Layers of the image already scanned on the way to the engine (the import's one layer),
+    /// so measuring need not export them again.
+    pub scanned_layers: Vec<LayerScan>,
 }
 
 /// Stream the context to the engine, build, then apply `tags`.
@@ -47,6 +51,7 @@ pub async fn build(
     Ok(BuiltImage {
         id,
         context_bytes: sent.load(Ordering::Relaxed),
+        scanned_layers: Vec::new(),
     })
 }
 
@@ -111,6 +116,7 @@ pub async fn build_with_steps(
     Ok(BuiltImage {
         id,
         context_bytes: 0,
+        scanned_layers: Vec::new(),
     })
 }
 
@@ -149,16 +155,26 @@ pub async fn import(
     let changes = context::import_changes(&spec);
     let sent = Arc::new(AtomicU64::new(0));
     let counter = Arc::clone(&sent);
-    let stream = context::stream_rootfs(spec).inspect(move |chunk| {
+    // The tar sent is the image's layer byte for byte (its sha256 is the layer's diff id):
+    // scan it while the engine imports it, on the other core, instead of exporting it after.
+    let (stream, copy) = context::stream_rootfs_copied(spec);
+    let scan = tokio::task::spawn_blocking(move || measure::scan_layer(copy));
+    let stream = stream.inspect(move |chunk| {
         if let Ok(bytes) = chunk {
             counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         }
     });
     let id = engine.import_image(stream, changes, project).await?;
     engine.tag(&id, tags).await?;
+    // A scan that failed only means the image is measured from its export.
+    let scanned_layers = match scan.await {
+        Ok(Ok(layer)) => vec![layer],
+        _ => Vec::new(),
+    };
     Ok(BuiltImage {
         id,
         context_bytes: sent.load(Ordering::Relaxed),
+        scanned_layers,
     })
 }
 

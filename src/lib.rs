@@ -699,14 +699,26 @@ async fn build_image(
         }
     };
     let runtime = engine
-        .image_facts(&built.id)
+        .image_details(&built.id)
         .await?
         .ok_or_else(|| Error::ImageBuild {
             message: format!("the engine built {} but does not list it", built.id),
         })?;
     progress.phase("measuring the runtime image");
     let context = measure_context(engine, plan).await?;
-    let measured = measure_export(engine, &built.id, context).await?;
+    let history = runtime
+        .history
+        .iter()
+        .map(|step| measure::HistoryItem {
+            created_by: Some(step.created_by.clone()),
+            comment: Some(step.comment.clone()),
+            empty_layer: false,
+        })
+        .collect();
+    let measured = match measure::assemble_known(&runtime.layers, history, &built.scanned_layers) {
+        Some(saved) => measure::measure(&saved, &context),
+        None => measure_export(engine, &built.id, context).await?,
+    };
     let report = Report::from_measurement(
         &built.id,
         plan.tags.clone(),
@@ -766,7 +778,7 @@ async fn measure_context(engine: &Engine, plan: &Plan) -> Result<MeasureContext>
     };
     Ok(MeasureContext {
         base_layers: base.as_ref().map(|b| b.layers.clone()).unwrap_or_default(),
-        base_history_len: base.map_or(0, |b| b.history_len),
+        base_history_len: base.map_or(0, |b| b.history.len()),
         rules: Some(RulePlan {
             include: plan.artifacts.include.clone(),
             dest: plan.artifacts.dest.clone(),
