@@ -37,6 +37,7 @@ pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod rust;
+pub mod schedule;
 pub mod secrets;
 pub mod shape;
 pub mod vars;
