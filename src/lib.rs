@@ -349,7 +349,9 @@ impl Tracked {
 /// images created since `before` first, while their futures still hold the run folders, so no
 /// container writes into a folder being removed; then drop them, which removes the folders and
 /// stops their blocking work. A create request still in flight when they stopped may land a
-/// moment later, so the containers are removed by name once more.
+/// moment later, so the containers are removed by name once more. What the engine created
+/// since `before` is taken to be this build's: an engine serves one run at a time, as its
+/// interrupt cleanup ([`Engine::remove_leftovers`]) assumes too.
 async fn stop_the_others<F>(engine: &Engine, before: &Tracked, running: FuturesUnordered<F>) {
     let created = before.new_since(engine);
     if created.containers.is_empty() && created.images.is_empty() {
