@@ -1226,6 +1226,26 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Remove the named containers and untagged images, which work stopped midway left (the
+    /// other targets of a build, once one failed); unlike [`Engine::remove_leftovers`], what
+    /// other work of this engine created is kept. What could not be removed stays in
+    /// [`Engine::leftovers`].
+    pub async fn remove_created(&self, containers: &[String], images: &[String]) {
+        for name in containers {
+            let _ = self.remove_container(name).await;
+        }
+        for id in images {
+            let options = RemoveImageOptionsBuilder::default().noprune(false).build();
+            match self.docker.remove_image(id, Some(options), None).await {
+                Ok(_) => self.untrack_image(id),
+                Err(e) if status_code(&e) == Some(404) => self.untrack_image(id),
+                Err(_) => {}
+            }
+        }
+    }
+}
+
 /// An entry of the engine's path stat: Go's `os.FileMode` bits and the resolved link target.
 fn entry_of(mode: u32, link_target: &str) -> crate::libs::Entry {
     use crate::libs::Entry;

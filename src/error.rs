@@ -292,6 +292,16 @@ pub enum Error {
         known: Vec<String>,
     },
 
+    /// One target of a build with several targets failed; the others were stopped and what
+    /// they had created removed. `source` says how it failed.
+    #[error("target `{target}`: {source}")]
+    InTarget {
+        /// The target that failed.
+        target: String,
+        /// Its error.
+        source: Box<Error>,
+    },
+
     /// The run was interrupted by a signal; cleanup already happened.
     #[error("interrupted by {signal}; the builder container and temporary folders were removed")]
     Interrupted {
@@ -312,6 +322,7 @@ impl Error {
                 u8::try_from(*code).ok().filter(|c| *c != 0).unwrap_or(1)
             }
             Error::Interrupted { status, .. } => *status,
+            Error::InTarget { source, .. } => source.exit_status(),
             Error::Usage { .. } => 2,
             Error::GateConfig { .. } => 2,
             Error::Gates { status, .. } => *status,
@@ -568,5 +579,23 @@ mod tests {
             tail: vec![],
         };
         assert_eq!(e.exit_status(), 1);
+    }
+
+    #[test]
+    fn a_failed_target_is_named_and_keeps_its_errors_status() {
+        let e = Error::InTarget {
+            target: "app".into(),
+            source: Box::new(Error::BuildCommandFailed {
+                code: 3,
+                image: "gcc:local".into(),
+                tail: vec![],
+            }),
+        };
+        assert_eq!(e.exit_status(), 3);
+        assert!(
+            e.to_string()
+                .starts_with("target `app`: the build command failed with exit status 3"),
+            "{e}"
+        );
     }
 }

@@ -37,6 +37,7 @@ pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod rust;
+pub mod schedule;
 pub mod secrets;
 pub mod shape;
 pub mod vars;
@@ -45,6 +46,8 @@ pub mod waste;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
 
 pub use embed::build_blocking;
 pub use engine::Engine;
@@ -114,8 +117,9 @@ pub struct TargetReport {
     pub report: Report,
 }
 
-/// Run the whole pipeline for every target of the plan, in order: build the artifacts, build
-/// and tag the selected targets' runtime images, report on each. Always builds; records each
+/// Run the whole pipeline for every target of the plan: build the artifacts, build and tag the
+/// selected targets' runtime images, report on each. Targets that do not take artifacts from
+/// each other build at the same time (see [`build_if_changed`]). Always builds; records each
 /// image's inputs so a later [`build_if_changed`] knows what it made.
 pub async fn build(
     engine: &Engine,
@@ -129,77 +133,238 @@ pub async fn build(
 /// changed: when its inputs' fingerprint (plan, builder and base image ids, mounted sources)
 /// equals its last successful build's and that image still carries its tags, nothing runs and
 /// that build's report comes back with `up_to_date` set. `force` builds anyway.
+///
+/// A target starts as soon as the target it takes artifacts from has finished, so targets that
+/// do not depend on each other build at the same time, within this one call; the reports come
+/// back in the plan's order all the same. With several targets, what each prints is marked
+/// with its name (`[NAME]`), and a failure is [`Error::InTarget`], naming it: the other
+/// targets are stopped, and their containers, untagged images and run folders removed, before
+/// the error comes back.
 pub async fn build_if_changed(
     engine: &Engine,
     plans: &PlanSet,
     progress: &Progress,
     force: bool,
 ) -> Result<Vec<TargetReport>> {
-    let mut outputs = Outputs::new();
-    let mut reports = Vec::new();
-    for plan in &plans.targets {
-        if plans.targets.len() > 1 {
-            progress.phase(&format!("target {}", plan.target));
-        }
-        let selected = plans.is_selected(&plan.target);
-        // A secret that cannot be had stops the run, even one that is up to date.
-        let secrets = match plan.artifacts_from {
-            None => Some(secrets::resolve(&plan.builder, |name| {
-                std::env::var_os(name)
-            })?),
-            Some(_) => None,
-        };
-        let fingerprinted = if selected && plan.artifacts_from.is_none() {
-            Some(fingerprint_target(engine, plan, progress).await?)
+    let several = plans.targets.len() > 1;
+    let in_target = |target: &str, e: Error| {
+        if several {
+            Error::InTarget {
+                target: target.to_string(),
+                source: Box::new(e),
+            }
         } else {
-            None
+            e
+        }
+    };
+    // A secret that cannot be had stops the run before any target starts, even one that is
+    // up to date.
+    let mut secrets = Vec::with_capacity(plans.targets.len());
+    for plan in &plans.targets {
+        secrets.push(match plan.artifacts_from {
+            None => Some(
+                secrets::resolve(&plan.builder, |name| std::env::var_os(name))
+                    .map_err(|e| in_target(&plan.target, e))?,
+            ),
+            Some(_) => None,
+        });
+    }
+    let width = plans
+        .targets
+        .iter()
+        .map(|p| p.target.chars().count() + 2)
+        .max()
+        .unwrap_or(0);
+    let before = Tracked::now(engine);
+    let mut schedule = schedule::Schedule::of(&plans.targets);
+    let mut outputs = Outputs::new();
+    let mut reports: Vec<Option<TargetReport>> = vec![None; plans.targets.len()];
+    let mut running = FuturesUnordered::new();
+    loop {
+        for i in schedule.start() {
+            let plan = &plans.targets[i];
+            let label = if several {
+                format!("{:<width$}", format!("[{}]", plan.target))
+            } else {
+                String::new()
+            };
+            let secrets = secrets[i].take();
+            // Each target gets the outputs of those finished so far, which include every
+            // target it takes artifacts from.
+            let work = build_target(
+                engine,
+                plans,
+                plan,
+                outputs.clone(),
+                secrets,
+                progress,
+                force,
+            );
+            running.push(progress::labelled(label, async move { (i, work.await) }));
+        }
+        let Some((i, result)) = running.next().await else {
+            break;
         };
-        if let Some((_, print, previous)) = &fingerprinted {
-            if !force {
-                if let Some(last) = previous.last_build_with(print) {
-                    let last_output = plan.out_dir.join("last");
-                    if last_output.is_dir()
-                        && engine
-                            .carries_tags(&last.report.image_id, &last.report.tags)
-                            .await?
-                    {
-                        let mut report = last.report.clone();
-                        report.up_to_date = true;
-                        report.build_command_ms = None;
-                        outputs.insert(plan.target.clone(), last_output);
-                        reports.push(TargetReport {
+        let plan = &plans.targets[i];
+        match result {
+            Ok(built) => {
+                if let Some(output) = built.output {
+                    outputs.insert(plan.target.clone(), output);
+                }
+                reports[i] = built.report;
+                schedule.finish(i);
+            }
+            Err(e) => {
+                stop_the_others(engine, &before, running).await;
+                return Err(in_target(&plan.target, e));
+            }
+        }
+    }
+    let waiting: Vec<&str> = schedule
+        .waiting()
+        .into_iter()
+        .map(|i| plans.targets[i].target.as_str())
+        .collect();
+    if !waiting.is_empty() {
+        return Err(Error::Usage {
+            message: format!(
+                "targets {} take artifacts from each other, so none of them can start",
+                waiting.join(", ")
+            ),
+            help: "make one of them build its own artifacts".into(),
+        });
+    }
+    Ok(reports.into_iter().flatten().collect())
+}
+
+/// What a finished target leaves for the rest of the build.
+struct Built {
+    /// Its report, when its image was built (or is up to date).
+    report: Option<TargetReport>,
+    /// Its kept output folder, for the targets that take artifacts from it.
+    output: Option<PathBuf>,
+}
+
+/// One target of [`build_if_changed`]: nothing when it is up to date (unless `force`), else
+/// its artifacts (from its builder, or from the output in `outputs` of the target it takes
+/// them from), then, when it is selected, its image, tagged and measured.
+async fn build_target(
+    engine: &Engine,
+    plans: &PlanSet,
+    plan: &Plan,
+    outputs: Outputs,
+    secrets: Option<secrets::Resolved>,
+    progress: &Progress,
+    force: bool,
+) -> Result<Built> {
+    let selected = plans.is_selected(&plan.target);
+    let fingerprinted = if selected && plan.artifacts_from.is_none() {
+        Some(fingerprint_target(engine, plan, progress).await?)
+    } else {
+        None
+    };
+    if let Some((_, print, previous)) = &fingerprinted {
+        if !force {
+            if let Some(last) = previous.last_build_with(print) {
+                let last_output = plan.out_dir.join("last");
+                if last_output.is_dir()
+                    && engine
+                        .carries_tags(&last.report.image_id, &last.report.tags)
+                        .await?
+                {
+                    let mut report = last.report.clone();
+                    report.up_to_date = true;
+                    report.build_command_ms = None;
+                    return Ok(Built {
+                        report: Some(TargetReport {
                             target: plan.target.clone(),
                             init: None,
                             report,
-                        });
-                        continue;
-                    }
+                        }),
+                        output: Some(last_output),
+                    });
                 }
             }
         }
-        let produced =
-            produce_artifacts(engine, plan, &outputs, secrets.as_ref(), progress).await?;
-        if selected {
-            let (mut report, init) =
-                build_image(engine, plan, &produced.collected, progress).await?;
-            report.build_command_ms = produced.ran_ms;
-            if let Some((sources, print, _)) = fingerprinted {
-                let state = fingerprint::State::after_build(sources, print, report.clone());
-                if let Err(e) = state.save(&plan.out_dir) {
-                    progress.warn(&format!(
-                        "{e}; the next build cannot tell whether it is up to date"
-                    ));
-                }
-            }
-            reports.push(TargetReport {
-                target: plan.target.clone(),
-                init,
-                report,
-            });
-        }
-        produced.keep(plan, &mut outputs)?;
     }
-    Ok(reports)
+    let produced = produce_artifacts(engine, plan, &outputs, secrets.as_ref(), progress).await?;
+    let mut built = None;
+    if selected {
+        let (mut report, init) = build_image(engine, plan, &produced.collected, progress).await?;
+        report.build_command_ms = produced.ran_ms;
+        if let Some((sources, print, _)) = fingerprinted {
+            let state = fingerprint::State::after_build(sources, print, report.clone());
+            if let Err(e) = state.save(&plan.out_dir) {
+                progress.warn(&format!(
+                    "{e}; the next build cannot tell whether it is up to date"
+                ));
+            }
+        }
+        built = Some(TargetReport {
+            target: plan.target.clone(),
+            init,
+            report,
+        });
+    }
+    Ok(Built {
+        report: built,
+        output: produced.promote()?,
+    })
+}
+
+/// The containers and untagged images an engine tracks at one moment.
+struct Tracked {
+    containers: Vec<String>,
+    images: Vec<String>,
+}
+
+impl Tracked {
+    fn now(engine: &Engine) -> Tracked {
+        Tracked {
+            containers: engine.live_containers(),
+            images: engine.untagged_images(),
+        }
+    }
+
+    /// What the engine tracks now that it did not then: what the work since created and has
+    /// not removed (yet).
+    fn new_since(&self, engine: &Engine) -> Tracked {
+        let now = Tracked::now(engine);
+        Tracked {
+            containers: now
+                .containers
+                .into_iter()
+                .filter(|c| !self.containers.contains(c))
+                .collect(),
+            images: now
+                .images
+                .into_iter()
+                .filter(|i| !self.images.contains(i))
+                .collect(),
+        }
+    }
+}
+
+/// After one target failed, stop the others (`running`): remove the containers and untagged
+/// images created since `before` first, while their futures still hold the run folders, so no
+/// container writes into a folder being removed; then drop them, which removes the folders and
+/// stops their blocking work. A create request still in flight when they stopped may land a
+/// moment later, so the containers are removed by name once more. What the engine created
+/// since `before` is taken to be this build's: an engine serves one run at a time, as its
+/// interrupt cleanup ([`Engine::remove_leftovers`]) assumes too.
+async fn stop_the_others<F>(engine: &Engine, before: &Tracked, running: FuturesUnordered<F>) {
+    let created = before.new_since(engine);
+    if created.containers.is_empty() && created.images.is_empty() {
+        return;
+    }
+    engine
+        .remove_created(&created.containers, &created.images)
+        .await;
+    drop(running);
+    if !created.containers.is_empty() {
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        engine.remove_created(&created.containers, &[]).await;
+    }
 }
 
 /// The fingerprint of a target's inputs, the sources scanned for it, and the last state.
@@ -407,11 +572,15 @@ struct Produced {
 impl Produced {
     /// Keep the run's output as the target's `last/` one, for later targets and runs.
     fn keep(self, plan: &Plan, outputs: &mut Outputs) -> Result<()> {
-        if let Some(run) = self.run {
-            let last = run.promote()?;
+        if let Some(last) = self.promote()? {
             outputs.insert(plan.target.clone(), last);
         }
         Ok(())
+    }
+
+    /// Make the run's output the target's `last/` one; returns its path, when a builder ran.
+    fn promote(self) -> Result<Option<PathBuf>> {
+        self.run.map(RunDir::promote).transpose()
     }
 }
 

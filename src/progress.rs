@@ -4,7 +4,10 @@
 //! Pick one with [`Progress::auto`] (bars in a terminal, plain lines in CI), or
 //! [`Progress::Silent`] when dockception is embedded and only the returned report and errors
 //! matter.
+//!
+//! When several targets build at once, [`labelled`] marks what each one prints with its name.
 
+use std::future::Future;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
@@ -43,7 +46,7 @@ impl Progress {
     /// A step of the pipeline starts.
     pub fn phase(&self, message: &str) {
         if self.shows_steps() {
-            eprintln!("==> {message}");
+            eprintln!("==> {}", marked(message));
         }
     }
 
@@ -51,14 +54,14 @@ impl Progress {
     pub fn log(&self, line: &str) {
         if self.shows_steps() {
             let mut err = std::io::stderr().lock();
-            let _ = writeln!(err, "  | {line}");
+            let _ = writeln!(err, "  | {}", marked(line));
         }
     }
 
     /// Something the user should know even in quiet mode.
     pub fn warn(&self, message: &str) {
         if *self != Progress::Silent {
-            eprintln!("warning: {message}");
+            eprintln!("warning: {}", marked(message));
         }
     }
 
@@ -75,15 +78,62 @@ impl Progress {
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
-        bar.set_message(image.to_string());
+        bar.set_message(marked(image));
         bar.enable_steady_tick(Duration::from_millis(120));
         bar
     }
 }
 
+tokio::task_local! {
+    /// The label of the target whose work is being polled, while several targets build.
+    static LABEL: String;
+}
+
+/// Run `work` with every phase, log line, warning and pull bar it prints marked with `label`
+/// (e.g. `[build]`), so the lines of targets built at the same time can be told apart. The
+/// label goes with the future wherever it is polled (not into tasks it spawns), so the code
+/// between here and the line printed needs no change. An empty label marks nothing.
+pub async fn labelled<F: Future>(label: String, work: F) -> F::Output {
+    LABEL.scope(label, work).await
+}
+
+/// `text` after the label of the work that prints it, if any.
+fn marked(text: &str) -> String {
+    LABEL
+        .try_with(|label| {
+            if label.is_empty() {
+                text.to_string()
+            } else {
+                format!("{label} {text}")
+            }
+        })
+        .unwrap_or_else(|_| text.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_carry_the_label_of_the_work_that_prints_them() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            assert_eq!(marked("selecting"), "selecting");
+            let a = labelled("[a]  ".into(), async {
+                tokio::task::yield_now().await;
+                marked("one")
+            });
+            let b = labelled("[bee]".into(), async { marked("two") });
+            let unlabelled = labelled(String::new(), async { marked("three") });
+            assert_eq!(
+                tokio::join!(a, b, unlabelled),
+                ("[a]   one".into(), "[bee] two".into(), "three".into())
+            );
+            assert_eq!(marked("after"), "after");
+        });
+    }
 
     #[test]
     fn only_normal_draws_bars() {

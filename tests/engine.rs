@@ -529,7 +529,15 @@ fn compilation_images_build_two_images_with_one_command() {
     );
     let stderr = text(&result.stderr);
     assert!(result.status.success(), "{stderr}");
-    assert!(stderr.contains("==> building in golang:local"), "{stderr}");
+    // Two targets run (build's builder, run's image), so each line names its target.
+    assert!(
+        stderr.contains("==> [build] building in golang:local"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("==> [run]   building the runtime image on scratch"),
+        "{stderr}"
+    );
     let reports: serde_json::Value = serde_json::from_slice(&result.stdout).expect("JSON");
     assert_eq!(reports.as_array().map(Vec::len), Some(1));
     assert!(image_exists(&only_run.0));
