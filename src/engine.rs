@@ -48,6 +48,20 @@ pub struct Engine {
     /// Values that must never be printed (secrets given to the builder); the builder's output
     /// shows `***` instead.
     redact: Mutex<Vec<String>>,
+    /// The engine's API version, asked for in the background at connect: a run with nothing to
+    /// do never waits for it (`/version` takes ~10 ms, most of a no-op build); anything that
+    /// creates something waits for it first, see [`Engine::supported`].
+    api_version: tokio::sync::Mutex<ApiVersion>,
+}
+
+/// The answer to the background `/version` request, once it came.
+enum ApiVersion {
+    Asked(
+        tokio::task::JoinHandle<
+            std::result::Result<bollard::models::SystemVersion, bollard::errors::Error>,
+        >,
+    ),
+    Known((usize, usize)),
 }
 
 /// What [`Engine::clean`] removed and what it kept, by kind.
@@ -143,12 +157,10 @@ impl Engine {
             Ok(Err(e)) => return Err(connect_error(&host, from_env.is_some(), &e)),
             Ok(Ok(_)) => {}
         }
-        let docker = docker
-            .negotiate_version()
-            .await
-            .map_err(|e| connect_error(&host, from_env.is_some(), &e))?;
-        let version = docker.client_version();
-        check_api_version(&host, (version.major_version, version.minor_version))?;
+        // bollard sends no version prefix (the daemon answers in its own API version), so no
+        // negotiation is needed: only the check that the engine is not too old.
+        let asking = docker.clone();
+        let version = tokio::spawn(async move { asking.version().await });
         Ok(Engine {
             docker,
             host,
@@ -156,7 +168,36 @@ impl Engine {
             ensured: Mutex::new(HashMap::new()),
             untagged_images: Mutex::new(Vec::new()),
             redact: Mutex::new(Vec::new()),
+            api_version: tokio::sync::Mutex::new(ApiVersion::Asked(version)),
         })
+    }
+
+    /// Make sure the engine speaks [`MIN_API_VERSION`] or newer, before creating anything on
+    /// it. Waits for the answer asked for at connect the first time only.
+    async fn supported(&self) -> Result<()> {
+        let mut known = self.api_version.lock().await;
+        let version = match &mut *known {
+            ApiVersion::Known(version) => *version,
+            ApiVersion::Asked(pending) => {
+                let answer = pending.await.map_err(|e| Error::NoDaemon {
+                    host: self.host.clone(),
+                    reason: format!("asking for its version failed: {e}"),
+                })?;
+                let from_env = std::env::var_os("DOCKER_HOST").is_some_and(|h| !h.is_empty());
+                let answer = answer.map_err(|e| connect_error(&self.host, from_env, &e))?;
+                let version = parse_api_version(answer.api_version.as_deref().unwrap_or(""))
+                    .ok_or_else(|| Error::NoDaemon {
+                        host: self.host.clone(),
+                        reason: format!(
+                            "it names no API version dockception understands ({:?})",
+                            answer.api_version
+                        ),
+                    })?;
+                *known = ApiVersion::Known(version);
+                version
+            }
+        };
+        check_api_version(&self.host, version)
     }
 
     /// The address of the engine.
@@ -270,6 +311,7 @@ impl Engine {
         if let Some(facts) = self.image_facts(image).await? {
             return Ok(facts);
         }
+        self.supported().await?;
         progress.phase(&format!("{image} is not present locally; pulling it"));
         let bar = progress.pull_bar(image);
         let options = CreateImageOptionsBuilder::default()
@@ -327,6 +369,7 @@ impl Engine {
                     ))
                 }
             }
+            self.supported().await?;
             let request = VolumeCreateRequest {
                 name: Some(cache.volume.clone()),
                 labels: Some(labels("cache", &plan.project)),
@@ -695,6 +738,7 @@ impl Engine {
         body: ContainerCreateBody,
         action: &str,
     ) -> Result<()> {
+        self.supported().await?;
         let mut body = body;
         body.labels.get_or_insert_with(HashMap::new).insert(
             clean::OWNER_LABEL.to_string(),
@@ -930,6 +974,7 @@ impl Engine {
         project: &str,
         progress: &Progress,
     ) -> Result<String> {
+        self.supported().await?;
         let options = BuildImageOptionsBuilder::default()
             .dockerfile("Dockerfile")
             .rm(true)
@@ -1049,6 +1094,7 @@ impl Engine {
         changes: Vec<String>,
         project: &str,
     ) -> Result<String> {
+        self.supported().await?;
         let mut changes = changes;
         let mut names: Vec<(String, String)> = labels("image", project).into_iter().collect();
         names.sort();
@@ -1509,6 +1555,12 @@ fn connect_error(host: &str, from_env: bool, e: &bollard::errors::Error) -> Erro
     }
 }
 
+/// `"1.41"` -> `(1, 41)`.
+fn parse_api_version(text: &str) -> Option<(usize, usize)> {
+    let (major, minor) = text.trim().split_once('.')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
 /// Refuse an engine whose API is older than [`MIN_API_VERSION`].
 pub fn check_api_version(host: &str, version: (usize, usize)) -> Result<()> {
     if version < MIN_API_VERSION {
@@ -1561,6 +1613,10 @@ mod tests {
 
     #[test]
     fn old_engines_are_refused_with_the_versions() {
+        assert_eq!(parse_api_version("1.41"), Some((1, 41)));
+        assert_eq!(parse_api_version(" 1.9 "), Some((1, 9)));
+        assert_eq!(parse_api_version("1"), None);
+        assert_eq!(parse_api_version("one.two"), None);
         assert!(check_api_version("unix:///x", (1, 41)).is_ok());
         assert!(check_api_version("unix:///x", (1, 25)).is_ok());
         let e = check_api_version("unix:///x", (1, 24)).expect_err("too old");
