@@ -373,13 +373,17 @@ async fn fingerprint_target(
     plan: &Plan,
     progress: &Progress,
 ) -> Result<(fingerprint::Sources, String, fingerprint::State)> {
-    let builder = engine.ensure_image(&plan.builder.image, progress).await?;
-    let base_id = if plan.runtime.is_scratch() {
-        "scratch".to_string()
-    } else {
-        engine.ensure_image(&plan.runtime.base, progress).await?.id
+    // The sources are scanned on a blocking thread while the engine answers.
+    let images = async {
+        let builder = engine.ensure_image(&plan.builder.image, progress).await?;
+        let base_id = if plan.runtime.is_scratch() {
+            "scratch".to_string()
+        } else {
+            engine.ensure_image(&plan.runtime.base, progress).await?.id
+        };
+        Ok::<_, Error>((builder, base_id))
     };
-    let (sources, previous) = scan_sources(plan).await?;
+    let ((builder, base_id), (sources, previous)) = tokio::try_join!(images, scan_sources(plan))?;
     let print = fingerprint::fingerprint(
         &fingerprint::Inputs {
             plan,
