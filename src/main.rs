@@ -339,13 +339,13 @@ async fn run(cli: Cli) -> Result<(), Error> {
         } => {
             let progress = progress(&common);
             let plan = dockception::load_plan(&options(&common, targets.selection(), &tags)?)?;
-            let mut gate_sets = Vec::new();
+            // By target name: reports come back in the manifest's order, not the command line's.
+            let mut gate_sets = std::collections::HashMap::new();
             for target in &plan.selected {
-                gate_sets.push(dockception::load_gates(
-                    Some(&common.manifest),
-                    Some(target),
-                    &gates.flags(),
-                )?);
+                gate_sets.insert(
+                    target.clone(),
+                    dockception::load_gates(Some(&common.manifest), Some(target), &gates.flags())?,
+                );
             }
             let engine = Engine::connect().await?;
             // An explicit baseline is read before the build, which may retag its image.
@@ -373,14 +373,20 @@ async fn run(cli: Cli) -> Result<(), Error> {
             .await?;
             let mut documents = Vec::new();
             let mut explicit = explicit;
-            for (built, gate_set) in reports.into_iter().zip(&gate_sets) {
+            for built in reports {
+                let gate_set = gate_sets
+                    .remove(&built.target)
+                    .ok_or_else(|| Error::Usage {
+                        message: format!("target `{}` was built but not selected", built.target),
+                        help: "this is a bug in dockception; please report it".into(),
+                    })?;
                 let baseline = match explicit.take() {
                     Some(b) => Some(b),
                     None => plan
                         .target(&built.target)
                         .and_then(|p| previous_build(&p.out_dir, &progress)),
                 };
-                let document = dockception::review(built.report, baseline, gate_set);
+                let document = dockception::review(built.report, baseline, &gate_set);
                 documents.push((built.target, built.init, document));
             }
             finish_all(documents, format)

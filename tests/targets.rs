@@ -290,3 +290,53 @@ fn ctrl_c_stops_every_running_target_and_leaves_nothing() {
     assert_eq!(images_of(dir.path()), Vec::<String>::new(), "images left");
     assert_no_run_folders(dir.path());
 }
+
+#[test]
+fn each_targets_gates_check_its_own_report_whatever_order_the_command_line_names_them() {
+    if !engine_with(&["busybox:local"]) {
+        return;
+    }
+    let dir = project("targets-gates");
+    let run = "busybox cp /bin/busybox /out/busybox && echo hi > /out/msg";
+    // Only `big` has a gate, and busybox (about 2 MiB) fails it.
+    let manifest = [
+        target("small", run, &[]),
+        target("big", run, &[]),
+        "[targets.big.gates]\nmax_image_size = \"1 KiB\"\n".to_string(),
+    ]
+    .concat();
+    write_files(dir.path(), &[("dockception.toml", &manifest)]);
+    let images = [TestImage::new("small"), TestImage::new("big")];
+    let result = dockception(
+        &[
+            "build",
+            "big",
+            "small",
+            "--format",
+            "json",
+            "--tag",
+            &format!("small={}", images[0].0),
+            "--tag",
+            &format!("big={}", images[1].0),
+        ],
+        dir.path(),
+    );
+    let stderr = text(&result.stderr);
+    assert_eq!(result.status.code(), Some(1), "{stderr}");
+    let reports: serde_json::Value = serde_json::from_slice(&result.stdout).expect("JSON reports");
+    let of = |name: &str| {
+        reports
+            .as_array()
+            .expect("an array of reports")
+            .iter()
+            .find(|r| r["target"] == name)
+            .unwrap_or_else(|| panic!("no report for {name}: {reports}"))
+            .clone()
+    };
+    assert!(
+        of("small")["gates"].is_null(),
+        "small has no gates: {reports}"
+    );
+    assert_eq!(of("big")["gates"]["checks"][0]["gate"], "image_size");
+    assert_eq!(of("big")["gates"]["checks"][0]["status"], "FAIL");
+}
