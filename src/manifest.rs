@@ -1334,7 +1334,9 @@ expose = [8080, "53/udp"]
         assert_eq!(parse_duration("10m"), Some(600));
         assert_eq!(parse_duration("1h"), Some(3600));
         assert_eq!(parse_duration("24h"), Some(86_400));
-        for bad in ["", "s", "10", "0s", "1.5m", "-5s", "10 m", "1d", "25h", "5ms", "+5s"] {
+        for bad in [
+            "", "s", "10", "0s", "1.5m", "-5s", "10 m", "1d", "25h", "5ms", "+5s",
+        ] {
             assert_eq!(parse_duration(bad), None, "{bad:?}");
         }
     }
@@ -1344,7 +1346,11 @@ expose = [8080, "53/udp"]
         let src = GOOD.replace("run = ", "warm = \"ten minutes\"\nrun = ");
         let found = errors(&src);
         assert_eq!(found.len(), 1, "{found:?}");
-        assert!(found[0].to_string().contains("builder.warm"), "{}", found[0]);
+        assert!(
+            found[0].to_string().contains("builder.warm"),
+            "{}",
+            found[0]
+        );
         assert_eq!((found[0].line, found[0].column), (4, 8));
     }
 
