@@ -1450,8 +1450,18 @@ fn warm_body(
     if let Some(host) = body.host_config.as_mut() {
         host.auto_remove = Some(true);
     }
+    // Labels are a HashMap, in a different order in every process: hash them sorted.
+    let mut unlabelled = body.clone();
+    let labels: std::collections::BTreeMap<String, String> = unlabelled
+        .labels
+        .take()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     let mut hasher = Sha256::new();
-    hasher.update(serde_json::to_vec(&body).unwrap_or_default());
+    hasher.update(serde_json::to_vec(&unlabelled).unwrap_or_default());
+    hasher.update([0]);
+    hasher.update(serde_json::to_vec(&labels).unwrap_or_default());
     hasher.update([0]);
     hasher.update(image.id.as_bytes());
     hasher.update([0]);
@@ -1921,6 +1931,49 @@ mod tests {
         let e = host_path(path).expect_err("not UTF-8");
         assert!(e.to_string().contains("not valid UTF-8"), "{e}");
         assert_eq!(host_path(Path::new("/tmp/a b")).expect("utf-8"), "/tmp/a b");
+    }
+
+    #[test]
+    fn a_warm_builders_name_follows_its_configuration_only() {
+        let loaded = crate::manifest::parse(
+            Path::new("/p/dockception.toml"),
+            "[builder]\nimage = \"busybox:local\"\nrun = \"true\"\nwarm = \"60s\"\n[artifacts]\ninclude = [\"app\"]\n".into(),
+        )
+        .expect("a manifest");
+        let plans =
+            crate::plan::plan(&loaded, &crate::plan::PlanOptions::default()).expect("a plan");
+        let mut plan = plans.targets[0].clone();
+        let image = ImageFacts {
+            id: "sha256:1".into(),
+            size: 0,
+            config: BaseConfig::default(),
+        };
+        let secrets = crate::secrets::Resolved {
+            env: vec![("TOKEN".into(), "secret-value".into())],
+            files: vec![],
+        };
+        let name = |plan: &Plan, image: &ImageFacts| {
+            warm_body(plan, Path::new("/o"), "1:2", &secrets, image, 60)
+                .expect("a body")
+                .0
+        };
+        let first = name(&plan, &image);
+        assert!(first.starts_with("dockception-warm-"), "{first}");
+        // Labels are a HashMap: the name must not follow its order.
+        for _ in 0..20 {
+            assert_eq!(name(&plan, &image), first);
+        }
+        let (_, body) =
+            warm_body(&plan, Path::new("/o"), "1:2", &secrets, &image, 60).expect("a body");
+        assert!(!format!("{:?}", body.env).contains("secret-value"));
+        assert_eq!(body.host_config.and_then(|h| h.auto_remove), Some(true));
+        let other_image = ImageFacts {
+            id: "sha256:2".into(),
+            ..image.clone()
+        };
+        assert_ne!(name(&plan, &other_image), first);
+        plan.builder.env.push(("A".into(), "1".into()));
+        assert_ne!(name(&plan, &image), first);
     }
 
     #[test]
