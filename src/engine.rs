@@ -582,54 +582,7 @@ impl Engine {
         if let Ok(mut redact) = self.redact.lock() {
             redact.extend(secrets.values().map(str::to_string));
         }
-        let b = &plan.builder;
-        let mut mounts: Vec<DockerMount> = Vec::new();
-        for m in &b.mounts {
-            mounts.push(DockerMount {
-                typ: Some(MountType::BIND),
-                source: Some(host_path(&m.source)?),
-                target: Some(m.target.clone()),
-                read_only: Some(m.read_only),
-                ..Default::default()
-            });
-        }
-        mounts.extend(b.caches.iter().map(volume_mount));
-        mounts.push(DockerMount {
-            typ: Some(MountType::BIND),
-            source: Some(host_path(output_dir)?),
-            target: Some(b.output_target.clone()),
-            read_only: Some(false),
-            ..Default::default()
-        });
-        for file in &secrets.files {
-            mounts.push(DockerMount {
-                typ: Some(MountType::BIND),
-                source: Some(host_path(&file.source)?),
-                target: Some(file.target.clone()),
-                read_only: Some(true),
-                ..Default::default()
-            });
-        }
-        let env = b
-            .env
-            .iter()
-            .chain(&secrets.env)
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        let body = ContainerCreateBody {
-            image: Some(b.image.clone()),
-            cmd: Some(b.command.clone()),
-            env: Some(env),
-            working_dir: b.workdir.clone(),
-            user: b.user.clone(),
-            labels: Some(labels("builder", &plan.project)),
-            host_config: Some(HostConfig {
-                mounts: Some(mounts),
-                network_mode: b.network.clone(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
+        let body = builder_body(plan, output_dir, secrets, true)?;
         self.run_container(
             &unique_name("dockception-build", &plan.project),
             body,
@@ -682,6 +635,29 @@ impl Engine {
             .await
             .map_err(|e| docker_error("starting the builder container".into(), e))?;
         let started = std::time::Instant::now();
+        let tail = self.stream_lines(&mut logs, progress, keep).await?;
+        let ran_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let mut wait = self.docker.wait_container(name, None);
+        let mut code = 0;
+        while let Some(item) = wait.next().await {
+            match item {
+                Ok(response) => code = response.status_code,
+                Err(bollard::errors::Error::DockerContainerWaitError { code: c, .. }) => code = c,
+                Err(e) => return Err(docker_error("waiting for the builder".into(), e)),
+            }
+        }
+        Ok(BuilderExit { code, tail, ran_ms })
+    }
+
+    /// Show the builder's output line by line, secrets masked, and keep its last `keep` lines.
+    async fn stream_lines(
+        &self,
+        logs: &mut (impl Stream<
+            Item = std::result::Result<bollard::container::LogOutput, bollard::errors::Error>,
+        > + Unpin),
+        progress: &Progress,
+        keep: usize,
+    ) -> Result<Vec<String>> {
         let mut tail: VecDeque<String> = VecDeque::with_capacity(keep.min(TAIL_LINES));
         let mut pending = Vec::new();
         let redact = self.redact.lock().map(|r| r.clone()).unwrap_or_default();
@@ -696,21 +672,7 @@ impl Engine {
         if !pending.is_empty() {
             emit_line(&pending, &redact, progress, &mut tail, keep);
         }
-        let ran_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let mut wait = self.docker.wait_container(name, None);
-        let mut code = 0;
-        while let Some(item) = wait.next().await {
-            match item {
-                Ok(response) => code = response.status_code,
-                Err(bollard::errors::Error::DockerContainerWaitError { code: c, .. }) => code = c,
-                Err(e) => return Err(docker_error("waiting for the builder".into(), e)),
-            }
-        }
-        Ok(BuilderExit {
-            code,
-            tail: tail.into_iter().collect(),
-            ran_ms,
-        })
+        Ok(tail.into_iter().collect())
     }
 
     async fn remove_container(&self, name: &str) -> Result<()> {
@@ -1293,6 +1255,264 @@ impl Engine {
 }
 
 /// An entry of the engine's path stat: Go's `os.FileMode` bits and the resolved link target.
+/// The label a warm builder container carries: the hash of its configuration, which its name
+/// ends with too.
+pub const WARM_LABEL: &str = "dockception.warm";
+
+/// How often a warm builder's idle loop looks for a running exec, in seconds.
+const WARM_POLL_SECS: u64 = 2;
+
+/// How a build in the warm builder went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WarmRun {
+    /// The command ran in the warm container.
+    Ran(BuilderExit),
+    /// No warm container could be used (the reason says why); the build must run in a fresh
+    /// container. Nothing of the attempt is left running.
+    Unavailable(String),
+}
+
+impl Engine {
+    /// Run the build command with `docker exec` in the target's warm builder container, made
+    /// and started first when none runs. The container is configured like
+    /// [`Engine::run_builder_with`]'s, with `output_dir` (a folder that stays, so later builds
+    /// can use the same container) as its output mount, no secret variables in its own
+    /// environment (each exec gets them), and an idle loop as its command that ends it, and
+    /// the daemon removes it, after `plan.builder.warm` seconds without a build. Its name and
+    /// its [`WARM_LABEL`] hold a hash of that configuration, the builder image's id and
+    /// `output_identity`, so any change makes a new container. While the command runs the
+    /// container is tracked like any other (an interrupt removes it, as no exec can be killed
+    /// through the API); afterwards it is kept on purpose.
+    pub async fn run_builder_warm(
+        &self,
+        plan: &Plan,
+        output_dir: &Path,
+        output_identity: &str,
+        secrets: &crate::secrets::Resolved,
+        image: &ImageFacts,
+        progress: &Progress,
+    ) -> Result<WarmRun> {
+        let Some(warm_secs) = plan.builder.warm else {
+            return Ok(WarmRun::Unavailable(
+                "the target has no builder.warm".into(),
+            ));
+        };
+        if let Ok(mut redact) = self.redact.lock() {
+            redact.extend(secrets.values().map(str::to_string));
+        }
+        let (name, body) = warm_body(plan, output_dir, output_identity, secrets, image, warm_secs)?;
+        match self.ensure_warm_container(&name, body).await? {
+            Some(reason) => return Ok(WarmRun::Unavailable(reason)),
+            None => self.track(&name),
+        }
+        match self.exec_build(&name, plan, secrets, image, progress).await {
+            Ok(WarmRun::Ran(exit)) => {
+                self.untrack(&name);
+                Ok(WarmRun::Ran(exit))
+            }
+            Ok(WarmRun::Unavailable(reason)) => {
+                self.remove_container(&name).await?;
+                Ok(WarmRun::Unavailable(reason))
+            }
+            // A warm container in an unknown state is not worth keeping.
+            Err(e) => {
+                let _ = self.remove_container(&name).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Make sure the container `name` runs: use it when it does, replace it when it stopped,
+    /// create and start it when absent. `Some(reason)` when it cannot be made to run (nothing
+    /// of it is left then).
+    async fn ensure_warm_container(
+        &self,
+        name: &str,
+        body: ContainerCreateBody,
+    ) -> Result<Option<String>> {
+        match self.docker.inspect_container(name, None).await {
+            Ok(found) if found.state.as_ref().and_then(|s| s.running) == Some(true) => {
+                return Ok(None)
+            }
+            Ok(_) => self.remove_container(name).await?,
+            Err(e) if status_code(&e) == Some(404) => {}
+            Err(e) => return Err(docker_error(format!("inspecting container {name}"), e)),
+        }
+        if let Err(e) = self
+            .create_tracked(name, body, "creating the warm builder container")
+            .await
+        {
+            let _ = self.remove_container(name).await;
+            return Ok(Some(e.to_string()));
+        }
+        if let Err(e) = self.docker.start_container(name, None).await {
+            let _ = self.remove_container(name).await;
+            return Ok(Some(format!(
+                "it could not start (it runs /bin/sh, which the builder image needs): {}",
+                daemon_message(&e)
+            )));
+        }
+        Ok(None)
+    }
+
+    /// Run the plan's command in the running container `name` and wait for its end.
+    async fn exec_build(
+        &self,
+        name: &str,
+        plan: &Plan,
+        secrets: &crate::secrets::Resolved,
+        image: &ImageFacts,
+        progress: &Progress,
+    ) -> Result<WarmRun> {
+        let b = &plan.builder;
+        // A fresh container would run the image's entrypoint with the command as arguments.
+        let mut cmd = image.config.entrypoint.clone().unwrap_or_default();
+        cmd.extend(b.command.iter().cloned());
+        let env: Vec<String> = b
+            .env
+            .iter()
+            .chain(&secrets.env)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let config = bollard::models::ExecConfig {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(cmd),
+            env: Some(env),
+            user: b.user.clone(),
+            working_dir: b.workdir.clone(),
+            ..Default::default()
+        };
+        let exec = match self.docker.create_exec(name, config).await {
+            Ok(exec) => exec.id,
+            // It stopped (idle time up) between the inspect and now.
+            Err(e) if status_code(&e) == Some(409) => {
+                return Ok(WarmRun::Unavailable(daemon_message(&e)))
+            }
+            Err(e) => return Err(docker_error("creating the build's exec".into(), e)),
+        };
+        let options = bollard::exec::StartExecOptions {
+            detach: false,
+            ..Default::default()
+        };
+        let started = std::time::Instant::now();
+        let mut logs = match self.docker.start_exec(&exec, Some(options)).await {
+            Ok(bollard::exec::StartExecResults::Attached { output, .. }) => output,
+            Ok(bollard::exec::StartExecResults::Detached) => {
+                return Ok(WarmRun::Unavailable(
+                    "the engine started the build detached".into(),
+                ))
+            }
+            Err(e) if status_code(&e) == Some(409) => {
+                return Ok(WarmRun::Unavailable(daemon_message(&e)))
+            }
+            Err(e) => return Err(docker_error("starting the build's exec".into(), e)),
+        };
+        let tail = self.stream_lines(&mut logs, progress, TAIL_LINES).await?;
+        let ran_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let inspected = self
+            .docker
+            .inspect_exec(&exec)
+            .await
+            .map_err(|e| docker_error("asking how the build's exec ended".into(), e))?;
+        let code = inspected.exit_code.unwrap_or(-1);
+        if code != 0 {
+            // The idle loop may have ended the container just as the exec began: that is no
+            // failure of the build, so it runs again in a fresh container.
+            let running = match self.docker.inspect_container(name, None).await {
+                Ok(found) => found.state.and_then(|s| s.running) == Some(true),
+                Err(e) if status_code(&e) == Some(404) => false,
+                Err(e) => return Err(docker_error(format!("inspecting container {name}"), e)),
+            };
+            if !running {
+                return Ok(WarmRun::Unavailable(
+                    "the warm container stopped during the build".into(),
+                ));
+            }
+        }
+        Ok(WarmRun::Ran(BuilderExit { code, tail, ran_ms }))
+    }
+}
+
+/// The warm builder's name and configuration (see [`Engine::run_builder_warm`]).
+fn warm_body(
+    plan: &Plan,
+    output_dir: &Path,
+    output_identity: &str,
+    secrets: &crate::secrets::Resolved,
+    image: &ImageFacts,
+    warm_secs: u64,
+) -> Result<(String, ContainerCreateBody)> {
+    use sha2::{Digest, Sha256};
+    let mut body = builder_body(plan, output_dir, secrets, false)?;
+    body.entrypoint = Some(vec!["/bin/sh".into(), "-c".into()]);
+    body.cmd = Some(vec![idle_script(warm_secs)]);
+    if let Some(host) = body.host_config.as_mut() {
+        host.auto_remove = Some(true);
+    }
+    // Labels are a HashMap, in a different order in every process: hash them sorted.
+    let mut unlabelled = body.clone();
+    let labels: std::collections::BTreeMap<String, String> = unlabelled
+        .labels
+        .take()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let mut hasher = Sha256::new();
+    hasher.update(serde_json::to_vec(&unlabelled).unwrap_or_default());
+    hasher.update([0]);
+    hasher.update(serde_json::to_vec(&labels).unwrap_or_default());
+    hasher.update([0]);
+    hasher.update(image.id.as_bytes());
+    hasher.update([0]);
+    hasher.update(output_identity.as_bytes());
+    let hash: String = hasher.finalize()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    body.labels
+        .get_or_insert_with(HashMap::new)
+        .insert(WARM_LABEL.to_string(), hash.clone());
+    let name = format!(
+        "dockception-warm-{}-{}-{hash}",
+        plan.project,
+        name_part(&plan.target)
+    );
+    Ok((name, body))
+}
+
+/// A target name as a container name may hold it.
+fn name_part(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// The warm builder's command (POSIX sh and `sleep` only): wait, and end once no exec has run
+/// for `secs` seconds. Any process but PID 1 that is not a zombie is an exec (or its
+/// children) at work; the loop's own `sleep` has ended by the time it looks.
+fn idle_script(secs: u64) -> String {
+    format!(
+        "trap 'exit 0' TERM INT; idle=0; \
+         while [ \"$idle\" -lt {secs} ]; do \
+         sleep {WARM_POLL_SECS}; busy=0; \
+         for d in /proc/[0-9]*; do \
+         [ \"$d\" = /proc/1 ] && continue; \
+         s=''; read -r s 2>/dev/null < \"$d/stat\" || [ -n \"$s\" ] || continue; \
+         case \"${{s##*) }}\" in Z*) continue;; esac; \
+         busy=1; break; \
+         done; \
+         if [ \"$busy\" = 1 ]; then idle=0; else idle=$((idle + {WARM_POLL_SECS})); fi; \
+         done"
+    )
+}
+
 fn entry_of(mode: u32, link_target: &str) -> crate::libs::Entry {
     use crate::libs::Entry;
     const MODE_DIR: u32 = 1 << 31;
@@ -1376,6 +1596,67 @@ fn emit_line(
         tail.pop_front();
     }
     tail.push_back(text);
+}
+
+/// The builder container's configuration: the image, the command, the sources, caches and
+/// `output_dir` mounted, secret files mounted, and secret variables in its environment only
+/// when `with_secret_env` (a warm container gets them per exec instead, so they are never
+/// part of a container that outlives the build).
+fn builder_body(
+    plan: &Plan,
+    output_dir: &Path,
+    secrets: &crate::secrets::Resolved,
+    with_secret_env: bool,
+) -> Result<ContainerCreateBody> {
+    let b = &plan.builder;
+    let mut mounts: Vec<DockerMount> = Vec::new();
+    for m in &b.mounts {
+        mounts.push(DockerMount {
+            typ: Some(MountType::BIND),
+            source: Some(host_path(&m.source)?),
+            target: Some(m.target.clone()),
+            read_only: Some(m.read_only),
+            ..Default::default()
+        });
+    }
+    mounts.extend(b.caches.iter().map(volume_mount));
+    mounts.push(DockerMount {
+        typ: Some(MountType::BIND),
+        source: Some(host_path(output_dir)?),
+        target: Some(b.output_target.clone()),
+        read_only: Some(false),
+        ..Default::default()
+    });
+    for file in &secrets.files {
+        mounts.push(DockerMount {
+            typ: Some(MountType::BIND),
+            source: Some(host_path(&file.source)?),
+            target: Some(file.target.clone()),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
+    let secret_env: &[(String, String)] = if with_secret_env { &secrets.env } else { &[] };
+    let env = b
+        .env
+        .iter()
+        .chain(secret_env)
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    Ok(ContainerCreateBody {
+        image: Some(b.image.clone()),
+        cmd: Some(b.command.clone()),
+        env: Some(env),
+        working_dir: b.workdir.clone(),
+        user: b.user.clone(),
+        labels: Some(labels("builder", &plan.project)),
+        host_config: Some(HostConfig {
+            mounts: Some(mounts),
+            network_mode: b.network.clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
 }
 
 fn volume_mount(cache: &CacheVolume) -> DockerMount {
@@ -1650,6 +1931,49 @@ mod tests {
         let e = host_path(path).expect_err("not UTF-8");
         assert!(e.to_string().contains("not valid UTF-8"), "{e}");
         assert_eq!(host_path(Path::new("/tmp/a b")).expect("utf-8"), "/tmp/a b");
+    }
+
+    #[test]
+    fn a_warm_builders_name_follows_its_configuration_only() {
+        let loaded = crate::manifest::parse(
+            Path::new("/p/dockception.toml"),
+            "[builder]\nimage = \"busybox:local\"\nrun = \"true\"\nwarm = \"60s\"\n[artifacts]\ninclude = [\"app\"]\n".into(),
+        )
+        .expect("a manifest");
+        let plans =
+            crate::plan::plan(&loaded, &crate::plan::PlanOptions::default()).expect("a plan");
+        let mut plan = plans.targets[0].clone();
+        let image = ImageFacts {
+            id: "sha256:1".into(),
+            size: 0,
+            config: BaseConfig::default(),
+        };
+        let secrets = crate::secrets::Resolved {
+            env: vec![("TOKEN".into(), "secret-value".into())],
+            files: vec![],
+        };
+        let name = |plan: &Plan, image: &ImageFacts| {
+            warm_body(plan, Path::new("/o"), "1:2", &secrets, image, 60)
+                .expect("a body")
+                .0
+        };
+        let first = name(&plan, &image);
+        assert!(first.starts_with("dockception-warm-"), "{first}");
+        // Labels are a HashMap: the name must not follow its order.
+        for _ in 0..20 {
+            assert_eq!(name(&plan, &image), first);
+        }
+        let (_, body) =
+            warm_body(&plan, Path::new("/o"), "1:2", &secrets, &image, 60).expect("a body");
+        assert!(!format!("{:?}", body.env).contains("secret-value"));
+        assert_eq!(body.host_config.and_then(|h| h.auto_remove), Some(true));
+        let other_image = ImageFacts {
+            id: "sha256:2".into(),
+            ..image.clone()
+        };
+        assert_ne!(name(&plan, &other_image), first);
+        plan.builder.env.push(("A".into(), "1".into()));
+        assert_ne!(name(&plan, &image), first);
     }
 
     #[test]

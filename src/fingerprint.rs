@@ -442,6 +442,7 @@ mod tests {
                 env_from_host: vec![],
                 secret_files: vec![],
                 network: None,
+                warm: None,
             },
             artifacts: ArtifactPlan {
                 subdir: String::new(),

@@ -620,8 +620,7 @@ async fn produce_artifacts(
             ran_ms: None,
         });
     }
-    engine.ensure_image(&plan.builder.image, progress).await?;
-    let run = RunDir::create(&plan.out_dir)?;
+    let builder = engine.ensure_image(&plan.builder.image, progress).await?;
     let secrets = match secrets {
         Some(resolved) => resolved.clone(),
         None => secrets::resolve(&plan.builder, |name| std::env::var_os(name))?,
@@ -632,9 +631,16 @@ async fn produce_artifacts(
         plan.builder.image,
         plan.builder.command.join(" ")
     ));
-    let exit = engine
-        .run_builder_with(plan, &run.output(), &secrets, progress)
-        .await?;
+    let (exit, run) = match run_warm(engine, plan, &builder, &secrets, progress).await? {
+        Some(done) => done,
+        None => {
+            let run = RunDir::create(&plan.out_dir)?;
+            let exit = engine
+                .run_builder_with(plan, &run.output(), &secrets, progress)
+                .await?;
+            (exit, run)
+        }
+    };
     if exit.code != 0 {
         return Err(Error::BuildCommandFailed {
             code: exit.code,
@@ -673,6 +679,94 @@ async fn produce_artifacts(
         run: Some(run),
         ran_ms: Some(exit.ran_ms),
     })
+}
+
+/// Run the build in the target's warm builder (`builder.warm`), when the plan asks for one and
+/// no other dockception is using it; `None` means the build is still to run in a fresh
+/// container. The warm container's output mount is `<out_dir>/warm/output`, a folder that
+/// stays (the mount points at it): it is emptied before the command runs, and its entries are
+/// moved into a fresh run folder afterwards, so the rest of the pipeline sees a run like any
+/// other.
+async fn run_warm(
+    engine: &Engine,
+    plan: &Plan,
+    builder: &engine::ImageFacts,
+    secrets: &secrets::Resolved,
+    progress: &Progress,
+) -> Result<Option<(engine::BuilderExit, RunDir)>> {
+    if plan.builder.warm.is_none() {
+        return Ok(None);
+    }
+    let dir = plan.out_dir.join("warm");
+    let output = dir.join("output");
+    std::fs::create_dir_all(&output)
+        .map_err(|e| Error::io("creating the warm builder's folder", &output, e))?;
+    let lock_path = dir.join("lock");
+    let lock = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::io("opening", &lock_path, e))?;
+    // flock, not `File::try_lock`: the same lock, within the crate's minimum Rust version.
+    match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::WOULDBLOCK) => {
+            progress.warn(&format!(
+                "another dockception is building target {} in its warm builder; this build runs in a fresh container",
+                plan.target
+            ));
+            return Ok(None);
+        }
+        Err(e) => return Err(Error::io("locking", &lock_path, e.into())),
+    }
+    empty_folder(&output)?;
+    // A folder made anew (say the output folder was deleted) is another mount source even at
+    // the same path: its identity is part of the warm container's name.
+    let identity = {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(&output)
+            .map_err(|e| Error::io("reading the warm builder's folder", &output, e))?;
+        format!("{}:{}", meta.dev(), meta.ino())
+    };
+    let warm = engine
+        .run_builder_warm(plan, &output, &identity, secrets, builder, progress)
+        .await?;
+    let exit = match warm {
+        engine::WarmRun::Ran(exit) => exit,
+        engine::WarmRun::Unavailable(reason) => {
+            progress.warn(&format!(
+                "target {}: no warm builder ({reason}); this build runs in a fresh container",
+                plan.target
+            ));
+            empty_folder(&output)?;
+            return Ok(None);
+        }
+    };
+    let run = RunDir::create(&plan.out_dir)?;
+    let into = run.output();
+    for entry in std::fs::read_dir(&output).map_err(|e| Error::io("reading", &output, e))? {
+        let entry = entry.map_err(|e| Error::io("reading", &output, e))?;
+        let to = into.join(entry.file_name());
+        std::fs::rename(entry.path(), &to)
+            .map_err(|e| Error::io("moving the build output to", &to, e))?;
+    }
+    drop(lock);
+    Ok(Some((exit, run)))
+}
+
+/// Remove everything inside `dir`, keeping `dir` itself.
+fn empty_folder(dir: &std::path::Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io("reading", dir, e))? {
+        let entry = entry.map_err(|e| Error::io("reading", dir, e))?;
+        let path = entry.path();
+        let removed = match entry.file_type() {
+            Ok(kind) if kind.is_dir() => std::fs::remove_dir_all(&path),
+            _ => std::fs::remove_file(&path),
+        };
+        removed.map_err(|e| Error::io("emptying the warm builder's folder of", &path, e))?;
+    }
+    Ok(())
 }
 
 /// Sets its flag when dropped, which tells a blocking task to stop.

@@ -159,6 +159,14 @@ pub struct Builder {
     /// network.
     #[serde(default)]
     pub network: Option<String>,
+    /// Keep the builder container running between builds for this long after its last build
+    /// ends (`"90s"`, `"10m"`, `"1h"`), so a rebuild runs the command with `docker exec` in it
+    /// instead of starting a new container (~80 ms instead of ~400 ms on a local engine). The
+    /// container stays, labelled; it removes itself when idle that long, and
+    /// `dockception clean` removes it at once. Off unless set.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub warm: Option<Spanned<String>>,
 }
 
 /// A build command.
@@ -976,6 +984,18 @@ fn check_target(
             }
             seen_from_host.push(n);
         }
+        if let Some(warm) = &b.warm {
+            if parse_duration(warm.get_ref()).is_none() {
+                out.push(loaded.diagnostic(
+                    warm.span(),
+                    format!("builder.warm {:?} is not a duration", warm.get_ref()),
+                    Some(
+                        "write a whole number of seconds, minutes or hours, e.g. \"90s\", \"10m\" or \"1h\""
+                            .into(),
+                    ),
+                ));
+            }
+        }
         for (name, path) in &b.secrets {
             if !is_secret_name(name) {
                 out.push(loaded.diagnostic(
@@ -1111,6 +1131,28 @@ fn check_target(
             }
         }
     }
+}
+
+/// The longest `builder.warm`: a day. A longer idle builder is a forgotten one.
+const MAX_WARM_SECS: u64 = 24 * 60 * 60;
+
+/// Seconds in a duration written `<whole number><s|m|h>` (`"90s"`, `"10m"`, `"1h"`), more than
+/// zero and at most a day; `None` for anything else.
+pub fn parse_duration(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let unit = text.chars().last()?;
+    let scale = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 60 * 60,
+        _ => return None,
+    };
+    let number = &text[..text.len() - unit.len_utf8()];
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let secs = number.parse::<u64>().ok()?.checked_mul(scale)?;
+    (1..=MAX_WARM_SECS).contains(&secs).then_some(secs)
 }
 
 /// Targets that take artifacts from each other in a circle can never be built.
@@ -1284,6 +1326,32 @@ expose = [8080, "53/udp"]
             Err(e) => panic!("unexpected error {e}"),
             Ok(_) => panic!("manifest was accepted"),
         }
+    }
+
+    #[test]
+    fn warm_durations_are_whole_seconds_minutes_or_hours() {
+        assert_eq!(parse_duration("90s"), Some(90));
+        assert_eq!(parse_duration("10m"), Some(600));
+        assert_eq!(parse_duration("1h"), Some(3600));
+        assert_eq!(parse_duration("24h"), Some(86_400));
+        for bad in [
+            "", "s", "10", "0s", "1.5m", "-5s", "10 m", "1d", "25h", "5ms", "+5s",
+        ] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_malformed_warm_duration_points_at_its_value() {
+        let src = GOOD.replace("run = ", "warm = \"ten minutes\"\nrun = ");
+        let found = errors(&src);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].to_string().contains("builder.warm"),
+            "{}",
+            found[0]
+        );
+        assert_eq!((found[0].line, found[0].column), (4, 8));
     }
 
     #[test]

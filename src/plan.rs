@@ -144,6 +144,9 @@ impl Plan {
                 if let Some(network) = &b.network {
                     lines.push(format!("  network   {network}"));
                 }
+                if let Some(warm) = b.warm {
+                    lines.push(format!("  warm      {warm} s"));
+                }
                 for m in &b.mounts {
                     lines.push(format!(
                         "  mount     {} -> {} ({})",
@@ -305,6 +308,10 @@ pub struct BuilderPlan {
     pub secret_files: Vec<SecretFile>,
     /// The network the build runs on (`None`: the engine's default).
     pub network: Option<String>,
+    /// Seconds the builder container is kept running after its last build, so the next build
+    /// runs in it with an exec (`builder.warm`); `None`: a fresh container per build.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warm: Option<u64>,
 }
 
 /// A host file mounted read-only into the builder at `/run/secrets/NAME`.
@@ -721,6 +728,10 @@ fn builder_plan(
             .collect(),
         secret_files,
         network: builder.network.clone(),
+        warm: builder
+            .warm
+            .as_ref()
+            .and_then(|w| manifest::parse_duration(w.get_ref())),
     })
 }
 

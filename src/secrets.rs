@@ -89,6 +89,7 @@ mod tests {
             env_from_host: names.iter().map(|n| n.to_string()).collect(),
             secret_files: vec![],
             network: None,
+            warm: None,
         }
     }
 

@@ -1,0 +1,203 @@
+//! `builder.warm` against the real Docker Engine: a rebuild runs in the same kept builder
+//! container, a change of its configuration makes another one, a failing command is an ordinary
+//! build failure, and `dockception clean` removes the kept container. Every test removes its
+//! warm containers, whatever happens.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+/// Removes the project's warm builder containers when dropped.
+struct WarmContainers(String);
+
+impl WarmContainers {
+    fn of(dir: &Path) -> WarmContainers {
+        WarmContainers(project_label(dir))
+    }
+
+    /// Their ids, any state.
+    fn ids(&self) -> Vec<String> {
+        let project = format!("label=dockception.project={}", self.0);
+        docker_stdout(&[
+            "ps",
+            "-aq",
+            "--no-trunc",
+            "--filter",
+            "label=dockception.warm",
+            "--filter",
+            &project,
+        ])
+        .lines()
+        .map(str::to_string)
+        .collect()
+    }
+}
+
+impl Drop for WarmContainers {
+    fn drop(&mut self) {
+        for id in self.ids() {
+            let _ = docker(&["rm", "-f", &id]);
+        }
+    }
+}
+
+fn manifest(run: &str, env: &str) -> String {
+    format!(
+        r#"
+[builder]
+image = "busybox:local"
+run = "{run}"
+warm = "60s"
+{env}
+
+[[mount]]
+source = "."
+target = "/src"
+
+[artifacts]
+include = ["app"]
+
+[runtime]
+base = "busybox:local"
+cmd = ["cat", "/app"]
+"#
+    )
+}
+
+fn build(dir: &Path, image: &TestImage) -> std::process::Output {
+    dockception(&["build", "--tag", &image.0], dir)
+}
+
+#[test]
+fn a_rebuild_runs_in_the_same_warm_container_until_its_configuration_changes() {
+    if !engine_with(&["busybox:local"]) {
+        return;
+    }
+    let dir = project("warm-rebuild");
+    let run = "cp /src/msg /out/app; echo built";
+    write_files(
+        dir.path(),
+        &[("dockception.toml", &manifest(run, "")), ("msg", "one\n")],
+    );
+    let warm = WarmContainers::of(dir.path());
+    let image = TestImage::new("warm");
+
+    let first = build(dir.path(), &image);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    assert!(
+        !text(&first.stderr).contains("fresh container"),
+        "{}",
+        text(&first.stderr)
+    );
+    let kept = warm.ids();
+    assert_eq!(kept.len(), 1, "one warm builder is kept: {kept:?}");
+    assert_eq!(docker_stdout(&["run", "--rm", &image.0]).trim(), "one");
+
+    write_files(dir.path(), &[("msg", "two\n")]);
+    let second = build(dir.path(), &image);
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    assert!(
+        text(&second.stderr).contains("built"),
+        "{}",
+        text(&second.stderr)
+    );
+    assert!(
+        !text(&second.stderr).contains("fresh container"),
+        "{}",
+        text(&second.stderr)
+    );
+    assert_eq!(warm.ids(), kept, "the rebuild ran in the same container");
+    assert_eq!(docker_stdout(&["run", "--rm", &image.0]).trim(), "two");
+    let running = docker_stdout(&["inspect", "-f", "{{.State.Running}}", &kept[0]]);
+    assert_eq!(running.trim(), "true", "the warm builder still runs");
+
+    write_files(
+        dir.path(),
+        &[(
+            "dockception.toml",
+            &manifest(run, "env = { GREETING = \"hello\" }"),
+        )],
+    );
+    let third = build(dir.path(), &image);
+    assert!(third.status.success(), "{}", text(&third.stderr));
+    let now = warm.ids();
+    assert_eq!(
+        now.len(),
+        2,
+        "a changed env makes another warm builder: {now:?}"
+    );
+    assert!(now.contains(&kept[0]), "{now:?}");
+    assert_eq!(docker_stdout(&["run", "--rm", &image.0]).trim(), "two");
+}
+
+#[test]
+fn clean_removes_the_warm_container() {
+    if !engine_with(&["busybox:local"]) {
+        return;
+    }
+    let dir = project("warm-clean");
+    write_files(
+        dir.path(),
+        &[
+            ("dockception.toml", &manifest("cp /src/msg /out/app", "")),
+            ("msg", "hi\n"),
+        ],
+    );
+    let warm = WarmContainers::of(dir.path());
+    let image = TestImage::new("warm-clean");
+    let built = build(dir.path(), &image);
+    assert!(built.status.success(), "{}", text(&built.stderr));
+    let kept = warm.ids();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let name = docker_stdout(&["inspect", "-f", "{{.Name}}", &kept[0]]);
+    let name = name.trim().trim_start_matches('/');
+    assert!(name.starts_with("dockception-warm-"), "{name}");
+
+    let cleaned = dockception(&["clean"], dir.path());
+    assert!(cleaned.status.success(), "{}", text(&cleaned.stderr));
+    assert!(
+        text(&cleaned.stdout).contains(&format!("removed container {name}")),
+        "stdout: {}\nstderr: {}",
+        text(&cleaned.stdout),
+        text(&cleaned.stderr)
+    );
+    assert_eq!(warm.ids(), Vec::<String>::new());
+}
+
+#[test]
+fn a_failing_command_in_the_warm_container_is_an_ordinary_build_failure() {
+    if !engine_with(&["busybox:local"]) {
+        return;
+    }
+    let dir = project("warm-fail");
+    write_files(
+        dir.path(),
+        &[(
+            "dockception.toml",
+            &manifest("echo line-before-failure; exit 7", ""),
+        )],
+    );
+    let warm = WarmContainers::of(dir.path());
+    let image = TestImage::new("warm-fail");
+    for attempt in ["a fresh warm container", "the kept one"] {
+        let failed = build(dir.path(), &image);
+        let stderr = text(&failed.stderr);
+        assert_eq!(failed.status.code(), Some(7), "{attempt}: {stderr}");
+        assert!(
+            stderr.contains("the build command failed with exit status 7"),
+            "{attempt}: {stderr}"
+        );
+        assert!(
+            stderr.contains("line-before-failure"),
+            "{attempt}: {stderr}"
+        );
+        assert!(!stderr.contains("fresh container"), "{attempt}: {stderr}");
+        assert_eq!(warm.ids().len(), 1, "{attempt}");
+    }
+    assert!(!image_exists(&image.0));
+    let runs = dir.path().join(".dockception/runs");
+    let left = std::fs::read_dir(&runs).map(|r| r.count()).unwrap_or(0);
+    assert_eq!(left, 0, "a failed run leaves no run folder");
+}
