@@ -1044,9 +1044,12 @@ pub(crate) mod tests {
             std::slice::from_ref(&layer),
         )
         .expect("every layer is known");
-        assert_eq!(known.layers, [layer.clone()]);
-        assert_eq!(known.config.rootfs.diff_ids, [layer.diff_id.clone()]);
-        assert_eq!(known.config.history, [step.clone()]);
+        assert_eq!(known.layers, std::slice::from_ref(&layer));
+        assert_eq!(
+            known.config.rootfs.diff_ids,
+            std::slice::from_ref(&layer.diff_id)
+        );
+        assert_eq!(known.config.history, std::slice::from_ref(&step));
         // The same layers as an export of that image would give.
         let saved = scan(&save_tar(&[tar], &[("", false)])[..]).expect("scan the export");
         assert_eq!(saved.layers, known.layers);
