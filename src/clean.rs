@@ -52,6 +52,9 @@ pub struct LabelledContainer {
     pub labels: HashMap<String, String>,
     /// Whether it is created, running or restarting (not exited or dead).
     pub running: bool,
+    /// Whether a command runs in it right now through `docker exec`: a warm builder in use by
+    /// a build, whatever process created the container.
+    pub building: bool,
 }
 
 /// Whether `clean` removes a thing, and if not, why.
@@ -72,6 +75,12 @@ pub fn container_verdict(
 ) -> Verdict {
     if force {
         return Verdict::Remove;
+    }
+    if container.building {
+        return Verdict::Keep(
+            "a build is running in it (a warm builder in use); pass --force to remove it anyway"
+                .into(),
+        );
     }
     match container
         .labels
@@ -122,7 +131,11 @@ mod tests {
         if let Some(o) = owner {
             labels.insert(OWNER_LABEL.to_string(), o.to_string());
         }
-        LabelledContainer { labels, running }
+        LabelledContainer {
+            labels,
+            running,
+            building: false,
+        }
     }
 
     fn me() -> Owner {
@@ -179,6 +192,26 @@ mod tests {
         assert_eq!(
             container_verdict(&container(None, false), &me(), false, |_| false),
             Verdict::Remove
+        );
+    }
+
+    #[test]
+    fn a_warm_builder_in_use_stays_even_when_its_creator_is_gone() {
+        let mut warm = container(Some("box/30"), true);
+        warm.building = true;
+        assert!(matches!(
+            container_verdict(&warm, &me(), false, |_| false),
+            Verdict::Keep(reason) if reason.contains("a build is running in it")
+        ));
+        assert_eq!(
+            container_verdict(&warm, &me(), true, |_| false),
+            Verdict::Remove
+        );
+        warm.building = false;
+        assert_eq!(
+            container_verdict(&warm, &me(), false, |_| false),
+            Verdict::Remove,
+            "an idle warm builder is a leftover once its creator is gone"
         );
     }
 

@@ -843,16 +843,23 @@ impl Engine {
                 .map(|n| n.trim_start_matches('/').to_string())
                 .or(c.id.clone())
                 .unwrap_or_default();
+            let running = c.state.is_some_and(|s| {
+                matches!(
+                    s,
+                    bollard::models::ContainerSummaryStateEnum::RUNNING
+                        | bollard::models::ContainerSummaryStateEnum::CREATED
+                        | bollard::models::ContainerSummaryStateEnum::RESTARTING
+                )
+            });
+            let labels = c.labels.clone().unwrap_or_default();
+            // A warm builder outlives the process that made it; another one may be building
+            // in it right now.
+            let building =
+                running && labels.contains_key(WARM_LABEL) && self.runs_an_exec(&name).await;
             let labelled = LabelledContainer {
-                labels: c.labels.clone().unwrap_or_default(),
-                running: c.state.is_some_and(|s| {
-                    matches!(
-                        s,
-                        bollard::models::ContainerSummaryStateEnum::RUNNING
-                            | bollard::models::ContainerSummaryStateEnum::CREATED
-                            | bollard::models::ContainerSummaryStateEnum::RESTARTING
-                    )
-                }),
+                labels,
+                running,
+                building,
             };
             match clean::container_verdict(&labelled, &this, force, clean::pid_alive) {
                 clean::Verdict::Remove => match self.remove_container(&name).await {
@@ -1251,6 +1258,28 @@ impl Engine {
                 Err(_) => {}
             }
         }
+    }
+}
+
+impl Engine {
+    /// Whether a `docker exec` runs in `container` right now. When the engine cannot tell,
+    /// it counts as running, so `clean` keeps the container.
+    async fn runs_an_exec(&self, container: &str) -> bool {
+        let execs = match self.docker.inspect_container(container, None).await {
+            Ok(details) => details.exec_ids.unwrap_or_default(),
+            Err(e) if status_code(&e) == Some(404) => return false,
+            Err(_) => return true,
+        };
+        for id in execs {
+            match self.docker.inspect_exec(&id).await {
+                Ok(exec) if exec.running == Some(true) => return true,
+                Ok(_) => {}
+                // Finished execs are forgotten by the engine after a while.
+                Err(e) if status_code(&e) == Some(404) => {}
+                Err(_) => return true,
+            }
+        }
+        false
     }
 }
 

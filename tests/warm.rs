@@ -201,3 +201,72 @@ fn a_failing_command_in_the_warm_container_is_an_ordinary_build_failure() {
     let left = std::fs::read_dir(&runs).map(|r| r.count()).unwrap_or(0);
     assert_eq!(left, 0, "a failed run leaves no run folder");
 }
+
+#[test]
+fn clean_keeps_a_warm_container_while_a_build_runs_in_it() {
+    if !engine_with(&["busybox:local"]) {
+        return;
+    }
+    let dir = project("warm-busy");
+    // The build waits for the test's go-ahead, so `clean` runs while it is in the container.
+    let run = "touch /signal/started; i=0; until [ -f /signal/go ]; do i=$((i+1)); \
+               [ $i -gt 600 ] && exit 9; sleep 0.1; done; cp /src/msg /out/app";
+    let manifest = format!(
+        "[builder]\nimage = \"busybox:local\"\nrun = {run:?}\nwarm = \"60s\"\n\n\
+         [[mount]]\nsource = \"src\"\ntarget = \"/src\"\n\n\
+         [[mount]]\nsource = \"signal\"\ntarget = \"/signal\"\nread_only = false\n\n\
+         [artifacts]\ninclude = [\"app\"]\n\n[runtime]\nbase = \"busybox:local\"\ncmd = [\"cat\", \"/app\"]\n"
+    );
+    write_files(
+        dir.path(),
+        &[
+            ("dockception.toml", &manifest),
+            ("src/msg", "hi\n"),
+            ("signal/go", ""),
+        ],
+    );
+    let warm = WarmContainers::of(dir.path());
+    let image = TestImage::new("warm-busy");
+    // The first build makes the warm container and ends; the process that made it is gone.
+    let first = build(dir.path(), &image);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let kept = warm.ids();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    std::fs::remove_file(dir.path().join("signal/go")).expect("remove go");
+    std::fs::remove_file(dir.path().join("signal/started")).expect("remove started");
+
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_dockception"))
+        .args(["build", "--tag", &image.0])
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("second build starts");
+    let started = dir.path().join("signal/started");
+    for _ in 0..600 {
+        if started.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        started.exists(),
+        "the second build never started its command"
+    );
+
+    let cleaned = dockception(&["clean"], dir.path());
+    let said = format!("{}{}", text(&cleaned.stdout), text(&cleaned.stderr));
+    assert!(cleaned.status.success(), "{said}");
+    assert!(said.contains("a build is running in it"), "{said}");
+    assert_eq!(warm.ids(), kept, "clean removed the warm builder in use");
+
+    std::fs::write(dir.path().join("signal/go"), "").expect("go");
+    let second = second.wait_with_output().expect("second build ends");
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    assert_eq!(
+        docker_stdout(&["run", "--rm", &image.0]).trim(),
+        "hi",
+        "the build that clean left alone made its image"
+    );
+}
