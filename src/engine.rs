@@ -172,6 +172,16 @@ impl Engine {
         })
     }
 
+    /// `error`, unless the engine is too old for dockception, which is then the reason to give:
+    /// an old engine answers reads in shapes bollard cannot parse. Only failures wait for the
+    /// version.
+    async fn failed(&self, error: Error) -> Error {
+        match self.supported().await {
+            Err(too_old @ Error::EngineTooOld { .. }) => too_old,
+            _ => error,
+        }
+    }
+
     /// Make sure the engine speaks [`MIN_API_VERSION`] or newer, before creating anything on
     /// it. Waits for the answer asked for at connect the first time only.
     async fn supported(&self) -> Result<()> {
@@ -224,17 +234,23 @@ impl Engine {
                 }))
             }
             Err(e) if status_code(&e) == Some(404) => Ok(None),
-            Err(e) => Err(docker_error(format!("inspecting image {image}"), e)),
+            Err(e) => Err(self
+                .failed(docker_error(format!("inspecting image {image}"), e))
+                .await),
         }
     }
 
-    /// Inspect and history of a local image: its layers (diff ids) and how many history steps
-    /// it has, or `None` when the engine does not have it.
+    /// Inspect and history of a local image: its layers (diff ids) and history steps, or `None`
+    /// when the engine does not have it.
     pub async fn image_details(&self, image: &str) -> Result<Option<ImageDetails>> {
         let inspect = match self.docker.inspect_image(image).await {
             Ok(inspect) => inspect,
             Err(e) if status_code(&e) == Some(404) => return Ok(None),
-            Err(e) => return Err(docker_error(format!("inspecting image {image}"), e)),
+            Err(e) => {
+                return Err(self
+                    .failed(docker_error(format!("inspecting image {image}"), e))
+                    .await)
+            }
         };
         let history = self
             .docker
@@ -411,11 +427,14 @@ impl Engine {
                 vec![format!("{LABEL}=cache")],
             )]))
             .build();
-        let listed = self
-            .docker
-            .list_volumes(Some(options))
-            .await
-            .map_err(|e| docker_error("listing the cache volumes".into(), e))?;
+        let listed = match self.docker.list_volumes(Some(options)).await {
+            Ok(listed) => listed,
+            Err(e) => {
+                return Err(self
+                    .failed(docker_error("listing the cache volumes".into(), e))
+                    .await)
+            }
+        };
         let mut volumes: Vec<VolumeFacts> = listed
             .volumes
             .unwrap_or_default()
@@ -833,7 +852,11 @@ impl Engine {
             .docker
             .list_containers(Some(options))
             .await
-            .map_err(|e| docker_error("listing dockception's containers".into(), e))?;
+            .map_err(|e| docker_error("listing dockception's containers".into(), e));
+        let containers = match containers {
+            Ok(containers) => containers,
+            Err(e) => return Err(self.failed(e).await),
+        };
         let this = Owner::this_process();
         for c in containers {
             let name = c
