@@ -1282,9 +1282,7 @@ impl Engine {
             }
         }
     }
-}
 
-impl Engine {
     /// Whether a `docker exec` runs in `container` right now. When the engine cannot tell,
     /// it counts as running, so `clean` keeps the container.
     async fn runs_an_exec(&self, container: &str) -> bool {
@@ -1306,7 +1304,6 @@ impl Engine {
     }
 }
 
-/// An entry of the engine's path stat: Go's `os.FileMode` bits and the resolved link target.
 /// The label a warm builder container carries: the hash of its configuration, which its name
 /// ends with too.
 pub const WARM_LABEL: &str = "dockception.warm";
@@ -1565,6 +1562,7 @@ fn idle_script(secs: u64) -> String {
     )
 }
 
+/// An entry of the engine's path stat: Go's `os.FileMode` bits and the resolved link target.
 fn entry_of(mode: u32, link_target: &str) -> crate::libs::Entry {
     use crate::libs::Entry;
     const MODE_DIR: u32 = 1 << 31;
