@@ -965,31 +965,13 @@ async fn build_image(
             image::build(engine, spec, &plan.project, &plan.tags, progress).await?
         }
     };
-    let runtime = engine
-        .image_details(&built.id)
-        .await?
-        .ok_or_else(|| Error::ImageBuild {
-            message: format!("the engine built {} but does not list it", built.id),
-        })?;
     progress.phase("measuring the runtime image");
     let context = measure_context(engine, plan).await?;
-    let history = runtime
-        .history
-        .iter()
-        .map(|step| measure::HistoryItem {
-            created_by: Some(step.created_by.clone()),
-            comment: Some(step.comment.clone()),
-            empty_layer: false,
-        })
-        .collect();
-    let measured = match measure::assemble_known(&runtime.layers, history, &built.scanned_layers) {
-        Some(saved) => measure::measure(&saved, &context),
-        None => measure_export(engine, &built.id, context).await?,
-    };
+    let (runtime_bytes, measured) = measure_built(engine, &built, context).await?;
     let report = Report::from_measurement(
         &built.id,
         plan.tags.clone(),
-        runtime.size,
+        runtime_bytes,
         Some(SizedImage {
             image: plan.runtime.base.clone(),
             bytes: prepared.base_bytes,
@@ -1051,6 +1033,39 @@ async fn measure_context(engine: &Engine, plan: &Plan) -> Result<MeasureContext>
             dest: plan.artifacts.dest.clone(),
         }),
     })
+}
+
+/// The size the engine gives the image `built`, and its measurement: from the layers scanned
+/// on their way to the engine when they are the whole image (then its history is all the
+/// engine is asked for), else from its export.
+async fn measure_built(
+    engine: &Engine,
+    built: &image::BuiltImage,
+    context: MeasureContext,
+) -> Result<(u64, measure::Measurement)> {
+    let missing = || Error::ImageBuild {
+        message: format!("the engine built {} but does not list it", built.id),
+    };
+    if built.scanned_layers.is_empty() {
+        let runtime = engine.image_facts(&built.id).await?.ok_or_else(missing)?;
+        let measured = measure_export(engine, &built.id, context).await?;
+        return Ok((runtime.size, measured));
+    }
+    let runtime = engine.image_details(&built.id).await?.ok_or_else(missing)?;
+    let history = runtime
+        .history
+        .iter()
+        .map(|step| measure::HistoryItem {
+            created_by: Some(step.created_by.clone()),
+            comment: Some(step.comment.clone()),
+            empty_layer: false,
+        })
+        .collect();
+    let measured = match measure::assemble_known(&runtime.layers, history, &built.scanned_layers) {
+        Some(saved) => measure::measure(&saved, &context),
+        None => measure_export(engine, &built.id, context).await?,
+    };
+    Ok((runtime.size, measured))
 }
 
 /// Export `image` and measure it as it streams past.
