@@ -240,7 +240,7 @@ pub enum Error {
         /// Whether the builder was searched too (`libs = "auto"`).
         searched_builder: bool,
         /// What is missing, and what needs it.
-        missing: Vec<crate::libs::MissingLibrary>,
+        missing: Vec<crate::artifacts::shared_libs::MissingLibrary>,
     },
 
     /// An artifact starts like an ELF file but cannot be read as one.
@@ -496,7 +496,7 @@ fn render_missing(
     base: &str,
     builder: &str,
     searched_builder: bool,
-    missing: &[crate::libs::MissingLibrary],
+    missing: &[crate::artifacts::shared_libs::MissingLibrary],
 ) -> String {
     let mut out = if searched_builder {
         format!("neither the base {base} nor the builder {builder} has what dynamically linked artifacts need to start:")

@@ -50,12 +50,58 @@
 //! [`Error::BuildCommandFailed`] with the builder's exit status, [`Error::MissingLibraries`],
 //! …) or print them; `Error::exit_status` gives the CLI's exit status.
 
+pub mod rust;
+
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
-use crate::plan::{PlanSet, Selection, TagOverride};
+use crate::pipeline::TargetReport;
 use crate::progress::Progress;
-use crate::{Options, TargetReport};
+use std::collections::BTreeMap;
+
+use crate::manifest::{self, vars};
+use crate::plan::{self, PlanSet, Selection, TagOverride};
+
+/// Where the manifest is and what the caller overrides.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The manifest file.
+    pub manifest: PathBuf,
+    /// Which targets to build.
+    pub selection: Selection,
+    /// Tags that replace the manifest's, per target (`TARGET=NAME`) or for the only target.
+    pub tags: Vec<TagOverride>,
+    /// Variables from `--set NAME=VALUE`; they win over the environment and the manifest.
+    pub set: BTreeMap<String, String>,
+    /// The tool's output folder (default: `.dockception` next to the manifest).
+    pub out_dir: Option<PathBuf>,
+    /// The manifest's text, when it does not come from the file: `manifest` then only names it
+    /// in messages, and relative paths still resolve against its folder.
+    pub source: Option<String>,
+}
+
+/// Load and check the manifest (variables from `[vars]`, the `DOCKCEPTION_VAR_*` environment
+/// and `--set`), then resolve the selected targets into a plan for the invoking user.
+pub fn load_plan(options: &Options) -> Result<PlanSet> {
+    let overrides = vars::Overrides {
+        env: vars::Overrides::from_env(std::env::vars()),
+        set: options.set.clone(),
+    };
+    let loaded = match &options.source {
+        Some(text) => manifest::parse_with(&options.manifest, text.clone(), &overrides)?,
+        None => manifest::load_with(&options.manifest, &overrides)?,
+    };
+    let plan_options = plan::PlanOptions {
+        invoking_user: Some((
+            rustix::process::getuid().as_raw(),
+            rustix::process::getgid().as_raw(),
+        )),
+        tags: options.tags.clone(),
+        out_dir: options.out_dir.clone(),
+        selection: options.selection.clone(),
+    };
+    plan::plan(&loaded, &plan_options)
+}
 
 impl Options {
     /// Options for the manifest file at `manifest`; everything else comes from the manifest.
@@ -112,9 +158,9 @@ impl Options {
         self
     }
 
-    /// Load and check the manifest and resolve the plan (see [`crate::load_plan`]).
+    /// Load and check the manifest and resolve the plan (see [`load_plan`]).
     pub fn load(&self) -> Result<PlanSet> {
-        crate::load_plan(self)
+        load_plan(self)
     }
 }
 
@@ -134,7 +180,8 @@ pub fn build_blocking(plans: &PlanSet, progress: Progress) -> Result<Vec<TargetR
         })?;
     runtime.block_on(async {
         let engine = crate::Engine::connect().await?;
-        crate::interrupt::interruptible(&engine, crate::build(&engine, plans, &progress)).await
+        crate::pipeline::interrupt::interruptible(&engine, crate::build(&engine, plans, &progress))
+            .await
     })
 }
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use futures_util::Stream;
 
-use crate::collect::Artifact;
+use crate::artifacts::collect::Artifact;
 use crate::plan::RuntimePlan;
 
 /// The folder inside the context that holds the image's files; `COPY rootfs/ /` ships it.

@@ -2,6 +2,8 @@
 //! argv and user, volume names, artifact rules, runtime config and tags. No Docker here; the
 //! only I/O is looking at the mount sources on the host.
 
+pub mod secrets;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -520,8 +522,11 @@ fn select(loaded: &LoadedManifest, names: &[&str], selection: &Selection) -> Res
         } else {
             let groups: Vec<&str> = m.groups.keys().map(|g| g.get_ref().as_str()).collect();
             let known: Vec<&str> = names.iter().chain(&groups).copied().collect();
-            let help = crate::shape::suggestion(&name, &known, || {
-                format!("the manifest has {}", crate::shape::quoted(&known))
+            let help = crate::manifest::shape::suggestion(&name, &known, || {
+                format!(
+                    "the manifest has {}",
+                    crate::manifest::shape::quoted(&known)
+                )
             });
             return Err(Error::Usage {
                 message: format!(

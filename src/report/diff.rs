@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::measure::{ArtifactSize, FileEntry, Role};
+use crate::report::measure::{ArtifactSize, FileEntry, Role};
 use crate::report::Report;
 
 /// How the current report differs from the baseline.
@@ -310,7 +310,7 @@ pub fn listing_diff(before: &[FileEntry], after: &[FileEntry]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::measure::{FileKind, Layer, RuleSize, Sizes};
+    use crate::report::measure::{FileKind, Layer, RuleSize, Sizes};
 
     fn file(path: &str, size: u64, sha: &str) -> FileEntry {
         FileEntry {

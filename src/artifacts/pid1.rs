@@ -74,7 +74,7 @@ pub fn wrap(
 /// Whether `binary` is an ELF executable without a program interpreter, so it runs on any base,
 /// `scratch` included.
 pub fn runs_anywhere(binary: &[u8]) -> bool {
-    matches!(crate::elf::parse(binary), Ok(Some(info)) if info.is_static())
+    matches!(crate::artifacts::elf::parse(binary), Ok(Some(info)) if info.is_static())
 }
 
 #[cfg(test)]

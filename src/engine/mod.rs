@@ -2,6 +2,8 @@
 //! data from the plan; everything it creates carries the `dockception` label and is removed
 //! whatever happens, including on Ctrl-C (see [`Engine::remove_leftovers`]).
 
+pub mod owner;
+
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::Mutex;
@@ -21,11 +23,11 @@ use bollard::Docker;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
-use crate::clean::{self, LabelledContainer, Owner};
-use crate::context::BaseConfig;
 use crate::error::{Error, Result};
+use crate::image::context::BaseConfig;
 use crate::plan::{CacheVolume, Plan, LABEL, PROJECT_LABEL};
 use crate::progress::Progress;
+use owner::{LabelledContainer, Owner};
 
 /// How many of the builder's last output lines a failure shows.
 const TAIL_LINES: usize = 20;
@@ -582,7 +584,7 @@ impl Engine {
         self.run_builder_with(
             plan,
             output_dir,
-            &crate::secrets::Resolved::default(),
+            &crate::plan::secrets::Resolved::default(),
             progress,
         )
         .await
@@ -595,7 +597,7 @@ impl Engine {
         &self,
         plan: &Plan,
         output_dir: &Path,
-        secrets: &crate::secrets::Resolved,
+        secrets: &crate::plan::secrets::Resolved,
         progress: &Progress,
     ) -> Result<BuilderExit> {
         if let Ok(mut redact) = self.redact.lock() {
@@ -722,7 +724,7 @@ impl Engine {
         self.supported().await?;
         let mut body = body;
         body.labels.get_or_insert_with(HashMap::new).insert(
-            clean::OWNER_LABEL.to_string(),
+            owner::OWNER_LABEL.to_string(),
             Owner::this_process().label(),
         );
         self.track(name);
@@ -884,12 +886,12 @@ impl Engine {
                 running,
                 building,
             };
-            match clean::container_verdict(&labelled, &this, force, clean::pid_alive) {
-                clean::Verdict::Remove => match self.remove_container(&name).await {
+            match owner::container_verdict(&labelled, &this, force, owner::pid_alive) {
+                owner::Verdict::Remove => match self.remove_container(&name).await {
                     Ok(()) => cleaned.containers.push(name),
                     Err(e) => cleaned.kept.push(format!("container {name}: {e}")),
                 },
-                clean::Verdict::Keep(reason) => {
+                owner::Verdict::Keep(reason) => {
                     cleaned.kept.push(format!("container {name}: {reason}"))
                 }
             }
@@ -1188,8 +1190,8 @@ impl Engine {
         &self,
         files: &ImageFiles,
         path: &str,
-    ) -> Result<crate::libs::Entry> {
-        use crate::libs::Entry;
+    ) -> Result<crate::artifacts::shared_libs::Entry> {
+        use crate::artifacts::shared_libs::Entry;
         let options = ContainerArchiveInfoOptionsBuilder::default()
             .path(path)
             .build();
@@ -1221,7 +1223,9 @@ impl Engine {
         };
         // The archive API packs a symlink as a link: ask for where it leads.
         let mut source = path.to_string();
-        if let crate::libs::Entry::Symlink { target } = self.stat_image_file(files, path).await? {
+        if let crate::artifacts::shared_libs::Entry::Symlink { target } =
+            self.stat_image_file(files, path).await?
+        {
             source = target;
         }
         let options = DownloadFromContainerOptionsBuilder::default()
@@ -1337,7 +1341,7 @@ impl Engine {
         plan: &Plan,
         output_dir: &Path,
         output_identity: &str,
-        secrets: &crate::secrets::Resolved,
+        secrets: &crate::plan::secrets::Resolved,
         image: &ImageFacts,
         progress: &Progress,
     ) -> Result<WarmRun> {
@@ -1409,7 +1413,7 @@ impl Engine {
         &self,
         name: &str,
         plan: &Plan,
-        secrets: &crate::secrets::Resolved,
+        secrets: &crate::plan::secrets::Resolved,
         image: &ImageFacts,
         progress: &Progress,
     ) -> Result<WarmRun> {
@@ -1488,7 +1492,7 @@ fn warm_body(
     plan: &Plan,
     output_dir: &Path,
     output_identity: &str,
-    secrets: &crate::secrets::Resolved,
+    secrets: &crate::plan::secrets::Resolved,
     image: &ImageFacts,
     warm_secs: u64,
 ) -> Result<(String, ContainerCreateBody)> {
@@ -1563,8 +1567,8 @@ fn idle_script(secs: u64) -> String {
 }
 
 /// An entry of the engine's path stat: Go's `os.FileMode` bits and the resolved link target.
-fn entry_of(mode: u32, link_target: &str) -> crate::libs::Entry {
-    use crate::libs::Entry;
+fn entry_of(mode: u32, link_target: &str) -> crate::artifacts::shared_libs::Entry {
+    use crate::artifacts::shared_libs::Entry;
     const MODE_DIR: u32 = 1 << 31;
     const MODE_SYMLINK: u32 = 1 << 27;
     const MODE_TYPE: u32 =
@@ -1655,7 +1659,7 @@ fn emit_line(
 fn builder_body(
     plan: &Plan,
     output_dir: &Path,
-    secrets: &crate::secrets::Resolved,
+    secrets: &crate::plan::secrets::Resolved,
     with_secret_env: bool,
 ) -> Result<ContainerCreateBody> {
     let b = &plan.builder;
@@ -1998,7 +2002,7 @@ mod tests {
             size: 0,
             config: BaseConfig::default(),
         };
-        let secrets = crate::secrets::Resolved {
+        let secrets = crate::plan::secrets::Resolved {
             env: vec![("TOKEN".into(), "secret-value".into())],
             files: vec![],
         };

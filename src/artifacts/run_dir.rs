@@ -162,7 +162,7 @@ pub struct StaleRuns {
 /// before it could remove them). Folders of runs still going are kept. A missing output folder
 /// is nothing to clean.
 pub fn remove_stale_runs(out_dir: &Path) -> Result<StaleRuns> {
-    remove_stale_runs_with(out_dir, crate::clean::pid_alive)
+    remove_stale_runs_with(out_dir, crate::engine::owner::pid_alive)
 }
 
 fn remove_stale_runs_with(out_dir: &Path, alive: impl Fn(u32) -> bool) -> Result<StaleRuns> {

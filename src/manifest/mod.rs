@@ -1,6 +1,10 @@
 //! `dockception.toml`: the serde types that are also the JSON Schema, loading, and the checks
 //! that need nothing but the file itself. Every error points at `file:line:col`.
 
+pub mod shape;
+pub mod starter;
+pub mod vars;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -10,8 +14,8 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use crate::error::{Diagnostic, Error, Result};
-use crate::shape::{quoted, suggestion};
-use crate::vars::Overrides;
+use crate::manifest::shape::{quoted, suggestion};
+use crate::manifest::vars::Overrides;
 
 /// A dockception manifest: how to build the artifacts in a builder image and how to ship them
 /// on a small runtime base. Either one image (top-level `[builder]`, `[artifacts]`, …) or
@@ -50,7 +54,7 @@ pub struct Manifest {
     /// failed gate makes the command exit 1. Command-line flags of the same names override
     /// them.
     #[serde(default)]
-    pub gates: Option<crate::gates::GatesTable>,
+    pub gates: Option<crate::report::gates::GatesTable>,
     /// Several images from one file, by name (`[targets.build]`, `[targets.run]`). A target can
     /// take its artifacts from another target's output (`artifacts.from = "build:/out"`).
     #[serde(default)]
@@ -112,7 +116,7 @@ pub struct Target {
     /// Size gates checked after every build and by `dockception report`; a failed gate makes
     /// the command exit 1. Command-line flags of the same names override them.
     #[serde(default)]
-    pub gates: crate::gates::GatesTable,
+    pub gates: crate::report::gates::GatesTable,
 }
 
 /// The name the single-image form's one target has.
@@ -580,15 +584,15 @@ pub fn parse_with(path: &Path, source: String, overrides: &Overrides) -> Result<
         }
         let mut problems = Vec::new();
         let declared = declared_vars(document.get_ref());
-        let vars = crate::vars::resolve(&declared, overrides);
+        let vars = crate::manifest::vars::resolve(&declared, overrides);
         expand_document(document.get_mut(), &vars, &source, &mut problems);
         if let Ok(schema) = serde_json::from_str::<serde_json::Value>(&json_schema()) {
-            for p in crate::shape::check(&document, &schema) {
+            for p in crate::manifest::shape::check(&document, &schema) {
                 problems.push((p.span, p.message, p.help));
             }
             // Without the unknown keys the rest may still deserialize and be checked, so a
             // typo does not hide the file's other mistakes.
-            crate::shape::strip_unknown(document.get_mut(), &schema);
+            crate::manifest::shape::strip_unknown(document.get_mut(), &schema);
         }
         let manifest = match Manifest::deserialize(toml::de::Deserializer::from(document)) {
             Ok(m) => m,
@@ -715,7 +719,7 @@ fn expand_value(
 ) {
     let span = value.span();
     match value.get_mut() {
-        DeValue::String(text) => match crate::vars::expand(text, vars) {
+        DeValue::String(text) => match crate::manifest::vars::expand(text, vars) {
             Ok(expanded) => {
                 if expanded != *text {
                     *text = std::borrow::Cow::Owned(expanded);
@@ -743,19 +747,19 @@ fn expand_value(
 
 /// Point at the reference inside the string literal when it is written there as is.
 fn variable_problem(
-    error: &crate::vars::ExpandError,
+    error: &crate::manifest::vars::ExpandError,
     text: &str,
     literal: std::ops::Range<usize>,
     source: &str,
 ) -> (std::ops::Range<usize>, String, Option<String>) {
-    use crate::vars::ExpandError;
+    use crate::manifest::vars::ExpandError;
     let (range, message, help) = match error {
         ExpandError::Undefined(u) => (
             u.range.clone(),
             format!("variable `{}` is not defined", u.name),
             format!(
                 "define it in [vars], set {}{} or pass --set {}=VALUE, give a default with ${{{}:-VALUE}}, or write $${{ for a literal ${{",
-                crate::vars::ENV_PREFIX,
+                crate::manifest::vars::ENV_PREFIX,
                 u.name,
                 u.name,
                 u.name
@@ -1061,14 +1065,14 @@ fn check_target(
         .chain(&t.artifacts.exclude)
     {
         let g = glob.get_ref();
-        let shown = crate::collect::short_glob(g);
+        let shown = crate::artifacts::collect::short_glob(g);
         if g.starts_with('/') || has_parent_component(g) {
             out.push(loaded.diagnostic(
                 glob.span(),
                 format!("artifact glob {shown:?} reaches outside artifacts.from"),
                 Some("write globs relative to artifacts.from, without a leading / or `..`".into()),
             ));
-        } else if let Err(e) = crate::collect::compile_glob(g) {
+        } else if let Err(e) = crate::artifacts::collect::compile_glob(g) {
             out.push(loaded.diagnostic(
                 glob.span(),
                 format!("invalid glob {shown:?}: {}", e.kind()),

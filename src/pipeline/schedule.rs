@@ -1,6 +1,6 @@
 //! When each target of a build may start: as soon as every target it takes artifacts from has
 //! finished, so targets that do not depend on each other build at the same time. A plain
-//! value, no I/O; [`crate::build_if_changed`] drives the targets it hands out.
+//! value, no I/O; [`crate::pipeline::build_if_changed`] drives the targets it hands out.
 
 use crate::plan::Plan;
 

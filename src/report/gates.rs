@@ -8,9 +8,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::diff::Diff;
 use crate::error::{Error, Result};
 use crate::manifest::LoadedManifest;
+use crate::report::diff::Diff;
 use crate::report::{human, signed_human, Report};
 
 /// The growth floor when none is set: a percent gate ignores growth below 64 KiB.
@@ -679,8 +679,8 @@ fn outcome(checks: Vec<GateCheck>, baseline_missing: bool) -> GateOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diff::diff;
-    use crate::measure::ArtifactSize;
+    use crate::report::diff::diff;
+    use crate::report::measure::ArtifactSize;
     use std::path::Path;
 
     fn report(bytes: u64) -> Report {

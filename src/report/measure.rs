@@ -5,7 +5,7 @@
 //!
 //! [`scan`] reads the archive; [`measure`] turns what it read into the report's numbers: layers
 //! and their roles, sizes, artifacts per rule, the largest files, the final file listing and the
-//! waste (through [`crate::waste`]). Both are pure functions over plain values.
+//! waste (through [`crate::report::waste`]). Both are pure functions over plain values.
 //!
 //! Two layouts are understood: the legacy one dockerd 20.10 writes (`<id>/layer.tar`,
 //! `<config>.json`, `manifest.json`) and the OCI one of newer engines (`blobs/sha256/<hex>`,
@@ -21,7 +21,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::waste::{self, Waste};
+use crate::report::waste::{self, Waste};
 
 /// JSON files in an export larger than this are not configs or manifests; they are skipped.
 const MAX_JSON_BYTES: u64 = 16 * 1024 * 1024;
@@ -807,7 +807,7 @@ fn artifacts_and_rules(
             r.include
                 .iter()
                 .map(|g| {
-                    let matcher = crate::collect::compile_glob(g)
+                    let matcher = crate::artifacts::collect::compile_glob(g)
                         .ok()
                         .map(|glob| glob.compile_matcher());
                     (g.clone(), matcher)

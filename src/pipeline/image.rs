@@ -9,15 +9,15 @@ use futures_util::StreamExt;
 
 use std::path::Path;
 
-use crate::collect::{Artifact, Collected};
-use crate::context::{self, BaseConfig, ContextSpec};
+use crate::artifacts::collect::{Artifact, Collected};
+use crate::artifacts::pid1;
+use crate::artifacts::run_dir::RunDir;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::measure::{self, LayerScan};
-use crate::outdir::RunDir;
-use crate::pid1;
+use crate::image::context::{self, BaseConfig, ContextSpec};
 use crate::plan::{Plan, RuntimePlan, LABEL, PROJECT_LABEL};
 use crate::progress::Progress;
+use crate::report::measure::{self, LayerScan};
 
 /// A runtime image the engine has built.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,13 +16,13 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::collect::{Artifact, Collected};
-use crate::context::ContextFile;
-use crate::elf::{self, ElfInfo};
+use crate::artifacts::collect::{Artifact, Collected};
+use crate::artifacts::elf::{self, ElfInfo};
+use crate::artifacts::run_dir::RunDir;
 use crate::engine::{Engine, ImageFiles};
 use crate::error::{Error, Result};
+use crate::image::context::ContextFile;
 use crate::manifest::Libs;
-use crate::outdir::RunDir;
 use crate::plan::Plan;
 use crate::progress::Progress;
 

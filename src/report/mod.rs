@@ -3,15 +3,21 @@
 //! forms use human units. The JSON shape is versioned (`schema_version`), documented in
 //! README.md and checked in as `schema/report.schema.json` (generated from these types).
 
+pub mod diff;
+pub mod gates;
+pub mod measure;
+pub mod store;
+pub mod waste;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::diff::{Change, Changes, Diff};
-use crate::gates::GateOutcome;
-use crate::measure::{
+use crate::report::diff::{Change, Changes, Diff};
+use crate::report::gates::GateOutcome;
+use crate::report::measure::{
     ArtifactSize, FileEntry, FileSize, Layer, Measurement, Role, RuleSize, Sizes,
 };
-use crate::waste::Waste;
+use crate::report::waste::Waste;
 
 /// The version of the report's JSON shape. It changes when a field is removed or changes
 /// meaning; added fields keep it.
@@ -78,7 +84,7 @@ pub struct Report {
     pub up_to_date: bool,
     /// How the ELF artifacts are linked, and the shared libraries added for them.
     #[serde(default)]
-    pub libs: crate::libs::Linkage,
+    pub libs: crate::artifacts::shared_libs::Linkage,
 }
 
 /// An image and its size.
@@ -128,7 +134,7 @@ impl Report {
             files: Vec::new(),
             build_command_ms: None,
             up_to_date: false,
-            libs: crate::libs::Linkage::default(),
+            libs: crate::artifacts::shared_libs::Linkage::default(),
         }
     }
 
@@ -873,9 +879,9 @@ pub fn role_bytes(report: &Report, role: Role) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diff::diff;
-    use crate::gates::{evaluate, GateSet};
-    use crate::measure::FileKind;
+    use crate::report::diff::diff;
+    use crate::report::gates::{evaluate, GateSet};
+    use crate::report::measure::FileKind;
 
     fn report(extra: Option<u64>) -> Report {
         let mut files = vec![FileEntry {

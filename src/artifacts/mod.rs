@@ -1,0 +1,8 @@
+//! The artifacts stage: select outputs by glob inside the run folder; what ELF artifacts need
+//! (shared libraries); the PID 1 init.
+
+pub mod collect;
+pub mod elf;
+pub mod pid1;
+pub mod run_dir;
+pub mod shared_libs;
