@@ -4,30 +4,22 @@
 
 use std::path::{Path, PathBuf};
 
-use dockception::error::Error;
-use dockception::manifest;
-use dockception::plan::{self, PlanOptions};
+use dockception::error::{Error, ManifestError};
+use dockception::Options;
 use proptest::prelude::*;
 
 /// Load `bytes` as a manifest in `dir` and plan it; panic when a diagnostic points outside the
 /// input or an error other than a manifest error comes out.
 fn load_or_locate(dir: &Path, bytes: &[u8]) {
     let path = dir.join("dockception.toml");
-    let result = manifest::parse_bytes(&path, bytes.to_vec()).and_then(|loaded| {
-        plan::plan(
-            &loaded,
-            &PlanOptions {
-                invoking_user: Some((1000, 1000)),
-                ..Default::default()
-            },
-        )
-    });
+    let result = Options::from_bytes(&path, bytes.to_vec()).load();
     match result {
         Ok(_) => {}
-        Err(Error::Manifest(diagnostics)) => {
+        Err(e) if !e.diagnostics().is_empty() => {
+            let diagnostics = e.diagnostics();
             assert!(!diagnostics.is_empty(), "an error without a diagnostic");
             let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
-            for d in &diagnostics {
+            for d in diagnostics {
                 assert!(
                     (1..=lines.len()).contains(&d.line),
                     "line {} of {} for {:?}",
@@ -48,8 +40,8 @@ fn load_or_locate(dir: &Path, bytes: &[u8]) {
                 assert!(shown.contains(&d.message));
             }
         }
-        Err(e @ Error::ManifestTooLarge { .. }) => {
-            assert!(bytes.len() as u64 > manifest::MAX_MANIFEST_BYTES, "{e}");
+        Err(e @ Error::Manifest(ManifestError::ManifestTooLarge { limit, .. })) => {
+            assert!(bytes.len() as u64 > limit, "{e}");
         }
         Err(other) => panic!("not a manifest error: {other}"),
     }
@@ -167,13 +159,13 @@ fn pathological_inputs_are_handled_or_refused_clearly() {
             "one line of a megabyte",
             format!(
                 "# {}",
-                "x".repeat(manifest::MAX_MANIFEST_BYTES as usize - 10)
+                "x".repeat(dockception::MAX_MANIFEST_BYTES as usize - 10)
             )
             .into_bytes(),
         ),
         (
             "over the size limit",
-            vec![b'\n'; manifest::MAX_MANIFEST_BYTES as usize + 1],
+            vec![b'\n'; dockception::MAX_MANIFEST_BYTES as usize + 1],
         ),
     ];
     for (what, bytes) in cases {
@@ -189,8 +181,11 @@ fn a_manifest_file_over_the_limit_is_refused_before_it_is_read_whole() {
     let file = std::fs::File::create(&path).expect("create");
     // Sparse: 10 GiB on paper, nothing on disk; the loader must not try to read it all.
     file.set_len(10 * 1024 * 1024 * 1024).expect("set_len");
-    let err = manifest::load(&path).expect_err("refused");
-    assert!(matches!(err, Error::ManifestTooLarge { .. }), "{err}");
+    let err = Options::new(&path).load().expect_err("refused");
+    assert!(
+        matches!(err, Error::Manifest(ManifestError::ManifestTooLarge { .. })),
+        "{err}"
+    );
     assert!(
         err.to_string()
             .contains("help: check that -f names the manifest"),

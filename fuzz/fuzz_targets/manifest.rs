@@ -6,9 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use dockception::error::Error;
-use dockception::manifest;
-use dockception::plan::{self, PlanOptions};
+use dockception::Options;
 use libfuzzer_sys::fuzz_target;
 
 /// A real folder for the manifest, so relative mount sources resolve to something.
@@ -23,22 +21,14 @@ fn manifest_path() -> &'static Path {
 
 fuzz_target!(|data: &[u8]| {
     let path = manifest_path();
-    let result = manifest::parse_bytes(path, data.to_vec()).and_then(|loaded| {
-        plan::plan(
-            &loaded,
-            &PlanOptions {
-                invoking_user: Some((1000, 1000)),
-                ..Default::default()
-            },
-        )
-    });
-    match result {
+    match Options::from_bytes(path, data.to_vec()).load() {
         Ok(plan) => {
             let _ = format!("{plan:?}");
         }
-        Err(Error::Manifest(diagnostics)) => {
+        Err(e) if !e.diagnostics().is_empty() => {
+            let diagnostics = e.diagnostics();
             let lines: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
-            for d in &diagnostics {
+            for d in diagnostics {
                 assert!(
                     d.line >= 1 && d.line <= lines.len(),
                     "line {} of {}",
@@ -54,7 +44,7 @@ fuzz_target!(|data: &[u8]| {
                 );
                 let _ = d.to_string();
             }
-            let _ = Error::Manifest(diagnostics).to_string();
+            let _ = e.to_string();
         }
         Err(other) => {
             let _ = other.to_string();

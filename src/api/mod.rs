@@ -77,7 +77,7 @@ pub struct Options {
     pub out_dir: Option<PathBuf>,
     /// The manifest's text, when it does not come from the file: `manifest` then only names it
     /// in messages, and relative paths still resolve against its folder.
-    pub source: Option<String>,
+    pub source: Option<Vec<u8>>,
 }
 
 /// Load and check the manifest (variables from `[vars]`, the `DOCKCEPTION_VAR_*` environment
@@ -88,7 +88,7 @@ pub fn load_plan(options: &Options) -> Result<PlanSet> {
         set: options.set.clone(),
     };
     let loaded = match &options.source {
-        Some(text) => manifest::parse_with(&options.manifest, text.clone(), &overrides)?,
+        Some(bytes) => manifest::parse_bytes_with(&options.manifest, bytes.clone(), &overrides)?,
         None => manifest::load_with(&options.manifest, &overrides)?,
     };
     let plan_options = plan::PlanOptions {
@@ -100,7 +100,7 @@ pub fn load_plan(options: &Options) -> Result<PlanSet> {
         out_dir: options.out_dir.clone(),
         selection: options.selection.clone(),
     };
-    plan::plan(&loaded, &plan_options)
+    Ok(plan::plan(&loaded, &plan_options)?)
 }
 
 impl Options {
@@ -117,7 +117,17 @@ impl Options {
     pub fn from_text(manifest: impl Into<PathBuf>, text: impl Into<String>) -> Options {
         Options {
             manifest: manifest.into(),
-            source: Some(text.into()),
+            source: Some(text.into().into_bytes()),
+            ..Default::default()
+        }
+    }
+
+    /// Options for a manifest given as bytes, which need not be UTF-8 (a manifest that is not
+    /// is an error pointing at the first bad byte); otherwise like [`Options::from_text`].
+    pub fn from_bytes(manifest: impl Into<PathBuf>, bytes: impl Into<Vec<u8>>) -> Options {
+        Options {
+            manifest: manifest.into(),
+            source: Some(bytes.into()),
             ..Default::default()
         }
     }
@@ -227,7 +237,7 @@ mod tests {
         let err = Options::from_text("inline.toml", "[builder\n")
             .load()
             .expect_err("bad TOML");
-        let Error::Manifest(diagnostics) = err else {
+        let Error::Manifest(crate::manifest::Error::Invalid(diagnostics)) = err else {
             panic!("expected Error::Manifest, got {err}");
         };
         assert_eq!(diagnostics[0].path, PathBuf::from("inline.toml"));

@@ -8,10 +8,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use globset::{GlobSet, GlobSetBuilder};
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::artifacts::{Error, Result};
+use crate::manifest::glob::{compile_glob, short_glob};
 use crate::plan::ArtifactPlan;
 
 /// How many symlinks resolving one artifact may pass through (as Linux's `MAXSYMLINKS`).
@@ -50,25 +51,6 @@ pub struct Collected {
     /// Selected entries that cannot be shipped and were skipped (devices, sockets, fifos), one
     /// sentence each, for warnings.
     pub skipped: Vec<String>,
-}
-
-/// Compile a glob the way artifact rules use it: `*` does not cross `/`, `**` does.
-pub fn compile_glob(pattern: &str) -> Result<Glob, globset::Error> {
-    GlobBuilder::new(pattern)
-        .literal_separator(true)
-        .backslash_escape(true)
-        .build()
-}
-
-/// A glob for messages: long ones are cut, so an enormous pattern gives a readable error.
-pub fn short_glob(pattern: &str) -> String {
-    const MAX: usize = 80;
-    if pattern.chars().count() <= MAX {
-        pattern.to_string()
-    } else {
-        let head: String = pattern.chars().take(MAX).collect();
-        format!("{head}… ({} bytes)", pattern.len())
-    }
 }
 
 fn glob_set(patterns: &[String]) -> Result<GlobSet> {

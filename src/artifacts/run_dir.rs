@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::artifacts::{Error, Result};
 
 /// A run's private folder; removed on drop unless promoted.
 #[derive(Debug)]

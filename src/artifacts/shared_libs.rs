@@ -12,41 +12,15 @@
 //! [`find_libraries`] is the small loop that answers them through the engine.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::artifacts::collect::{Artifact, Collected};
-use crate::artifacts::elf::{self, ElfInfo};
-use crate::artifacts::run_dir::RunDir;
-use crate::engine::{Engine, ImageFiles};
-use crate::error::{Error, Result};
-use crate::image::context::ContextFile;
+use crate::artifacts::elf::ElfInfo;
+use crate::engine::Entry;
 use crate::manifest::Libs;
-use crate::plan::Plan;
-use crate::progress::Progress;
 
 /// How many symlinks a path may go through before it is taken as a loop (the kernel's limit).
 const MAX_LINKS: usize = 40;
-
-/// What a path is, in the base or the builder image.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Entry {
-    /// Nothing there.
-    Missing,
-    /// A regular file.
-    File {
-        /// Any execute bit set.
-        executable: bool,
-    },
-    /// A symlink; `target` is where it finally leads, absolute, as the engine resolved it.
-    Symlink {
-        /// The resolved target.
-        target: String,
-    },
-    /// A folder or anything else that is not a library.
-    Other,
-}
 
 /// A file of the artifacts' layer, at its path in the image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -411,7 +385,7 @@ fn basename(path: &str) -> &str {
 }
 
 /// `/a/./b/../c/` -> `/a/c`, lexically.
-fn normalise(path: &str) -> String {
+pub(crate) fn normalise(path: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();
     for part in path.split('/') {
         match part {
@@ -498,7 +472,7 @@ impl Linkage {
             out.push_str(&format!(
                 "  libraries added from the builder ({} files, {}):\n",
                 self.added.len(),
-                crate::report::human(self.added_bytes())
+                crate::units::human(self.added_bytes())
             ));
             let width = self
                 .added
@@ -510,256 +484,11 @@ impl Linkage {
                 out.push_str(&format!(
                     "    {:<width$}  {:>9}\n",
                     a.path,
-                    crate::report::human(a.bytes)
+                    crate::units::human(a.bytes)
                 ));
             }
         }
         out
-    }
-}
-
-/// What [`find_libraries`] gives the image step.
-#[derive(Default)]
-pub(crate) struct Libraries {
-    /// For the report.
-    pub linkage: Linkage,
-    /// Files to add to the context, at their image paths.
-    pub files: Vec<ContextFile>,
-    /// Holds the copied files until the image is built.
-    _copies: Option<RunDir>,
-}
-
-/// Check the collected artifacts' shared libraries against the base, and with `libs = "auto"`
-/// copy what the base lacks out of the builder image. Fails, naming them, when something stays
-/// missing.
-pub(crate) async fn find_libraries(
-    engine: &Engine,
-    plan: &Plan,
-    collected: &Collected,
-    progress: &Progress,
-) -> Result<Libraries> {
-    let mode = plan.runtime.libs;
-    let mut libraries = Libraries {
-        linkage: Linkage {
-            mode,
-            ..Default::default()
-        },
-        files: Vec::new(),
-        _copies: None,
-    };
-    if mode == Libs::Off {
-        return Ok(libraries);
-    }
-    let dest = plan.artifacts.dest.trim_matches('/');
-    let mut input = Input {
-        artifacts: BTreeMap::new(),
-        empty_base: plan.runtime.is_scratch(),
-        from_builder: mode == Libs::Auto,
-        ld_library_path: plan
-            .runtime
-            .env
-            .iter()
-            .find(|(k, _)| k == "LD_LIBRARY_PATH")
-            .map(|(_, v)| v.split(':').map(str::to_string).collect())
-            .unwrap_or_default(),
-    };
-    for artifact in &collected.artifacts {
-        let image_path = normalise(&format!("/{dest}/{}", artifact.path));
-        let shipped = match &artifact.symlink_target {
-            Some(target) => Shipped::Symlink(target.to_string_lossy().into_owned()),
-            None => Shipped::File(read_elf(&artifact.host_path)?),
-        };
-        input.artifacts.insert(image_path, shipped);
-    }
-    let needs_anything = input
-        .artifacts
-        .values()
-        .any(|s| matches!(s, Shipped::File(Some(info)) if info.loadable && !info.is_static()));
-    if needs_anything {
-        progress.phase(&format!(
-            "looking for the shared libraries of dynamically linked artifacts ({})",
-            match (input.empty_base, input.from_builder) {
-                (true, false) => "none on scratch".to_string(),
-                (true, true) => format!("copied from {}", plan.builder.image),
-                (false, false) => format!("on {}", plan.runtime.base),
-                (false, true) =>
-                    format!("on {}, else from {}", plan.runtime.base, plan.builder.image),
-            }
-        ));
-    }
-    let mut session = Session {
-        engine,
-        plan,
-        base: None,
-        builder: None,
-        copies: None,
-        copied: BTreeMap::new(),
-    };
-    let outcome = session.run(&input).await;
-    let copied = std::mem::take(&mut session.copied);
-    let copies = session.copies.take();
-    session.close().await;
-    let (resolution, facts) = outcome?;
-
-    libraries.linkage.elf_artifacts = resolution
-        .elf_artifacts
-        .iter()
-        .map(|(path, info)| LinkedArtifact {
-            path: path.clone(),
-            linking: if info.is_static() {
-                "static".to_string()
-            } else {
-                "dynamic".to_string()
-            },
-            interpreter: info.interpreter.clone(),
-            needed: info.needed.clone(),
-        })
-        .collect();
-    libraries.linkage.on_base = resolution.on_base.clone();
-    if !resolution.missing.is_empty() {
-        return Err(Error::MissingLibraries {
-            base: plan.runtime.base.clone(),
-            builder: plan.builder.image.clone(),
-            searched_builder: input.from_builder,
-            missing: resolution.missing,
-        });
-    }
-    for (image_path, real) in &resolution.from_builder {
-        let Some(host_path) = copied.get(real) else {
-            continue;
-        };
-        let size = std::fs::metadata(host_path)
-            .map_err(|e| Error::io("reading the copied library", host_path, e))?
-            .len();
-        let executable = matches!(
-            facts.builder.get(real),
-            Some(Entry::File { executable: true })
-        );
-        libraries.linkage.added.push(AddedLibrary {
-            path: image_path.clone(),
-            from: real.clone(),
-            bytes: size,
-        });
-        let relative = image_path.trim_start_matches('/').to_string();
-        libraries.files.push(ContextFile {
-            image_path: std::path::PathBuf::from(&relative),
-            artifact: Artifact {
-                relative: std::path::PathBuf::from(&relative),
-                path: relative,
-                host_path: host_path.clone(),
-                size,
-                executable,
-                symlink_target: None,
-            },
-        });
-    }
-    libraries._copies = copies;
-    Ok(libraries)
-}
-
-fn read_elf(path: &std::path::Path) -> Result<Option<ElfInfo>> {
-    match elf::parse_file(path) {
-        Err(e) => Err(Error::io("reading artifact", path, e)),
-        Ok(Err(message)) => Err(Error::InvalidElf {
-            path: path.to_path_buf(),
-            message,
-        }),
-        Ok(Ok(info)) => Ok(info),
-    }
-}
-
-/// The engine side of a resolution: stopped containers of the base and the builder to read
-/// files from, opened when first needed and always closed.
-struct Session<'a> {
-    engine: &'a Engine,
-    plan: &'a Plan,
-    base: Option<ImageFiles>,
-    builder: Option<ImageFiles>,
-    copies: Option<RunDir>,
-    copied: BTreeMap<String, PathBuf>,
-}
-
-/// Rounds of queries before giving up (each round answers every open question at once).
-const MAX_ROUNDS: usize = 200;
-
-impl Session<'_> {
-    async fn run(&mut self, input: &Input) -> Result<(Resolution, Facts)> {
-        let mut facts = Facts::default();
-        for _ in 0..MAX_ROUNDS {
-            let queries = match resolve(input, &facts) {
-                Ok(resolution) => return Ok((resolution, facts)),
-                Err(queries) => queries,
-            };
-            for query in queries {
-                self.answer(query, &mut facts).await?;
-            }
-        }
-        Err(Error::Docker {
-            action: "looking for shared libraries".into(),
-            message: format!("no answer after {MAX_ROUNDS} rounds of questions (a symlink loop?)"),
-        })
-    }
-
-    async fn answer(&mut self, query: Query, facts: &mut Facts) -> Result<()> {
-        match query {
-            Query::StatBase(path) => {
-                if self.base.is_none() {
-                    self.base = Some(
-                        self.engine
-                            .open_image_files(&self.plan.runtime.base, &self.plan.project)
-                            .await?,
-                    );
-                }
-                if let Some(base) = &self.base {
-                    let entry = self.engine.stat_image_file(base, &path).await?;
-                    facts.base.insert(path, entry);
-                }
-            }
-            Query::StatBuilder(path) => {
-                let engine = self.engine;
-                let builder = self.builder().await?;
-                let entry = engine.stat_image_file(builder, &path).await?;
-                facts.builder.insert(path, entry);
-            }
-            Query::ReadBuilder(path) => {
-                if self.copies.is_none() {
-                    self.copies = Some(RunDir::create(&self.plan.out_dir)?);
-                }
-                let root = self.copies.as_ref().map(RunDir::output).unwrap_or_default();
-                let host = root.join(path.trim_start_matches('/'));
-                let engine = self.engine;
-                let builder = self.builder().await?;
-                engine.copy_image_file(builder, &path, &host).await?;
-                let info = match elf::parse_file(&host) {
-                    Ok(Ok(info)) => info,
-                    // A broken or unreadable file is no library; the search goes on.
-                    _ => None,
-                };
-                self.copied.insert(path.clone(), host);
-                facts.builder_elf.insert(path, info);
-            }
-        }
-        Ok(())
-    }
-
-    async fn builder(&mut self) -> Result<&ImageFiles> {
-        if self.builder.is_none() {
-            self.builder = Some(
-                self.engine
-                    .open_image_files(&self.plan.builder.image, &self.plan.project)
-                    .await?,
-            );
-        }
-        self.builder.as_ref().ok_or_else(|| Error::Docker {
-            action: "opening the builder image's files".into(),
-            message: "no container".into(),
-        })
-    }
-
-    async fn close(self) {
-        for files in [self.base, self.builder].into_iter().flatten() {
-            let _ = self.engine.close_image_files(files).await;
-        }
     }
 }
 

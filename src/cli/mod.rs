@@ -419,11 +419,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Init { manifest } => {
-            let folder = std::env::current_dir().map_err(|e| Error::Io {
-                action: "reading",
-                path: ".".into(),
-                source: e,
-            })?;
+            let folder = std::env::current_dir().map_err(|e| Error::io("reading", ".", e))?;
             let kind = crate::manifest::starter::write_starter(&folder, &manifest)?;
             eprintln!(
                 "wrote {} for a {kind} project; edit it, then run: dockception build",
@@ -518,16 +514,18 @@ async fn report(args: ReportArgs) -> Result<(), Error> {
                 .await?
         }
         None => {
-            let dir = out_dir.clone().ok_or_else(|| Error::ReportFile {
+            let dir = out_dir.clone().ok_or_else(|| Error::Report(crate::report::Error::ReportFile {
                 action: "finding",
                 path: "report.json".into(),
                 message: "there is no dockception.toml here and no --out-dir or --current\n  help: run it next to the manifest, pass -f FILE, or name --current FILE|IMAGE".into(),
-            })?;
+            }))?;
             let path = dir.join(store::REPORT_FILE);
-            store::load_if_present(&path)?.ok_or_else(|| Error::ReportFile {
-                action: "reading",
-                path,
-                message: "no such file; build first (each build writes it)".into(),
+            store::load_if_present(&path)?.ok_or_else(|| {
+                Error::Report(crate::report::Error::ReportFile {
+                    action: "reading",
+                    path,
+                    message: "no such file; build first (each build writes it)".into(),
+                })
             })?
         }
     };
@@ -671,10 +669,8 @@ async fn clean(common: &Common, caches: bool, all: bool, force: bool) -> Result<
     let out_dir = match &common.out_dir {
         Some(dir) => dir.clone(),
         None => {
-            let manifest = std::path::absolute(&common.manifest).map_err(|e| Error::Io {
-                action: "reading the current folder for",
-                path: common.manifest.clone(),
-                source: e,
+            let manifest = std::path::absolute(&common.manifest).map_err(|e| {
+                Error::io("reading the current folder for", common.manifest.clone(), e)
             })?;
             manifest
                 .parent()

@@ -2,6 +2,10 @@
 //! data from the plan; everything it creates carries the `dockception` label and is removed
 //! whatever happens, including on Ctrl-C (see [`Engine::remove_leftovers`]).
 
+mod error;
+
+pub use error::{Error, Result};
+
 pub mod owner;
 
 use std::collections::{HashMap, VecDeque};
@@ -23,11 +27,39 @@ use bollard::Docker;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
-use crate::error::{Error, Result};
-use crate::image::context::BaseConfig;
 use crate::plan::{CacheVolume, Plan, LABEL, PROJECT_LABEL};
 use crate::progress::Progress;
 use owner::{LabelledContainer, Owner};
+
+/// What the base image runs by default, (what `image::context::commit_changes` keeps).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BaseConfig {
+    /// The base's entrypoint.
+    pub entrypoint: Option<Vec<String>>,
+    /// The base's cmd.
+    pub cmd: Option<Vec<String>>,
+    /// The base's user.
+    pub user: Option<String>,
+}
+
+/// What a path is, in the base or the builder image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// Nothing there.
+    Missing,
+    /// A regular file.
+    File {
+        /// Any execute bit set.
+        executable: bool,
+    },
+    /// A symlink; `target` is where it finally leads, absolute, as the engine resolved it.
+    Symlink {
+        /// The resolved target.
+        target: String,
+    },
+    /// A folder or anything else that is not a library.
+    Other,
+}
 
 /// How many of the builder's last output lines a failure shows.
 const TAIL_LINES: usize = 20;
@@ -1186,12 +1218,8 @@ impl Engine {
 
     /// What is at `path` in the image: a file, a symlink (with its target resolved inside the
     /// image), something else, or nothing.
-    pub async fn stat_image_file(
-        &self,
-        files: &ImageFiles,
-        path: &str,
-    ) -> Result<crate::artifacts::shared_libs::Entry> {
-        use crate::artifacts::shared_libs::Entry;
+    pub async fn stat_image_file(&self, files: &ImageFiles, path: &str) -> Result<Entry> {
+        use Entry;
         let options = ContainerArchiveInfoOptionsBuilder::default()
             .path(path)
             .build();
@@ -1223,9 +1251,7 @@ impl Engine {
         };
         // The archive API packs a symlink as a link: ask for where it leads.
         let mut source = path.to_string();
-        if let crate::artifacts::shared_libs::Entry::Symlink { target } =
-            self.stat_image_file(files, path).await?
-        {
+        if let Entry::Symlink { target } = self.stat_image_file(files, path).await? {
             source = target;
         }
         let options = DownloadFromContainerOptionsBuilder::default()
@@ -1567,8 +1593,8 @@ fn idle_script(secs: u64) -> String {
 }
 
 /// An entry of the engine's path stat: Go's `os.FileMode` bits and the resolved link target.
-fn entry_of(mode: u32, link_target: &str) -> crate::artifacts::shared_libs::Entry {
-    use crate::artifacts::shared_libs::Entry;
+fn entry_of(mode: u32, link_target: &str) -> Entry {
+    use Entry;
     const MODE_DIR: u32 = 1 << 31;
     const MODE_SYMLINK: u32 = 1 << 27;
     const MODE_TYPE: u32 =
@@ -1911,13 +1937,9 @@ pub fn check_api_version(host: &str, version: (usize, usize)) -> Result<()> {
 /// A host path for the daemon. The Engine API carries paths as JSON strings, so a path that
 /// is not UTF-8 cannot be sent without changing it; refuse it instead.
 fn host_path(path: &Path) -> Result<String> {
-    path.to_str().map(str::to_string).ok_or_else(|| Error::Io {
-        action: "cannot hand the Docker Engine the path",
-        path: path.to_path_buf(),
-        source: std::io::Error::other(
+    path.to_str().map(str::to_string).ok_or_else(|| Error::io("cannot hand the Docker Engine the path", path.to_path_buf(), std::io::Error::other(
             "it is not valid UTF-8, and the Engine API only carries UTF-8 paths; rename the folder",
-        ),
-    })
+        )))
 }
 
 #[cfg(test)]

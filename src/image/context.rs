@@ -13,6 +13,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 use crate::artifacts::collect::Artifact;
+use crate::engine::BaseConfig;
 use crate::plan::RuntimePlan;
 
 /// The folder inside the context that holds the image's files; `COPY rootfs/ /` ships it.
@@ -176,17 +177,6 @@ pub fn commit_changes(
     }
     resolved.labels.extend(labels.iter().cloned());
     metadata(&resolved)
-}
-
-/// What the base image runs by default, for [`commit_changes`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BaseConfig {
-    /// The base's entrypoint.
-    pub entrypoint: Option<Vec<String>>,
-    /// The base's cmd.
-    pub cmd: Option<Vec<String>>,
-    /// The base's user.
-    pub user: Option<String>,
 }
 
 /// A double-quoted Dockerfile word: `"` and `\` escaped, newlines kept as the escape `\n`.

@@ -1,6 +1,14 @@
 //! `dockception.toml`: the serde types that are also the JSON Schema, loading, and the checks
 //! that need nothing but the file itself. Every error points at `file:line:col`.
 
+pub mod diagnostic;
+mod error;
+
+pub use diagnostic::Diagnostic;
+pub use error::{Error, Result};
+
+pub mod gates;
+pub mod glob;
 pub mod shape;
 pub mod starter;
 pub mod vars;
@@ -13,7 +21,6 @@ use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use crate::error::{Diagnostic, Error, Result};
 use crate::manifest::shape::{quoted, suggestion};
 use crate::manifest::vars::Overrides;
 
@@ -54,7 +61,7 @@ pub struct Manifest {
     /// failed gate makes the command exit 1. Command-line flags of the same names override
     /// them.
     #[serde(default)]
-    pub gates: Option<crate::report::gates::GatesTable>,
+    pub gates: Option<gates::GatesTable>,
     /// Several images from one file, by name (`[targets.build]`, `[targets.run]`). A target can
     /// take its artifacts from another target's output (`artifacts.from = "build:/out"`).
     #[serde(default)]
@@ -116,7 +123,7 @@ pub struct Target {
     /// Size gates checked after every build and by `dockception report`; a failed gate makes
     /// the command exit 1. Command-line flags of the same names override them.
     #[serde(default)]
-    pub gates: crate::report::gates::GatesTable,
+    pub gates: gates::GatesTable,
 }
 
 /// The name the single-image form's one target has.
@@ -541,7 +548,7 @@ pub fn parse_bytes_with(
             let bad = e.as_bytes().get(at).copied().unwrap_or(0);
             // The text before the bad byte is the input itself, so its line and column hold.
             let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
-            Err(Error::Manifest(vec![Diagnostic::at(
+            Err(Error::Invalid(vec![Diagnostic::at(
                 path,
                 &text,
                 at..at + 1,
@@ -580,7 +587,7 @@ pub fn parse_with(path: &Path, source: String, overrides: &Overrides) -> Result<
                     )
                 })
                 .collect();
-            return Err(Error::Manifest(diagnostics));
+            return Err(Error::Invalid(diagnostics));
         }
         let mut problems = Vec::new();
         let declared = declared_vars(document.get_ref());
@@ -640,7 +647,7 @@ fn manifest_error(source: &str, problems: Vec<Diagnostic>) -> Error {
             problems: problems.iter().map(ToString::to_string).collect(),
         }
     } else {
-        Error::Manifest(problems)
+        Error::Invalid(problems)
     }
 }
 
@@ -1065,14 +1072,14 @@ fn check_target(
         .chain(&t.artifacts.exclude)
     {
         let g = glob.get_ref();
-        let shown = crate::artifacts::collect::short_glob(g);
+        let shown = glob::short_glob(g);
         if g.starts_with('/') || has_parent_component(g) {
             out.push(loaded.diagnostic(
                 glob.span(),
                 format!("artifact glob {shown:?} reaches outside artifacts.from"),
                 Some("write globs relative to artifacts.from, without a leading / or `..`".into()),
             ));
-        } else if let Err(e) = crate::artifacts::collect::compile_glob(g) {
+        } else if let Err(e) = glob::compile_glob(g) {
             out.push(loaded.diagnostic(
                 glob.span(),
                 format!("invalid glob {shown:?}: {}", e.kind()),
@@ -1326,7 +1333,7 @@ expose = [8080, "53/udp"]
 
     fn errors(src: &str) -> Vec<Diagnostic> {
         match parse(Path::new("dockception.toml"), src.to_string()) {
-            Err(Error::Manifest(d)) => d,
+            Err(Error::Invalid(d)) => d,
             Err(e) => panic!("unexpected error {e}"),
             Ok(_) => panic!("manifest was accepted"),
         }
@@ -1478,7 +1485,7 @@ dest = "/app/../.."
     #[test]
     fn bytes_that_are_not_utf8_are_located() {
         let bytes = b"[builder]\nimage = \"caf\xe9\"\n".to_vec();
-        let Err(Error::Manifest(d)) = parse_bytes(Path::new("m.toml"), bytes) else {
+        let Err(Error::Invalid(d)) = parse_bytes(Path::new("m.toml"), bytes) else {
             panic!("expected a manifest error");
         };
         assert_eq!((d[0].line, d[0].column), (2, 13));

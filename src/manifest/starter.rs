@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use crate::manifest::{Error, Result};
 
 /// The kinds of project `init` knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

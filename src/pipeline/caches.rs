@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::plan::CacheVolume;
-use crate::report::human;
+use crate::units::human;
 
 /// One line of `dockception cache ls`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,6 +5,7 @@ pub mod fingerprint;
 pub mod image;
 pub mod interrupt;
 pub mod schedule;
+pub mod shared_libs;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -13,8 +14,8 @@ use std::path::{Path, PathBuf};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use crate::artifacts::collect::{self, Collected};
+use crate::artifacts::pid1;
 use crate::artifacts::run_dir::RunDir;
-use crate::artifacts::{pid1, shared_libs as libs};
 use crate::engine::{self, Engine};
 use crate::error::{Error, Result};
 use crate::image::context::{self, ContextSpec};
@@ -87,7 +88,7 @@ pub async fn build_if_changed(
         secrets.push(match plan.artifacts_from {
             None => Some(
                 secrets::resolve(&plan.builder, |name| std::env::var_os(name))
-                    .map_err(|e| in_target(&plan.target, e))?,
+                    .map_err(|e| in_target(&plan.target, e.into()))?,
             ),
             Some(_) => None,
         });
@@ -457,7 +458,7 @@ pub async fn write_context(
                 });
             }
             let mut libraries =
-                libs::find_libraries(engine, plan, &produced.collected, progress).await?;
+                shared_libs::find_libraries(engine, plan, &produced.collected, progress).await?;
             let mut spec = context_spec(plan, &prepared, &produced.collected);
             spec.add_files(std::mem::take(&mut libraries.files));
             // The tar is made on a blocking thread and written chunk by chunk, so an interrupt
@@ -507,7 +508,7 @@ impl Produced {
 
     /// Make the run's output the target's `last/` one; returns its path, when a builder ran.
     fn promote(self) -> Result<Option<PathBuf>> {
-        self.run.map(RunDir::promote).transpose()
+        Ok(self.run.map(RunDir::promote).transpose()?)
     }
 }
 
@@ -705,7 +706,7 @@ impl Drop for CancelOnDrop {
 /// The runtime config with the init in place, and what the base runs by default.
 struct PreparedRuntime {
     runtime: plan::RuntimePlan,
-    base: context::BaseConfig,
+    base: engine::BaseConfig,
     base_bytes: u64,
     init: Option<pid1::Init>,
 }
@@ -716,7 +717,7 @@ async fn prepare_runtime(
     progress: &Progress,
 ) -> Result<PreparedRuntime> {
     let (base_bytes, base) = if plan.runtime.is_scratch() {
-        (0, context::BaseConfig::default())
+        (0, engine::BaseConfig::default())
     } else {
         let facts = engine.ensure_image(&plan.runtime.base, progress).await?;
         (facts.size, facts.config)
@@ -813,7 +814,7 @@ async fn first_present(
     let mut found = Ok(None);
     for path in paths {
         match engine.stat_image_file(&files, path).await {
-            Ok(libs::Entry::File { .. } | libs::Entry::Symlink { .. }) => {
+            Ok(engine::Entry::File { .. } | engine::Entry::Symlink { .. }) => {
                 found = Ok(Some(path.to_string()));
                 break;
             }
@@ -825,7 +826,7 @@ async fn first_present(
         }
     }
     engine.close_image_files(files).await?;
-    found
+    Ok(found?)
 }
 
 /// The content of the file at `path` in `image`, copied out through a run folder of the
@@ -853,9 +854,9 @@ async fn build_image(
     // What dynamically linked artifacts need (checked, or copied from the builder): shipped
     // with the artifacts. Runtime steps install into a base that has its own libraries.
     let mut libraries = if steps {
-        libs::Libraries::default()
+        shared_libs::Libraries::default()
     } else {
-        libs::find_libraries(engine, plan, collected, progress).await?
+        shared_libs::find_libraries(engine, plan, collected, progress).await?
     };
     let built = if steps {
         progress.phase(&format!(
@@ -966,8 +967,10 @@ async fn measure_built(
     built: &image::BuiltImage,
     context: MeasureContext,
 ) -> Result<(u64, measure::Measurement)> {
-    let missing = || Error::ImageBuild {
-        message: format!("the engine built {} but does not list it", built.id),
+    let missing = || {
+        Error::Engine(crate::engine::Error::ImageBuild {
+            message: format!("the engine built {} but does not list it", built.id),
+        })
     };
     if built.scanned_layers.is_empty() {
         let runtime = engine.image_facts(&built.id).await?.ok_or_else(missing)?;
@@ -1002,9 +1005,11 @@ async fn measure_export(
             measure::scan(reader).map(|saved| measure::measure(&saved, &context))
         })
         .await?
-        .map_err(|e| Error::Measure {
-            image: image.to_string(),
-            message: e.to_string(),
+        .map_err(|e| {
+            Error::Report(crate::report::Error::Measure {
+                image: image.to_string(),
+                message: e.to_string(),
+            })
         })
 }
 
@@ -1020,10 +1025,10 @@ pub async fn measure_image(
     let details = engine
         .image_details(image)
         .await?
-        .ok_or_else(|| Error::Measure {
+        .ok_or_else(|| Error::Report(crate::report::Error::Measure {
             image: image.to_string(),
             message: "the engine has no such image\n  help: build or pull it first, or name a report file (*.json) instead".into(),
-        })?;
+        }))?;
     progress.phase(&format!("measuring image {image}"));
     let built_by_us = details.labels.get(plan::LABEL).map(String::as_str) == Some("image");
     let (context, base) = match plan.filter(|_| built_by_us) {
@@ -1069,7 +1074,7 @@ pub fn load_gates(
     flags: &GateFlags,
 ) -> Result<GateSet> {
     let loaded = manifest.map(manifest::load).transpose()?;
-    GateSet::resolve(loaded.as_ref(), target, flags)
+    Ok(GateSet::resolve(loaded.as_ref(), target, flags)?)
 }
 
 /// Load a report file, or measure an image (which needs `engine`). A file or image that does
@@ -1089,17 +1094,17 @@ pub async fn load_source(
                 reason: "no such file".into(),
                 help: "name a report.json a build wrote (e.g. the main branch's, kept as a CI artifact) or an image".into(),
             }),
-            None => Err(Error::ReportFile {
+            None => Err(Error::Report(crate::report::Error::ReportFile {
                 action: "reading",
                 path: path.clone(),
                 message: "no such file; build first (it writes report.json into the output folder)".into(),
-            }),
+            })),
         },
         Source::Image(image) => {
-            let engine = engine.ok_or_else(|| Error::Measure {
+            let engine = engine.ok_or_else(|| Error::Report(crate::report::Error::Measure {
                 image: image.clone(),
                 message: "measuring an image needs a Docker Engine".into(),
-            })?;
+            }))?;
             if as_baseline && engine.image_facts(image).await?.is_none() {
                 return Err(Error::BaselineMissing {
                     source_name: source.name(),

@@ -2,6 +2,10 @@
 //! argv and user, volume names, artifact rules, runtime config and tags. No Docker here; the
 //! only I/O is looking at the mount sources on the host.
 
+mod error;
+
+pub use error::{Error, Result};
+
 pub mod secrets;
 
 use std::collections::BTreeMap;
@@ -10,7 +14,6 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Result};
 use crate::manifest::{self, ArtifactSource, Command, LoadedManifest, NamedTarget, Port};
 
 /// The label every container, volume and image dockception creates carries.
@@ -442,7 +445,7 @@ pub fn plan(loaded: &LoadedManifest, options: &PlanOptions) -> Result<PlanSet> {
         }
     }
     if !problems.is_empty() {
-        return Err(Error::Manifest(problems));
+        return Err(Error::Invalid(problems));
     }
 
     let tags = tags_by_target(&named, &selected, &options.tags)?;
@@ -642,7 +645,7 @@ fn builder_plan(
     named: &NamedTarget,
     builder: &manifest::Builder,
     options: &PlanOptions,
-) -> std::result::Result<BuilderPlan, Vec<crate::error::Diagnostic>> {
+) -> std::result::Result<BuilderPlan, Vec<crate::manifest::Diagnostic>> {
     let t = &named.target;
     let mut problems = Vec::new();
     let mut mounts = Vec::new();
@@ -969,7 +972,7 @@ tags = ["hello:latest"]
     fn a_missing_mount_source_points_at_the_manifest() {
         let dir = temp();
         let loaded = load(dir.path(), MANIFEST);
-        let Err(Error::Manifest(d)) = plan(&loaded, &PlanOptions::default()) else {
+        let Err(Error::Invalid(d)) = plan(&loaded, &PlanOptions::default()) else {
             panic!("expected a manifest error");
         };
         assert_eq!((d[0].line, d[0].column), (8, 10));
@@ -1023,7 +1026,7 @@ tags = ["hello:latest"]
             p.project
         );
         let missing = text.replace("token.txt", "gone.txt");
-        let Err(Error::Manifest(d)) = plan(&load(dir.path(), &missing), &PlanOptions::default())
+        let Err(Error::Invalid(d)) = plan(&load(dir.path(), &missing), &PlanOptions::default())
         else {
             panic!("expected a manifest error");
         };

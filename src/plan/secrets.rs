@@ -8,8 +8,8 @@
 
 use std::fmt;
 
-use crate::error::{Error, Result};
 use crate::plan::{BuilderPlan, SecretFile};
+use crate::plan::{Error, Result};
 
 /// The secrets of one build, with their values. Its `Debug` output never shows a value.
 #[derive(Clone, Default)]

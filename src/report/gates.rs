@@ -8,74 +8,15 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::error::{Error, Result};
+use crate::manifest::gates::Threshold;
 use crate::manifest::LoadedManifest;
+use crate::manifest::{Error, Result};
 use crate::report::diff::Diff;
-use crate::report::{human, signed_human, Report};
+use crate::report::Report;
+use crate::units::{human, parse_size, signed_human};
 
 /// The growth floor when none is set: a percent gate ignores growth below 64 KiB.
 pub const DEFAULT_GROWTH_FLOOR: u64 = 64 * 1024;
-
-/// The `[gates]` table of a manifest: thresholds a build or `dockception report` checks. Sizes
-/// are a number of bytes or a string with a unit (`"20 MiB"`, `"1.5 MB"`, `"512 KiB"`);
-/// percents a number or `"5%"`; ratios a number or `"10x"`. Command-line flags of the same name
-/// (`--max-image-size` ...) override them.
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct GatesTable {
-    /// FAIL when the runtime image (its size as the engine reports it) is larger than this.
-    #[serde(default)]
-    #[schemars(with = "Option<Threshold>")]
-    pub max_image_size: Option<Spanned<Threshold>>,
-    /// WARN when the runtime image is larger than this (a softer level below
-    /// `max_image_size`).
-    #[serde(default)]
-    #[schemars(with = "Option<Threshold>")]
-    pub warn_image_size: Option<Spanned<Threshold>>,
-    /// FAIL when the image grew by more than this many bytes since the baseline (the previous
-    /// build, or `--baseline`). SKIP without a baseline.
-    #[serde(default)]
-    #[schemars(with = "Option<Threshold>")]
-    pub max_growth: Option<Spanned<Threshold>>,
-    /// FAIL when the image grew by more than this percent since the baseline, but only once it
-    /// grew by at least `growth_floor` bytes, so tiny images do not flap. SKIP without a
-    /// baseline.
-    #[serde(default)]
-    #[schemars(with = "Option<Threshold>")]
-    pub max_growth_percent: Option<Spanned<Threshold>>,
-    /// The growth in bytes below which `max_growth_percent` is skipped (default 64 KiB).
-    #[serde(default)]
-    #[schemars(with = "Option<Threshold>")]
-    pub growth_floor: Option<Spanned<Threshold>>,
-    /// FAIL when any shipped file (artifact) is larger than this.
-    #[serde(default)]
-    #[schemars(with = "Option<Threshold>")]
-    pub max_artifact_size: Option<Spanned<Threshold>>,
-    /// FAIL when the image wastes more than this: bytes of deleted or overwritten copies plus
-    /// duplicate content (`waste.total_bytes` of the report). `0` demands a clean image.
-    #[serde(default)]
-    #[schemars(with = "Option<Threshold>")]
-    pub max_waste: Option<Spanned<Threshold>>,
-    /// FAIL when the image is fewer than this many times smaller than the builder image
-    /// (`reduction_ratio`). SKIP when the builder is unknown.
-    #[serde(default)]
-    #[schemars(with = "Option<Threshold>")]
-    pub min_reduction: Option<Spanned<Threshold>>,
-    /// Exit with status 3 when there is no baseline to compare with (no previous build and no
-    /// `--baseline`), instead of skipping the growth gates.
-    #[serde(default)]
-    pub require_baseline: bool,
-}
-
-/// A threshold as written: a number, or a string with a unit (`"20 MiB"`, `"5%"`, `"10x"`).
-#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
-#[serde(untagged)]
-pub enum Threshold {
-    /// A plain number: bytes, percent or ratio depending on the gate.
-    Number(f64),
-    /// A number with a unit.
-    Text(String),
-}
 
 /// Gate thresholds given on the command line, as typed (checked like the manifest's).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -301,32 +242,6 @@ fn parse_number(text: &str) -> Result<f64, String> {
     text.trim()
         .parse::<f64>()
         .map_err(|_| format!("{text:?} is not a number"))
-}
-
-/// `"20 MiB"` -> 20971520. Binary units (KiB, MiB, GiB, TiB) and decimal ones (kB, MB, GB,
-/// TB); `B` or no unit is bytes.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size"))?;
-    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1000,
-        "kib" => 1 << 10,
-        "m" | "mb" => 1000 * 1000,
-        "mib" => 1 << 20,
-        "g" | "gb" => 1000 * 1000 * 1000,
-        "gib" => 1 << 30,
-        "tb" => 1000 * 1000 * 1000 * 1000,
-        "tib" => 1 << 40,
-        other => return Err(format!("unknown size unit {other:?} in {text:?}")),
-    };
-    Ok((value * factor as f64).round() as u64)
 }
 
 /// How a gate ended.
@@ -708,13 +623,7 @@ mod tests {
     }
 
     #[test]
-    fn sizes_percents_and_ratios_parse() {
-        assert_eq!(parse_size("20 MiB"), Ok(20 << 20));
-        assert_eq!(parse_size("1.5MB"), Ok(1_500_000));
-        assert_eq!(parse_size("512 kib"), Ok(512 * 1024));
-        assert_eq!(parse_size("1000"), Ok(1000));
-        assert!(parse_size("10 XB").is_err());
-        assert!(parse_size("MiB").is_err());
+    fn percents_and_ratios_parse() {
         assert_eq!(parse(&Threshold::Text("5%".into()), Kind::Percent), Ok(5.0));
         assert_eq!(parse(&Threshold::Text("10x".into()), Kind::Ratio), Ok(10.0));
         assert!(parse(&Threshold::Number(-1.0), Kind::Size).is_err());

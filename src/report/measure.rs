@@ -807,7 +807,7 @@ fn artifacts_and_rules(
             r.include
                 .iter()
                 .map(|g| {
-                    let matcher = crate::artifacts::collect::compile_glob(g)
+                    let matcher = crate::manifest::glob::compile_glob(g)
                         .ok()
                         .map(|glob| glob.compile_matcher());
                     (g.clone(), matcher)

@@ -3,6 +3,10 @@
 //! forms use human units. The JSON shape is versioned (`schema_version`), documented in
 //! README.md and checked in as `schema/report.schema.json` (generated from these types).
 
+mod error;
+
+pub use error::{Error, Result};
+
 pub mod diff;
 pub mod gates;
 pub mod measure;
@@ -18,6 +22,7 @@ use crate::report::measure::{
     ArtifactSize, FileEntry, FileSize, Layer, Measurement, Role, RuleSize, Sizes,
 };
 use crate::report::waste::Waste;
+use crate::units::{human, signed_human};
 
 /// The version of the report's JSON shape. It changes when a field is removed or changes
 /// meaning; added fields keep it.
@@ -816,30 +821,6 @@ fn short_id(id: &str) -> String {
     id.trim_start_matches("sha256:").chars().take(12).collect()
 }
 
-/// Bytes in binary units with one decimal: `512 B`, `1.5 KiB`, `3.2 MiB`.
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
-
-/// A signed size: `+4.9 KiB`, `-50 B`, `0 B`.
-pub fn signed_human(delta: i64) -> String {
-    match delta.signum() {
-        1 => format!("+{}", human(delta.unsigned_abs())),
-        -1 => format!("-{}", human(delta.unsigned_abs())),
-        _ => "0 B".into(),
-    }
-}
-
 /// `+4.9 KiB (+0.73%)`; the percent is left out when the baseline was empty.
 fn delta_text(bytes: i64, percent: Option<f64>) -> String {
     match percent {
@@ -1103,15 +1084,5 @@ mod tests {
         assert!(json["diff"].is_null());
         let back: Report = serde_json::from_value(json).expect("a report reads back");
         assert_eq!(back, r);
-    }
-
-    #[test]
-    fn human_units() {
-        assert_eq!(human(0), "0 B");
-        assert_eq!(human(1023), "1023 B");
-        assert_eq!(human(1536), "1.5 KiB");
-        assert_eq!(human(5 * 1024 * 1024 * 1024), "5.0 GiB");
-        assert_eq!(signed_human(-1536), "-1.5 KiB");
-        assert_eq!(signed_human(0), "0 B");
     }
 }

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::report::{Error, Result};
 use crate::report::{Report, SCHEMA_VERSION};
 
 /// The last build's report, in the output folder.
