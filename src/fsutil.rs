@@ -1,7 +1,7 @@
 //! Small helpers for the tool's own files, shared by every stage: the I/O error that names what
-//! was being done and on which path.
+//! was being done and on which path, atomic writes, hex digests.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A file system operation on the tool's own files failed.
 #[derive(Debug, thiserror::Error)]
@@ -26,5 +26,65 @@ impl IoError {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// Write `bytes` to `path` atomically: a reader sees the old file or the new one, never a
+/// part (a temporary file in the same folder, synced, then renamed over `path`). Two writers
+/// at once each write a whole file; the later rename wins.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = path.with_file_name(format!(
+        ".{name}.{}-{}.tmp",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+/// Lowercase hex of `bytes` (a digest).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_writes_replace_whole_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("report.json");
+        write_atomic(&path, b"{\"first\":1}").expect("write");
+        write_atomic(&path, b"{\"second\":2}").expect("write");
+        assert_eq!(std::fs::read(&path).expect("read"), b"{\"second\":2}");
+        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1);
+        let e = write_atomic(&dir.path().join("no/such/report.json"), b"x").expect_err("fails");
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
+    }
+
+    #[test]
+    fn hex_is_lowercase_two_digits_a_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xab, 0xff]), "000fabff");
     }
 }

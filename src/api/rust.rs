@@ -57,10 +57,7 @@ pub fn sysroot() -> Result<PathBuf> {
 pub fn vendor(workspace: &Path, dest: &Path) -> Result<PathBuf> {
     let lock = workspace.join("Cargo.lock");
     let text = std::fs::read(&lock).map_err(|e| Error::io("reading", &lock, e))?;
-    let digest: String = Sha256::digest(&text)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let digest = crate::fsutil::hex(&Sha256::digest(&text));
     let stamp = dest.join(STAMP);
     if std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == digest) {
         return Ok(dest.to_path_buf());
@@ -136,10 +133,7 @@ mod tests {
         std::fs::write(dir.path().join("Cargo.lock"), "version = 4\n").expect("write");
         let dest = dir.path().join("vendor");
         std::fs::create_dir(&dest).expect("mkdir");
-        let digest: String = Sha256::digest(b"version = 4\n")
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let digest = crate::fsutil::hex(&Sha256::digest(b"version = 4\n"));
         std::fs::write(dest.join(STAMP), &digest).expect("stamp");
         // No Cargo.toml here: had cargo vendor run, it would have failed.
         assert_eq!(vendor(dir.path(), &dest).expect("kept"), dest);

@@ -120,35 +120,6 @@ fn promote_by_rename(root: &Path, output: &Path, last: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Write `bytes` to `path` atomically: a reader sees the old file or the new one, never a
-/// part (a temporary file in the same folder, synced, then renamed over `path`). Two writers
-/// at once each write a whole file; the later rename wins.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temp = path.with_file_name(format!(
-        ".{name}.{}-{}.tmp",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut file = std::fs::File::create(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&temp);
-        return Err(Error::io("writing", path, e));
-    }
-    Ok(())
-}
-
 /// What [`remove_stale_runs`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StaleRuns {
@@ -271,18 +242,6 @@ mod tests {
             std::fs::read_dir(out.join("runs")).expect("runs").count(),
             0
         );
-    }
-
-    #[test]
-    fn atomic_writes_replace_whole_files() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("report.json");
-        write_atomic(&path, b"{\"first\":1}").expect("write");
-        write_atomic(&path, b"{\"second\":2}").expect("write");
-        assert_eq!(std::fs::read(&path).expect("read"), b"{\"second\":2}");
-        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1);
-        let e = write_atomic(&dir.path().join("no/such/report.json"), b"x").expect_err("fails");
-        assert!(e.to_string().starts_with("writing "), "{e}");
     }
 
     #[test]

@@ -119,7 +119,6 @@ impl State {
         std::fs::create_dir_all(out_dir)
             .map_err(|e| Error::io("creating output folder", out_dir, e))?;
         let path = out_dir.join(STATE_FILE);
-        let temp = out_dir.join(format!("{STATE_FILE}.{}.tmp", std::process::id()));
         let bytes = serde_json::to_vec(self).map_err(|e| {
             Error::io(
                 "encoding the build state for",
@@ -127,11 +126,8 @@ impl State {
                 std::io::Error::other(e),
             )
         })?;
-        std::fs::write(&temp, bytes).map_err(|e| Error::io("writing the build state", &temp, e))?;
-        std::fs::rename(&temp, &path).map_err(|e| {
-            let _ = std::fs::remove_file(&temp);
-            Error::io("writing the build state", &path, e)
-        })
+        crate::fsutil::write_atomic(&path, &bytes)
+            .map_err(|e| Error::io("writing the build state", &path, e))
     }
 
     /// The state after a successful build of `sources` with `fingerprint`.
@@ -208,7 +204,7 @@ pub fn fingerprint(inputs: &Inputs<'_>, sources: &Sources) -> String {
             }
         }
     }
-    hex(&h.finalize())
+    crate::fsutil::hex(&h.finalize())
 }
 
 /// Look at every mounted source of `plan`, reusing `previous` digests where size and mtime say
@@ -332,7 +328,7 @@ fn hash_file(path: &Path) -> Result<String> {
         }
         hasher.update(&buffer[..n]);
     }
-    Ok(hex(&hasher.finalize()))
+    Ok(crate::fsutil::hex(&hasher.finalize()))
 }
 
 /// A mount root's `.dockerignore`, with Docker's meaning: every pattern is anchored at the root
@@ -409,9 +405,7 @@ fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+
 
 #[cfg(test)]
 mod tests {

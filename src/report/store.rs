@@ -54,14 +54,12 @@ pub fn save(out_dir: &Path, report: &Report) -> Result<()> {
     std::fs::create_dir_all(out_dir).map_err(|e| failed(out_dir, e))?;
     let current = out_dir.join(REPORT_FILE);
     let previous = out_dir.join(PREVIOUS_FILE);
-    let fresh = out_dir.join(format!(".{REPORT_FILE}.{}.tmp", std::process::id()));
     let mut text = serde_json::to_string_pretty(report).map_err(|e| Error::ReportFile {
         action: "writing",
         path: current.clone(),
         message: e.to_string(),
     })?;
     text.push('\n');
-    write_synced(&fresh, text.as_bytes()).map_err(|e| failed(&fresh, e))?;
 
     if current.exists() {
         // Link (or copy) the old report aside first, so report.json stays in place until the
@@ -75,17 +73,7 @@ pub fn save(out_dir: &Path, report: &Report) -> Result<()> {
     } else if previous.exists() {
         std::fs::remove_file(&previous).map_err(|e| failed(&previous, e))?;
     }
-    std::fs::rename(&fresh, &current).map_err(|e| {
-        let _ = std::fs::remove_file(&fresh);
-        failed(&current, e)
-    })
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut file = std::fs::File::create(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
+    crate::fsutil::write_atomic(&current, text.as_bytes()).map_err(|e| failed(&current, e))
 }
 
 /// Read a report file; a missing file is `Ok(None)`.
