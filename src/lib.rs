@@ -8,23 +8,26 @@
 //! manifest -> plan -> engine (builder) -> artifacts -> image -> report
 //! ```
 //!
-//! Only [`engine`] talks to Docker; the other stages are plain functions over plain values.
+//! Only `engine` talks to Docker; the other stages are plain functions over plain values.
 
-pub mod api;
-pub mod artifacts;
+#![warn(missing_docs)]
+
+mod api;
+mod artifacts;
+#[doc(hidden)]
 pub mod cli;
-pub mod engine;
+mod engine;
 pub mod error;
-pub mod fsutil;
-pub mod image;
-pub mod manifest;
-pub mod pipeline;
-pub mod plan;
-pub mod progress;
-pub mod report;
-pub mod units;
+mod fsutil;
+mod image;
+mod manifest;
+mod pipeline;
+mod plan;
+mod progress;
+mod report;
+mod units;
 
-pub use api::{build_blocking, rust, Options};
+pub use api::{build_blocking, manifest_schema, report_schema, rust, Options};
 pub use engine::Engine;
 pub use error::{Error, Result};
 pub use manifest::MAX_MANIFEST_BYTES;

@@ -232,7 +232,7 @@ fn variables_come_from_the_manifest_then_the_environment_then_set() {
 #[test]
 fn examples_validate_against_the_schema() {
     let schema: serde_json::Value =
-        serde_json::from_str(&dockception::manifest::json_schema()).expect("schema");
+        serde_json::from_str(&dockception::manifest_schema()).expect("schema");
     let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
     let mut manifests = vec![repo().join("dockception.toml")];
     for entry in std::fs::read_dir(repo().join("examples")).expect("examples") {

@@ -195,6 +195,17 @@ pub fn build_blocking(plans: &PlanSet, progress: Progress) -> Result<Vec<TargetR
     })
 }
 
+/// The manifest's JSON Schema, as checked in at `schema/dockception.schema.json`: generated from
+/// the manifest's types, so an editor completes and explains every key.
+pub fn manifest_schema() -> String {
+    manifest::json_schema()
+}
+
+/// The JSON Schema of `report --format json`, as checked in at `schema/report.schema.json`.
+pub fn report_schema() -> String {
+    crate::report::json_schema()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -202,7 +202,10 @@ fn labelled(dir: &Path, list: &[&str], field: &str) -> Vec<String> {
 /// The `dockception.project` label of the project folder `dir`.
 pub fn project_label(dir: &Path) -> String {
     let dir = dir.canonicalize().expect("canonical path");
-    dockception::plan::project_for(&dir.join("dockception.toml")).expect("project")
+    dockception::Options::new(dir.join("dockception.toml"))
+        .load()
+        .expect("the project loads")
+        .project
 }
 
 /// A dockception process running in the background, its stderr read line by line as it comes.

@@ -193,9 +193,9 @@ fn schema() -> Result<(), String> {
     for (name, text) in [
         (
             "dockception.schema.json",
-            dockception::manifest::json_schema(),
+            dockception::manifest_schema(),
         ),
-        ("report.schema.json", dockception::report::json_schema()),
+        ("report.schema.json", dockception::report_schema()),
     ] {
         let path = root().join("schema").join(name);
         std::fs::create_dir_all(path.parent().unwrap_or(&root()))
