@@ -93,7 +93,7 @@ make_debian() {
 ensure_engine
 # A real registry for the tests that pull (they start it themselves, on 127.0.0.1).
 command -v docker-registry >/dev/null || [ "$(id -u)" != 0 ] || apt_install docker-registry
-# `ip` gives the engine-goes-away test's private dockerd a bridge of its own (tests/daemon.rs).
+# `ip` gives the engine-goes-away test's private dockerd a bridge of its own (tests/integration/daemon.rs).
 command -v ip >/dev/null || [ "$(id -u)" != 0 ] || apt_install iproute2
 images=("$@")
 [ ${#images[@]} -gt 0 ] || images=(busybox gcc golang debian-minimal)

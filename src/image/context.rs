@@ -100,10 +100,6 @@ impl ContextSpec {
         self.files.sort_by(|a, b| a.image_path.cmp(&b.image_path));
     }
 
-    /// The total bytes of artifact content.
-    pub fn artifact_bytes(&self) -> u64 {
-        self.files.iter().map(|f| f.artifact.size).sum()
-    }
 }
 
 /// The mtime for context entries: `SOURCE_DATE_EPOCH` when set to a number, else 0.
@@ -187,17 +183,6 @@ fn quote(value: &str) -> String {
 /// The JSON array form, which runs without a shell.
 fn exec_form(argv: &[String]) -> String {
     serde_json::Value::from(argv.to_vec()).to_string()
-}
-
-/// Write the context tar to `out`; returns the bytes written.
-pub fn write(spec: &ContextSpec, out: impl Write) -> io::Result<u64> {
-    write_tar(spec, out, Layout::Context)
-}
-
-/// Write only the image's files as a tar (no Dockerfile, no `rootfs/` folder): the one layer of
-/// an image imported onto `scratch`. Same determinism as [`write`]; returns the bytes written.
-pub fn write_rootfs(spec: &ContextSpec, out: impl Write) -> io::Result<u64> {
-    write_tar(spec, out, Layout::Rootfs)
 }
 
 /// The Dockerfile's metadata instructions (ENV, WORKDIR, USER, EXPOSE, LABEL, ENTRYPOINT, CMD)
@@ -320,12 +305,8 @@ pub fn stream(spec: ContextSpec) -> impl Stream<Item = io::Result<Bytes>> + Send
     stream_tar(spec, Layout::Context, None)
 }
 
-/// [`write_rootfs`] as a stream of chunks, produced on a blocking thread like [`stream`].
-pub fn stream_rootfs(spec: ContextSpec) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
-    stream_tar(spec, Layout::Rootfs, None)
-}
-
-/// [`stream_rootfs`], and a second reading of the same bytes: every chunk handed to the
+/// The image's files alone as a tar stream (no Dockerfile, no `rootfs/` folder: the one layer
+/// of an image imported onto `scratch`), and a second reading of the same bytes: every chunk handed to the
 /// stream is also handed to the returned reader (shared, not copied), so what is sent can be
 /// measured without reading the artifacts from disk again. The reader may lag behind the
 /// stream by [`COPY_CHUNKS`] chunks, then the stream waits for it; a reader that is dropped
@@ -556,10 +537,10 @@ mod tests {
         ];
         let spec = ContextSpec::new(&runtime(), "/usr/local/", &artifacts, 1_700_000_000);
         let mut first = Vec::new();
-        let written = write(&spec, &mut first).expect("write");
+        let written = write_tar(&spec, &mut first, Layout::Context).expect("write");
         assert_eq!(written, first.len() as u64);
         let mut second = Vec::new();
-        write(&spec, &mut second).expect("write");
+        write_tar(&spec, &mut second, Layout::Context).expect("write");
         assert_eq!(first, second, "same inputs, same bytes");
 
         let got = entries(&first);
@@ -587,7 +568,7 @@ mod tests {
         let artifacts = vec![artifact(dir.path(), "app", "binary", true)];
         let spec = ContextSpec::new(&runtime(), "/usr/bin", &artifacts, 0);
         let mut bytes = Vec::new();
-        let written = write_rootfs(&spec, &mut bytes).expect("write");
+        let written = write_tar(&spec, &mut bytes, Layout::Rootfs).expect("write");
         assert_eq!(written, bytes.len() as u64);
         let names: Vec<_> = entries(&bytes).into_iter().map(|e| e.0).collect();
         assert_eq!(names, ["usr/", "usr/bin/", "usr/bin/app"]);
@@ -627,7 +608,7 @@ mod tests {
             .collect();
         let spec = ContextSpec::new(&runtime(), "/opt/x y", &artifacts, 0);
         let mut bytes = Vec::new();
-        write(&spec, &mut bytes).expect("write");
+        write_tar(&spec, &mut bytes, Layout::Context).expect("write");
         let mut archive = tar::Archive::new(bytes.as_slice());
         let got: Vec<Vec<u8>> = archive
             .entries()
@@ -658,7 +639,7 @@ mod tests {
         }];
         let spec = ContextSpec::new(&runtime(), "/", &artifacts, 0);
         let mut bytes = Vec::new();
-        write(&spec, &mut bytes).expect("write");
+        write_tar(&spec, &mut bytes, Layout::Context).expect("write");
         let mut archive = tar::Archive::new(bytes.as_slice());
         let link = archive
             .entries()
@@ -678,7 +659,7 @@ mod tests {
         let mut a = artifact(dir.path(), "app", "abc", true);
         a.size = 10;
         let spec = ContextSpec::new(&runtime(), "/", &[a], 0);
-        let err = write(&spec, Vec::new()).expect_err("must fail");
+        let err = write_tar(&spec, Vec::new(), Layout::Context).expect_err("must fail");
         assert!(
             err.to_string().contains("changed while it was read"),
             "{err}"
@@ -724,7 +705,7 @@ mod tests {
             executable: true,
         });
         let mut bytes = Vec::new();
-        write(&spec, &mut bytes).expect("write");
+        write_tar(&spec, &mut bytes, Layout::Context).expect("write");
         let got = entries(&bytes);
         let names: Vec<_> = got.iter().map(|e| e.0.as_str()).collect();
         assert_eq!(
@@ -749,7 +730,7 @@ mod tests {
         let artifacts = vec![artifact(dir.path(), "big", &big, false)];
         let spec = ContextSpec::new(&runtime(), "/", &artifacts, 0);
         let mut expected = Vec::new();
-        write(&spec, &mut expected).expect("write");
+        write_tar(&spec, &mut expected, Layout::Context).expect("write");
         let mut streamed = Vec::new();
         let mut s = Box::pin(stream(spec));
         while let Some(chunk) = s.next().await {
@@ -768,7 +749,7 @@ mod tests {
         let artifacts = vec![artifact(dir.path(), "big", &big, false)];
         let spec = ContextSpec::new(&runtime(), "/", &artifacts, 0);
         let mut expected = Vec::new();
-        write_rootfs(&spec, &mut expected).expect("write");
+        write_tar(&spec, &mut expected, Layout::Rootfs).expect("write");
         let (stream, mut copy) = stream_rootfs_copied(spec);
         let reader = std::thread::spawn(move || {
             let mut read = Vec::new();
@@ -792,7 +773,7 @@ mod tests {
         let artifacts = vec![artifact(dir.path(), "big", &big, false)];
         let spec = ContextSpec::new(&runtime(), "/", &artifacts, 0);
         let mut expected = Vec::new();
-        write_rootfs(&spec, &mut expected).expect("write");
+        write_tar(&spec, &mut expected, Layout::Rootfs).expect("write");
         let (stream, copy) = stream_rootfs_copied(spec);
         drop(copy);
         let mut streamed = Vec::new();

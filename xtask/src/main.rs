@@ -134,7 +134,7 @@ fn image(args: Vec<String>) -> Result<(), String> {
 }
 
 /// The whole suite, then a check that it left no labelled container or volume behind. The
-/// tests name their project folders `dcpt-<run>-…` (tests/common/mod.rs), so only this run's
+/// tests name their project folders `dcpt-<run>-…` (tests/integration/support.rs), so only this run's
 /// leftovers count, even while others use the same engine.
 fn test_suite() -> Result<(), String> {
     let nanos = std::time::SystemTime::now()

@@ -2,12 +2,11 @@
 //! installed by a step with the artifacts mounted, so no layer holds them; and `init = true`
 //! puts tini first, which reaps orphans and passes `docker stop`'s signal on.
 
-mod common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 
 /// Every file path in every layer of `image`, bottom layer first, from `docker save`.
 fn layer_paths(image: &str) -> Vec<Vec<String>> {

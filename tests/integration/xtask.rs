@@ -5,13 +5,12 @@
 //! Both run cargo. They share this workspace's target folder (the consumer's xtask reuses the
 //! dockception library compiled for these tests), so they take turns.
 
-mod common;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 
-use common::*;
+use crate::support::*;
 
 /// One nested cargo at a time: they share `target/` and its `xtask` binary.
 static CARGO: Mutex<()> = Mutex::new(());

@@ -5,12 +5,11 @@
 //! To accept changed messages: `DOCKCEPTION_BLESS=1 cargo test --test manifest`, then review
 //! the diff of the .stderr files.
 
-mod common;
 
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::support::*;
 
 fn plan(args: &[&str], cwd: &Path) -> (Option<i32>, String, String) {
     let out = Command::new(BIN)

@@ -3,12 +3,11 @@
 //! exits 130 (143 for SIGTERM), no container of the run is left, its run folder is gone and no
 //! image of it is tagged; a second Ctrl-C exits at once and names what it left.
 
-mod common;
 
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use rustix::process::Signal;
 
 fn manifest(builder: &str, run: &str, include: &str) -> String {

@@ -4,11 +4,10 @@
 //! check holds per target, and one target failing, or Ctrl-C, stops the others and leaves
 //! nothing behind.
 
-mod common;
 
 use std::path::Path;
 
-use common::*;
+use crate::support::*;
 
 /// A builder script that marks `me` started in /shared, then waits for `other` to have
 /// started too. Run one after the other, the first would wait in vain: it gives up after a

@@ -2,11 +2,10 @@
 //! nothing, a one-byte source change rebuilds, and `cache ls` / `cache rm` manage the project's
 //! cache volumes. (How fast is measured by `cargo xtask bench`, never asserted here.)
 
-mod common;
 
 use std::path::Path;
 
-use common::*;
+use crate::support::*;
 
 const MANIFEST: &str = r#"
 [builder]

@@ -2,11 +2,10 @@
 //! the build fails naming them; with `libs = "auto"` the loader and libraries come from the
 //! builder and the binary runs on scratch; static binaries need nothing and say so.
 
-mod common;
 
 use std::path::Path;
 
-use common::*;
+use crate::support::*;
 
 const HELLO_C: &str = r#"#include <math.h>
 #include <stdio.h>

@@ -2,11 +2,10 @@
 //! reproducible, failures exit with the builder's status and leave nothing behind, sources stay
 //! untouched, and outputs belong to the invoking user.
 
-mod common;
 
 use std::path::Path;
 
-use common::*;
+use crate::support::*;
 
 /// Build an example with a unique tag and a private output folder; return the image, the
 /// report and the output folder.

@@ -7,13 +7,12 @@
 //! loads busybox:local into it, kills it mid-build with SIGKILL, restarts it, and stops and
 //! removes it at the end. That needs root; elsewhere the test is skipped (it fails under CI).
 
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 
 /// A dockerd of this test's own, removed (with its bridge and files) on drop.
 struct PrivateDaemon {

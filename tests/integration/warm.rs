@@ -3,11 +3,10 @@
 //! build failure, and `dockception clean` removes the kept container. Every test removes its
 //! warm containers, whatever happens.
 
-mod common;
 
 use std::path::Path;
 
-use common::*;
+use crate::support::*;
 
 /// Removes the project's warm builder containers when dropped.
 struct WarmContainers(String);

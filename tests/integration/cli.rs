@@ -1,11 +1,10 @@
 //! The command line without an engine: usage, help, and errors that must appear before any
 //! container starts (the tool is pointed at an engine that does not exist to prove it).
 
-mod common;
 
 use std::process::Command;
 
-use common::*;
+use crate::support::*;
 
 fn run(args: &[&str], cwd: &std::path::Path) -> (Option<i32>, String, String) {
     let out = Command::new(BIN)

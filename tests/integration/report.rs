@@ -4,12 +4,11 @@
 //! every JSON output matches the checked-in schema (schema/report.schema.json) that README.md
 //! documents. Gate misconfigurations are caught before any engine is asked.
 
-mod common;
 
 use std::path::Path;
 use std::process::Output;
 
-use common::*;
+use crate::support::*;
 use serde_json::Value;
 
 /// The bytes the test adds to the build's output.

@@ -4,12 +4,11 @@
 //! that do not collide, secrets that never reach the runtime image, and a warning for images
 //! that run as root.
 
-mod common;
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use common::*;
+use crate::support::*;
 use rustix::process::Signal;
 
 fn inspect(kind: &str, name: &str, format: &str) -> String {

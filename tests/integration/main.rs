@@ -1,0 +1,22 @@
+//! dockception's integration tests, one binary (one link instead of one per file, as ripgrep
+//! and just do): each module drives the real binary, and most of them the real Docker Engine.
+//! Docker-backed tests skip with a printed reason when no engine answers, and fail under
+//! `CI=true`. Helpers shared by the modules are in `support`.
+
+mod support;
+
+mod cli;
+mod daemon;
+mod engine;
+mod interrupt;
+mod libs;
+mod manifest;
+mod manifest_input;
+mod report;
+mod runtime_steps;
+mod safety;
+mod schema;
+mod speed;
+mod targets;
+mod warm;
+mod xtask;
