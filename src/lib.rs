@@ -35,3 +35,8 @@ pub use pipeline::{build, TargetReport};
 pub use plan::{Plan, PlanSet, Selection, TagOverride};
 pub use progress::Progress;
 pub use report::Report;
+
+/// Compiles the README's Rust example, so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExample;

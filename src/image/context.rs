@@ -99,7 +99,6 @@ impl ContextSpec {
         }
         self.files.sort_by(|a, b| a.image_path.cmp(&b.image_path));
     }
-
 }
 
 /// The mtime for context entries: `SOURCE_DATE_EPOCH` when set to a number, else 0.

@@ -1,8 +1,10 @@
 //! The cache volumes of a manifest (`[[cache]]`): which ones a command names, and the table
-//! `dockception cache ls` prints. Pure; the engine lists, measures and removes them.
+//! `dockception cache ls` prints. Listing, measuring and removing them asks the engine.
 
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::plan::CacheVolume;
+use crate::plan::{self, PlanSet};
 use crate::units::human;
 
 /// One line of `dockception cache ls`.
@@ -119,6 +121,86 @@ pub fn to_text(rows: &[CacheRow]) -> String {
         out.push_str(&format!("{:<w0$}  {:<w1$}  {}\n", c[0], c[1], c[2]));
     }
     out
+}
+
+/// Every cache volume of the targets that run a builder, once each.
+pub(crate) fn all_caches(plans: &PlanSet) -> Vec<plan::CacheVolume> {
+    let mut caches: Vec<plan::CacheVolume> = Vec::new();
+    for plan in plans.targets.iter().filter(|p| p.artifacts_from.is_none()) {
+        for cache in &plan.builder.caches {
+            if !caches.iter().any(|c| c.volume == cache.volume) {
+                caches.push(cache.clone());
+            }
+        }
+    }
+    caches
+}
+
+/// The manifest's cache volumes, whether they exist and their size; with `all`, every other
+/// dockception cache volume on the engine too. Sizes are measured in one short container of a
+/// builder image (when it is present).
+pub async fn list_caches(engine: &Engine, plans: &PlanSet, all: bool) -> Result<Vec<CacheRow>> {
+    let caches = all_caches(plans);
+    let mut existing = Vec::new();
+    for c in &caches {
+        if engine.volume_exists(&c.volume).await? {
+            existing.push(c.volume.clone());
+        }
+    }
+    let others: Vec<(String, Option<String>)> = if all {
+        engine
+            .cache_volumes()
+            .await?
+            .into_iter()
+            .map(|v| (v.name, v.project))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut rows = rows(&caches, &plans.project, &existing, &others);
+    let measured: Vec<String> = rows
+        .iter()
+        .filter(|r| r.exists)
+        .map(|r| r.volume.clone())
+        .collect();
+    let builder = plans
+        .targets
+        .iter()
+        .find(|p| p.artifacts_from.is_none())
+        .map(|p| p.builder.image.clone());
+    if let Some(builder) = builder {
+        if !measured.is_empty() && engine.image_facts(&builder).await?.is_some() {
+            let sizes = engine
+                .volume_sizes(&builder, &measured, &plans.project)
+                .await?;
+            for row in &mut rows {
+                row.bytes = sizes.get(&row.volume).copied();
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// Remove the manifest's cache volumes; `selector` narrows it to a target's caches (by target
+/// name), or to one cache (see [`select`]). Returns each with whether it existed.
+pub async fn remove_caches(
+    engine: &Engine,
+    plans: &PlanSet,
+    selector: Option<&str>,
+) -> Result<Vec<(plan::CacheVolume, bool)>> {
+    let chosen: Vec<plan::CacheVolume> = match selector.and_then(|s| plans.target(s)) {
+        Some(target) => target.builder.caches.clone(),
+        None => select(&all_caches(plans), selector)?
+            .into_iter()
+            .cloned()
+            .collect(),
+    };
+    let mut removed = Vec::new();
+    for c in chosen {
+        let existed = engine.remove_volume(&c.volume).await?;
+        removed.push((c, existed));
+    }
+    Ok(removed)
 }
 
 #[cfg(test)]

@@ -405,8 +405,6 @@ fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
-
-
 #[cfg(test)]
 mod tests {
     use super::*;

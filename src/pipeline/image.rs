@@ -2,12 +2,11 @@
 //! so a failed build never leaves a half-built image under a tag: from the context (artifacts
 //! copied in one layer), or by runtime steps with the artifacts mounted (run + commit).
 
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-
-use std::path::Path;
 
 use crate::artifacts::collect::{Artifact, Collected};
 use crate::artifacts::pid1;

@@ -8,14 +8,13 @@ use std::path::PathBuf;
 use crate::artifacts::collect::{Artifact, Collected};
 use crate::artifacts::elf::{self, ElfInfo};
 use crate::artifacts::run_dir::RunDir;
+use crate::artifacts::shared_libs::*;
 use crate::engine::{Engine, Entry, ImageFiles};
 use crate::error::{Error, Result};
 use crate::image::context::ContextFile;
 use crate::manifest::Libs;
 use crate::plan::Plan;
 use crate::progress::Progress;
-
-use crate::artifacts::shared_libs::*;
 
 /// What [`find_libraries`] gives the image step.
 #[derive(Default)]

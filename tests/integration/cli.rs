@@ -1,7 +1,6 @@
 //! The command line without an engine: usage, help, and errors that must appear before any
 //! container starts (the tool is pointed at an engine that does not exist to prove it).
 
-
 use std::process::Command;
 
 use crate::support::*;

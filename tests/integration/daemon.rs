@@ -7,7 +7,6 @@
 //! loads busybox:local into it, kills it mid-build with SIGKILL, restarts it, and stops and
 //! removes it at the end. That needs root; elsewhere the test is skipped (it fails under CI).
 
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

@@ -2,7 +2,6 @@
 //! reproducible, failures exit with the builder's status and leave nothing behind, sources stay
 //! untouched, and outputs belong to the invoking user.
 
-
 use std::path::Path;
 
 use crate::support::*;

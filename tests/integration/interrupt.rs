@@ -3,7 +3,6 @@
 //! exits 130 (143 for SIGTERM), no container of the run is left, its run folder is gone and no
 //! image of it is tagged; a second Ctrl-C exits at once and names what it left.
 
-
 use std::path::Path;
 use std::time::Duration;
 

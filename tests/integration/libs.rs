@@ -2,7 +2,6 @@
 //! the build fails naming them; with `libs = "auto"` the loader and libraries come from the
 //! builder and the binary runs on scratch; static binaries need nothing and say so.
 
-
 use std::path::Path;
 
 use crate::support::*;

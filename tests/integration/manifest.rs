@@ -5,7 +5,6 @@
 //! To accept changed messages: `DOCKCEPTION_BLESS=1 cargo test --test manifest`, then review
 //! the diff of the .stderr files.
 
-
 use std::path::Path;
 use std::process::Command;
 

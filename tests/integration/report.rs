@@ -4,7 +4,6 @@
 //! every JSON output matches the checked-in schema (schema/report.schema.json) that README.md
 //! documents. Gate misconfigurations are caught before any engine is asked.
 
-
 use std::path::Path;
 use std::process::Output;
 

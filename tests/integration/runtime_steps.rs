@@ -2,7 +2,6 @@
 //! installed by a step with the artifacts mounted, so no layer holds them; and `init = true`
 //! puts tini first, which reaps orphans and passes `docker stop`'s signal on.
 
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,6 @@
 //! that do not collide, secrets that never reach the runtime image, and a warning for images
 //! that run as root.
 
-
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 

@@ -26,10 +26,7 @@ fn the_checked_in_schema_is_up_to_date() {
 
 #[test]
 fn the_checked_in_report_schema_is_up_to_date() {
-    assert_fresh(
-        "schema/report.schema.json",
-        dockception::report_schema(),
-    );
+    assert_fresh("schema/report.schema.json", dockception::report_schema());
 }
 
 /// Every property of the report's JSON, at every level, is named in README.md's section on

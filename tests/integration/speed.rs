@@ -2,7 +2,6 @@
 //! nothing, a one-byte source change rebuilds, and `cache ls` / `cache rm` manage the project's
 //! cache volumes. (How fast is measured by `cargo xtask bench`, never asserted here.)
 
-
 use std::path::Path;
 
 use crate::support::*;

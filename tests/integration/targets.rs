@@ -4,7 +4,6 @@
 //! check holds per target, and one target failing, or Ctrl-C, stops the others and leaves
 //! nothing behind.
 
-
 use std::path::Path;
 
 use crate::support::*;

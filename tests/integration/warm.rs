@@ -3,7 +3,6 @@
 //! build failure, and `dockception clean` removes the kept container. Every test removes its
 //! warm containers, whatever happens.
 
-
 use std::path::Path;
 
 use crate::support::*;

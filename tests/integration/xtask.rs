@@ -5,7 +5,6 @@
 //! Both run cargo. They share this workspace's target folder (the consumer's xtask reuses the
 //! dockception library compiled for these tests), so they take turns.
 
-
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;

@@ -191,10 +191,7 @@ fn leftovers(run_id: &str) -> Result<Vec<String>, String> {
 
 fn schema() -> Result<(), String> {
     for (name, text) in [
-        (
-            "dockception.schema.json",
-            dockception::manifest_schema(),
-        ),
+        ("dockception.schema.json", dockception::manifest_schema()),
         ("report.schema.json", dockception::report_schema()),
     ] {
         let path = root().join("schema").join(name);

@@ -1,0 +1,228 @@
+//! A target's artifacts: its builder run (in a fresh container or the warm one), or the output
+//! of the target it takes them from; then the selection.
+
+use std::path::PathBuf;
+
+use crate::artifacts::collect::{self, Collected};
+use crate::artifacts::run_dir::RunDir;
+use crate::engine::{self, Engine};
+use crate::error::{Error, Result};
+use crate::plan::{secrets, Plan};
+use crate::progress::Progress;
+
+use super::runtime::container_join;
+use super::target::Outputs;
+
+/// A target's artifacts, and the run folder that holds them until they are kept.
+pub(crate) struct Produced {
+    pub(crate) collected: Collected,
+    pub(crate) run: Option<RunDir>,
+    /// How long the build command ran, when it ran.
+    pub(crate) ran_ms: Option<u64>,
+}
+
+impl Produced {
+    /// Keep the run's output as the target's `last/` one, for later targets and runs.
+    pub(crate) fn keep(self, plan: &Plan, outputs: &mut Outputs) -> Result<()> {
+        if let Some(last) = self.promote()? {
+            outputs.insert(plan.target.clone(), last);
+        }
+        Ok(())
+    }
+
+    /// Make the run's output the target's `last/` one; returns its path, when a builder ran.
+    pub(crate) fn promote(self) -> Result<Option<PathBuf>> {
+        Ok(self.run.map(RunDir::promote).transpose()?)
+    }
+}
+
+/// Run the target's builder into a fresh output folder, or take the output of the target it
+/// takes artifacts from; then select the artifacts. `secrets` are the builder's when the caller
+/// resolved them already.
+pub(crate) async fn produce_artifacts(
+    engine: &Engine,
+    plan: &Plan,
+    outputs: &Outputs,
+    secrets: Option<&secrets::Resolved>,
+    progress: &Progress,
+) -> Result<Produced> {
+    if let Some(from) = &plan.artifacts_from {
+        let root = outputs.get(from).ok_or_else(|| Error::Usage {
+            message: format!(
+                "target `{}` needs target `{from}`, which did not run",
+                plan.target
+            ),
+            help: format!("build both: dockception build {from} {}", plan.target),
+        })?;
+        let collected = collect::collect(
+            &root.join(&plan.artifacts.subdir),
+            &plan.artifacts,
+            &format!(
+                "{from}:{}",
+                container_join(&plan.builder.output_target, &plan.artifacts.subdir)
+            ),
+        )?;
+        return Ok(Produced {
+            collected,
+            run: None,
+            ran_ms: None,
+        });
+    }
+    let builder = engine.ensure_image(&plan.builder.image, progress).await?;
+    let secrets = match secrets {
+        Some(resolved) => resolved.clone(),
+        None => secrets::resolve(&plan.builder, |name| std::env::var_os(name))?,
+    };
+    engine.ensure_caches(plan, progress).await?;
+    progress.phase(&format!(
+        "building in {}: {}",
+        plan.builder.image,
+        plan.builder.command.join(" ")
+    ));
+    let (exit, run) = match run_warm(engine, plan, &builder, &secrets, progress).await? {
+        Some(done) => done,
+        None => {
+            let run = RunDir::create(&plan.out_dir)?;
+            let exit = engine
+                .run_builder_with(plan, &run.output(), &secrets, progress)
+                .await?;
+            (exit, run)
+        }
+    };
+    if exit.code != 0 {
+        return Err(Error::BuildCommandFailed {
+            code: exit.code,
+            image: plan.builder.image.clone(),
+            tail: exit.tail,
+        });
+    }
+    progress.phase(&format!(
+        "selecting artifacts in {}",
+        plan.builder.output_target
+    ));
+    // Walking a large output takes a while: do it off the async threads, and stop it when
+    // this future is dropped (Ctrl-C) so the run's folder can go.
+    let cancel = CancelOnDrop::default();
+    let (root, rules, from) = (
+        run.output().join(&plan.artifacts.subdir),
+        plan.artifacts.clone(),
+        plan.builder.output_target.clone(),
+    );
+    let flag = std::sync::Arc::clone(&cancel.0);
+    let collected =
+        tokio::task::spawn_blocking(move || collect::collect_until(&root, &rules, &from, &flag))
+            .await
+            .map_err(|e| {
+                Error::io(
+                    "selecting artifacts in",
+                    run.output(),
+                    std::io::Error::other(e),
+                )
+            })??;
+    for skipped in &collected.skipped {
+        progress.warn(skipped);
+    }
+    Ok(Produced {
+        collected,
+        run: Some(run),
+        ran_ms: Some(exit.ran_ms),
+    })
+}
+
+/// Run the build in the target's warm builder (`builder.warm`), when the plan asks for one and
+/// no other dockception is using it; `None` means the build is still to run in a fresh
+/// container. The warm container's output mount is `<out_dir>/warm/output`, a folder that
+/// stays (the mount points at it): it is emptied before the command runs, and its entries are
+/// moved into a fresh run folder afterwards, so the rest of the pipeline sees a run like any
+/// other.
+pub(crate) async fn run_warm(
+    engine: &Engine,
+    plan: &Plan,
+    builder: &engine::ImageFacts,
+    secrets: &secrets::Resolved,
+    progress: &Progress,
+) -> Result<Option<(engine::BuilderExit, RunDir)>> {
+    if plan.builder.warm.is_none() {
+        return Ok(None);
+    }
+    let dir = plan.out_dir.join("warm");
+    let output = dir.join("output");
+    std::fs::create_dir_all(&output)
+        .map_err(|e| Error::io("creating the warm builder's folder", &output, e))?;
+    let lock_path = dir.join("lock");
+    let lock = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::io("opening", &lock_path, e))?;
+    // flock, not `File::try_lock`: the same lock, within the crate's minimum Rust version.
+    match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::WOULDBLOCK) => {
+            progress.warn(&format!(
+                "another dockception is building target {} in its warm builder; this build runs in a fresh container",
+                plan.target
+            ));
+            return Ok(None);
+        }
+        Err(e) => return Err(Error::io("locking", &lock_path, e.into())),
+    }
+    empty_folder(&output)?;
+    // A folder made anew (say the output folder was deleted) is another mount source even at
+    // the same path: its identity is part of the warm container's name.
+    let identity = {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(&output)
+            .map_err(|e| Error::io("reading the warm builder's folder", &output, e))?;
+        format!("{}:{}", meta.dev(), meta.ino())
+    };
+    let warm = engine
+        .run_builder_warm(plan, &output, &identity, secrets, builder, progress)
+        .await?;
+    let exit = match warm {
+        engine::WarmRun::Ran(exit) => exit,
+        engine::WarmRun::Unavailable(reason) => {
+            progress.warn(&format!(
+                "target {}: no warm builder ({reason}); this build runs in a fresh container",
+                plan.target
+            ));
+            empty_folder(&output)?;
+            return Ok(None);
+        }
+    };
+    let run = RunDir::create(&plan.out_dir)?;
+    let into = run.output();
+    for entry in std::fs::read_dir(&output).map_err(|e| Error::io("reading", &output, e))? {
+        let entry = entry.map_err(|e| Error::io("reading", &output, e))?;
+        let to = into.join(entry.file_name());
+        std::fs::rename(entry.path(), &to)
+            .map_err(|e| Error::io("moving the build output to", &to, e))?;
+    }
+    drop(lock);
+    Ok(Some((exit, run)))
+}
+
+/// Remove everything inside `dir`, keeping `dir` itself.
+pub(crate) fn empty_folder(dir: &std::path::Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io("reading", dir, e))? {
+        let entry = entry.map_err(|e| Error::io("reading", dir, e))?;
+        let path = entry.path();
+        let removed = match entry.file_type() {
+            Ok(kind) if kind.is_dir() => std::fs::remove_dir_all(&path),
+            _ => std::fs::remove_file(&path),
+        };
+        removed.map_err(|e| Error::io("emptying the warm builder's folder of", &path, e))?;
+    }
+    Ok(())
+}
+
+/// Sets its flag when dropped, which tells a blocking task to stop.
+#[derive(Default)]
+pub(crate) struct CancelOnDrop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,61 @@
+//! The fingerprint of a target's inputs: plan, builder and base ids, mounted sources.
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::image::context::{self};
+use crate::plan::Plan;
+use crate::progress::Progress;
+
+use super::fingerprint;
+
+/// The fingerprint of a target's inputs, the sources scanned for it, and the last state.
+pub(crate) async fn fingerprint_target(
+    engine: &Engine,
+    plan: &Plan,
+    progress: &Progress,
+) -> Result<(fingerprint::Sources, String, fingerprint::State)> {
+    // The sources are scanned on a blocking thread while the engine answers.
+    let images = async {
+        let builder = engine.ensure_image(&plan.builder.image, progress).await?;
+        let base_id = if plan.runtime.is_scratch() {
+            "scratch".to_string()
+        } else {
+            engine.ensure_image(&plan.runtime.base, progress).await?.id
+        };
+        Ok::<_, Error>((builder, base_id))
+    };
+    let ((builder, base_id), (sources, previous)) = tokio::try_join!(images, scan_sources(plan))?;
+    let print = fingerprint::fingerprint(
+        &fingerprint::Inputs {
+            plan,
+            builder_id: &builder.id,
+            base_id: &base_id,
+            epoch: context_epoch(),
+        },
+        &sources,
+    );
+    Ok((sources, print, previous))
+}
+
+/// Read the last state and scan the mounted sources, off the async threads.
+pub(crate) async fn scan_sources(
+    plan: &Plan,
+) -> Result<(fingerprint::Sources, fingerprint::State)> {
+    let plan = plan.clone();
+    tokio::task::spawn_blocking(move || {
+        let previous = fingerprint::State::load(&plan.out_dir);
+        fingerprint::scan(&plan, &previous).map(|sources| (sources, previous))
+    })
+    .await
+    .map_err(|e| {
+        Error::io(
+            "scanning the sources of",
+            "the mounts",
+            std::io::Error::other(e),
+        )
+    })?
+}
+
+pub(crate) fn context_epoch() -> u64 {
+    context::epoch_from(std::env::var("SOURCE_DATE_EPOCH").ok().as_deref())
+}
