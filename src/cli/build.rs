@@ -1,0 +1,131 @@
+//! `dockception build`.
+
+use crate::pipeline::interrupt::interruptible;
+use crate::report::store::Source;
+use crate::report::Document;
+use crate::{Engine, Error};
+
+use super::args::*;
+use super::report::previous_build;
+use super::{only_selected, options, progress};
+
+/// `dockception build`: build the selected targets (or find them up to date), then report on
+/// each against its baseline and check its gates.
+pub(super) async fn build(
+    common: &Common,
+    targets: &Targets,
+    tags: &[String],
+    format: Format,
+    gates: &GateArgs,
+    force: bool,
+) -> Result<(), Error> {
+    let progress = progress(common);
+    let plan = crate::api::load_plan(&options(common, targets.selection(), tags)?)?;
+    // By target name: reports come back in the manifest's order, not the command line's.
+    let mut gate_sets = std::collections::HashMap::new();
+    for target in &plan.selected {
+        gate_sets.insert(
+            target.clone(),
+            crate::pipeline::load_gates(Some(&common.manifest), Some(target), &gates.flags())?,
+        );
+    }
+    let engine = Engine::connect().await?;
+    // An explicit baseline is read before the build, which may retag its image.
+    let explicit = match gates.baseline.as_deref().map(Source::parse) {
+        Some(source) => {
+            let target = only_selected(&plan, "--baseline")?;
+            Some((
+                crate::pipeline::load_source(
+                    &source,
+                    Some(&engine),
+                    plan.target(target),
+                    &progress,
+                    true,
+                )
+                .await?,
+                source.name(),
+            ))
+        }
+        None => None,
+    };
+    let reports = interruptible(
+        &engine,
+        crate::pipeline::build_if_changed(&engine, &plan, &progress, force),
+    )
+    .await?;
+    let mut documents = Vec::new();
+    let mut explicit = explicit;
+    for built in reports {
+        let gate_set = gate_sets
+            .remove(&built.target)
+            .ok_or_else(|| Error::Usage {
+                message: format!("target `{}` was built but not selected", built.target),
+                help: "this is a bug in dockception; please report it".into(),
+            })?;
+        let baseline = match explicit.take() {
+            Some(b) => Some(b),
+            None => plan
+                .target(&built.target)
+                .and_then(|p| previous_build(&p.out_dir, &progress)),
+        };
+        let document = crate::pipeline::review(built.report, baseline, &gate_set);
+        documents.push((built.target, built.init, document));
+    }
+    finish_all(documents, format)
+}
+
+/// Print one document per built target, then exit as the worst gate says.
+pub(super) fn finish_all(
+    documents: Vec<(String, Option<String>, Document)>,
+    format: Format,
+) -> Result<(), Error> {
+    let several = documents.len() > 1;
+    match format {
+        Format::Json => {
+            let array: Vec<serde_json::Value> = documents
+                .iter()
+                .map(|(target, init, document)| {
+                    let mut value: serde_json::Value =
+                        serde_json::from_str(&document.to_json()).unwrap_or_default();
+                    if let Some(object) = value.as_object_mut() {
+                        object.insert("target".into(), target.clone().into());
+                        object.insert("init".into(), init.clone().into());
+                    }
+                    value
+                })
+                .collect();
+            outln!(
+                "{}",
+                serde_json::to_string_pretty(&array).unwrap_or_default()
+            );
+        }
+        Format::Text | Format::Markdown => {
+            for (i, (target, init, document)) in documents.iter().enumerate() {
+                if several {
+                    out!("{}[{target}] ", if i > 0 { "\n" } else { "" });
+                }
+                match format {
+                    Format::Markdown => out!("{}", document.to_markdown()),
+                    _ => out!("{}", document.to_text()),
+                }
+                if let Some(init) = init {
+                    outln!("  init (PID 1): {init}");
+                }
+            }
+        }
+    }
+    let worst = documents
+        .iter()
+        .filter_map(|(_, _, d)| {
+            let code = d.exit_code();
+            (code != 0).then(|| (code, d.gates.as_ref().map(|g| g.summary.clone())))
+        })
+        .max_by_key(|(code, _)| *code);
+    match worst {
+        None => Ok(()),
+        Some((status, summary)) => Err(Error::Gates {
+            summary: summary.unwrap_or_default(),
+            status,
+        }),
+    }
+}

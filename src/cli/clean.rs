@@ -1,0 +1,62 @@
+//! `dockception clean`: what interrupted or crashed runs left behind.
+
+use crate::{Engine, Error};
+
+use super::args::*;
+
+/// `dockception clean`: the engine's leftovers first (scoped to this manifest's project unless
+/// `all`), then the stale run folders of the output folder.
+pub(super) async fn clean(
+    common: &Common,
+    caches: bool,
+    all: bool,
+    force: bool,
+) -> Result<(), Error> {
+    let project = crate::plan::project_for(&common.manifest)?;
+    let out_dir = match &common.out_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            let manifest = std::path::absolute(&common.manifest).map_err(|e| {
+                Error::io("reading the current folder for", common.manifest.clone(), e)
+            })?;
+            manifest
+                .parent()
+                .unwrap_or(std::path::Path::new("/"))
+                .join(".dockception")
+        }
+    };
+    // Run folders first: they need no engine, and an engine that is down is a reason to clean.
+    let runs = crate::artifacts::run_dir::remove_stale_runs(&out_dir)?;
+    for run in &runs.removed {
+        outln!("removed run folder {}", run.display());
+    }
+    let engine = Engine::connect().await?;
+    let cleaned = engine
+        .clean((!all).then_some(project.as_str()), caches, force)
+        .await?;
+    for name in &cleaned.containers {
+        outln!("removed container {name}");
+    }
+    for id in &cleaned.images {
+        outln!("removed image {id}");
+    }
+    for name in &cleaned.volumes {
+        outln!("removed cache volume {name}");
+    }
+    let removed = cleaned.containers.len()
+        + cleaned.images.len()
+        + cleaned.volumes.len()
+        + runs.removed.len();
+    if removed == 0 {
+        outln!(
+            "nothing to clean for {}",
+            if all { "any project" } else { project.as_str() }
+        );
+    }
+    if !common.quiet {
+        for kept in cleaned.kept.iter().chain(&runs.kept) {
+            eprintln!("kept {kept}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,24 @@
+//! `dockception plan`: the resolved plan, as text or JSON, without building.
+
+use crate::Error;
+
+use super::args::*;
+use super::options;
+
+/// `dockception plan`.
+pub(super) fn plan(
+    common: &Common,
+    targets: &Targets,
+    tags: &[String],
+    format: Format,
+) -> Result<(), Error> {
+    let plan = crate::api::load_plan(&options(common, targets.selection(), tags)?)?;
+    match format {
+        Format::Text | Format::Markdown => out!("{}", plan.to_text()),
+        Format::Json => outln!(
+            "{}",
+            serde_json::to_string_pretty(&plan).unwrap_or_default()
+        ),
+    }
+    Ok(())
+}

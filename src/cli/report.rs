@@ -1,0 +1,123 @@
+//! `dockception report`: a report again, against a baseline, with gates, without building.
+
+use std::path::Path;
+
+use crate::report::store::{self, Source};
+use crate::report::{Document, Report, LAST_BUILD};
+use crate::{Engine, Error, Options, Progress, Selection};
+
+use super::args::*;
+use super::only_selected;
+
+/// `dockception report`: the last build (or `--current`) against the build before it (or
+/// `--baseline`).
+pub(super) async fn report(args: ReportArgs) -> Result<(), Error> {
+    let progress = if args.quiet {
+        Progress::Quiet
+    } else {
+        Progress::Normal
+    };
+    let manifest = args.manifest.clone().or_else(|| {
+        let default = Path::new("dockception.toml");
+        default.exists().then(|| default.to_path_buf())
+    });
+    let plans = match &manifest {
+        Some(path) => Some(crate::api::load_plan(&Options {
+            manifest: path.clone(),
+            selection: match &args.target {
+                Some(t) => Selection::Names(vec![t.clone()]),
+                None => Selection::Default,
+            },
+            out_dir: args.out_dir.clone(),
+            ..Default::default()
+        })?),
+        None => None,
+    };
+    let target = match &plans {
+        Some(plans) => Some(only_selected(plans, "report")?.to_string()),
+        None => None,
+    };
+    let plan = plans
+        .as_ref()
+        .zip(target.as_deref())
+        .and_then(|(plans, t)| plans.target(t))
+        .cloned();
+    let gate_set =
+        crate::pipeline::load_gates(manifest.as_deref(), target.as_deref(), &args.gates.flags())?;
+    let current_source = args.current.as_deref().map(Source::parse);
+    let baseline_source = args.gates.baseline.as_deref().map(Source::parse);
+    let engine = if [&current_source, &baseline_source]
+        .iter()
+        .any(|s| matches!(s, Some(Source::Image(_))))
+    {
+        Some(Engine::connect().await?)
+    } else {
+        None
+    };
+    let out_dir = plan
+        .as_ref()
+        .map(|p| p.out_dir.clone())
+        .or(args.out_dir.clone());
+    let current = match &current_source {
+        Some(source) => {
+            crate::pipeline::load_source(source, engine.as_ref(), plan.as_ref(), &progress, false)
+                .await?
+        }
+        None => {
+            let dir = out_dir.clone().ok_or_else(|| Error::Report(crate::report::Error::ReportFile {
+                action: "finding",
+                path: "report.json".into(),
+                message: "there is no dockception.toml here and no --out-dir or --current\n  help: run it next to the manifest, pass -f FILE, or name --current FILE|IMAGE".into(),
+            }))?;
+            let path = dir.join(store::REPORT_FILE);
+            store::load_if_present(&path)?.ok_or_else(|| {
+                Error::Report(crate::report::Error::ReportFile {
+                    action: "reading",
+                    path,
+                    message: "no such file; build first (each build writes it)".into(),
+                })
+            })?
+        }
+    };
+    let baseline = match (&baseline_source, &current_source, &out_dir) {
+        (Some(source), _, _) => Some((
+            crate::pipeline::load_source(source, engine.as_ref(), plan.as_ref(), &progress, true)
+                .await?,
+            source.name(),
+        )),
+        (None, None, Some(dir)) => previous_build(dir, &progress),
+        _ => None,
+    };
+    finish(
+        crate::pipeline::review(current, baseline, &gate_set),
+        args.format,
+    )
+}
+
+/// The report of the build before the last one, when there is a readable one.
+pub(super) fn previous_build(out_dir: &Path, progress: &Progress) -> Option<(Report, String)> {
+    let path = out_dir.join(store::PREVIOUS_FILE);
+    match store::load_if_present(&path) {
+        Ok(report) => report.map(|r| (r, LAST_BUILD.to_string())),
+        Err(e) => {
+            progress.warn(&format!("{e}; comparing with nothing"));
+            None
+        }
+    }
+}
+
+/// Print the document, then exit as the gates say.
+pub(super) fn finish(document: Document, format: Format) -> Result<(), Error> {
+    match format {
+        Format::Text => out!("{}", document.to_text()),
+        Format::Json => out!("{}", document.to_json()),
+        Format::Markdown => out!("{}", document.to_markdown()),
+    }
+    match (document.exit_code(), &document.gates) {
+        (0, _) | (_, None) => Ok(()),
+        (status, Some(gates)) => Err(Error::Gates {
+            summary: gates.summary.clone(),
+            status,
+        }),
+    }
+}
