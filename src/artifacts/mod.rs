@@ -7,6 +7,7 @@ pub use error::{Error, Result};
 
 pub mod collect;
 pub mod elf;
+pub mod linkage;
 pub mod pid1;
 pub mod run_dir;
 pub mod shared_libs;

@@ -15,9 +15,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+pub use crate::artifacts::linkage::{AddedLibrary, Linkage, LinkedArtifact};
+
 use crate::artifacts::elf::ElfInfo;
 use crate::engine::Entry;
-use crate::manifest::Libs;
 
 /// How many symlinks a path may go through before it is taken as a loop (the kernel's limit).
 const MAX_LINKS: usize = 40;
@@ -118,148 +119,207 @@ struct Found {
 /// `DT_NEEDED` entry naming the interpreter is the interpreter. Libraries taken from the
 /// builder are searched for their own needs in turn.
 pub fn resolve(input: &Input, facts: &Facts) -> std::result::Result<Resolution, Vec<Query>> {
-    let mut queries: BTreeSet<Query> = BTreeSet::new();
-    let mut out = Resolution::default();
-    let mut queue: std::collections::VecDeque<(String, ElfInfo)> = Default::default();
-    for (path, shipped) in &input.artifacts {
-        if let Shipped::File(Some(info)) = shipped {
-            if info.loadable {
-                out.elf_artifacts.push((path.clone(), info.clone()));
-                if !info.is_static() {
-                    queue.push_back((path.clone(), info.clone()));
-                }
-            }
-        }
-    }
-    // The first dynamic executable's RPATH also applies to what it loads (glibc walks the
-    // chain of loaders; for one program that is the program itself).
-    let program_rpath: Vec<String> = out
-        .elf_artifacts
-        .iter()
-        .find(|(_, info)| info.interpreter.is_some() && info.runpath.is_empty())
-        .map(|(path, info)| expand_origin(&info.rpath, path))
-        .unwrap_or_default();
-    let mut processed: BTreeSet<String> = BTreeSet::new();
-    let mut loaded: BTreeSet<String> = BTreeSet::new();
-    let mut interpreters: BTreeSet<String> = BTreeSet::new();
-    let mut missing: BTreeMap<(String, bool), BTreeSet<String>> = BTreeMap::new();
-    let mut shipped: BTreeSet<String> = BTreeSet::new();
-
-    let mut record =
-        |found: &Found, name: &str, path: &str, out: &mut Resolution| match &found.source {
-            Source::Builder { image_path, real } => {
-                if shipped.insert(image_path.clone()) {
-                    out.from_builder.push((image_path.clone(), real.clone()));
-                }
-            }
-            Source::Base => out.on_base.push((name.to_string(), path.to_string())),
-            Source::Artifact => {}
-        };
-
-    while let Some((path, info)) = queue.pop_front() {
-        if !processed.insert(path.clone()) {
+    let mut search = Search::new(input, facts);
+    while let Some((path, info)) = search.queue.pop_front() {
+        if !search.processed.insert(path.clone()) {
             continue;
         }
         if let Some(interpreter) = &info.interpreter {
-            interpreters.insert(basename(interpreter).to_string());
-            if loaded.insert(interpreter.clone()) {
-                match find(input, facts, interpreter) {
-                    Err(more) => queries.extend(more),
-                    Ok(Some(found)) => {
-                        record(&found, interpreter, interpreter, &mut out);
-                        if let Some(soname) = found.elf.as_ref().and_then(|e| e.soname.clone()) {
-                            interpreters.insert(soname);
-                        }
-                    }
-                    Ok(None) => {
-                        missing
-                            .entry((interpreter.clone(), true))
-                            .or_default()
-                            .insert(path.clone());
-                    }
-                }
-            }
+            search.interpreter(interpreter, &path);
         }
-        let dirs = search_dirs(&info, &path, &program_rpath, &input.ld_library_path);
+        let dirs = search_dirs(&info, &path, &search.program_rpath, &input.ld_library_path);
         for name in &info.needed {
-            if interpreters.contains(name) || loaded.contains(name) {
-                continue;
-            }
-            let candidates: Vec<String> = if name.contains('/') {
-                if name.starts_with('/') {
-                    vec![normalise(name)]
-                } else {
-                    Vec::new()
-                }
-            } else {
-                dirs.iter()
-                    .map(|d| normalise(&format!("{d}/{name}")))
-                    .collect()
-            };
-            let mut undecided = false;
-            let mut chosen: Option<(String, Found)> = None;
-            for candidate in candidates {
-                match find(input, facts, &candidate) {
-                    Err(more) => {
-                        queries.extend(more);
-                        undecided = true;
+            search.needed(name, &path, &info, &dirs);
+        }
+    }
+    search.finish()
+}
+
+/// The state of one [`resolve`]: what is still to look at, what was found, what is missing,
+/// and the queries that must be answered before the answer can be known.
+struct Search<'a> {
+    input: &'a Input,
+    facts: &'a Facts,
+    queries: BTreeSet<Query>,
+    out: Resolution,
+    /// ELF files whose needs are still to be looked up: (image path, facts).
+    queue: std::collections::VecDeque<(String, ElfInfo)>,
+    /// The first dynamic executable's RPATH, which also applies to what it loads (glibc walks
+    /// the chain of loaders; for one program that is the program itself).
+    program_rpath: Vec<String>,
+    processed: BTreeSet<String>,
+    loaded: BTreeSet<String>,
+    interpreters: BTreeSet<String>,
+    missing: BTreeMap<(String, bool), BTreeSet<String>>,
+    shipped: BTreeSet<String>,
+}
+
+impl<'a> Search<'a> {
+    /// Start from the loadable ELF artifacts; the dynamic ones are queued.
+    fn new(input: &'a Input, facts: &'a Facts) -> Self {
+        let mut out = Resolution::default();
+        let mut queue = std::collections::VecDeque::new();
+        for (path, shipped) in &input.artifacts {
+            if let Shipped::File(Some(info)) = shipped {
+                if info.loadable {
+                    out.elf_artifacts.push((path.clone(), info.clone()));
+                    if !info.is_static() {
+                        queue.push_back((path.clone(), info.clone()));
                     }
-                    Ok(Some(found)) if !undecided => {
-                        let fits = found.elf.as_ref().is_none_or(|e| {
-                            e.compatible_with(&info) && (found.source == Source::Base || e.loadable)
-                        });
-                        let usable = fits
-                            && (found.source == Source::Base
-                                || found.source == Source::Artifact
-                                || found.elf.is_some());
-                        if usable {
-                            chosen = Some((candidate, found));
-                            break;
-                        }
-                    }
-                    Ok(_) => {}
-                }
-            }
-            if undecided {
-                continue;
-            }
-            loaded.insert(name.clone());
-            match chosen {
-                Some((candidate, found)) => {
-                    record(&found, name, &candidate, &mut out);
-                    if let (Some(elf), false) = (&found.elf, found.source == Source::Base) {
-                        let at = match &found.source {
-                            Source::Builder { image_path, .. } => image_path.clone(),
-                            _ => candidate.clone(),
-                        };
-                        if !elf.is_static() {
-                            queue.push_back((at, elf.clone()));
-                        }
-                    }
-                }
-                None => {
-                    missing
-                        .entry((name.clone(), false))
-                        .or_default()
-                        .insert(path.clone());
                 }
             }
         }
+        let program_rpath = out
+            .elf_artifacts
+            .iter()
+            .find(|(_, info)| info.interpreter.is_some() && info.runpath.is_empty())
+            .map(|(path, info)| expand_origin(&info.rpath, path))
+            .unwrap_or_default();
+        Search {
+            input,
+            facts,
+            queries: BTreeSet::new(),
+            out,
+            queue,
+            program_rpath,
+            processed: BTreeSet::new(),
+            loaded: BTreeSet::new(),
+            interpreters: BTreeSet::new(),
+            missing: BTreeMap::new(),
+            shipped: BTreeSet::new(),
+        }
     }
-    if !queries.is_empty() {
-        return Err(queries.into_iter().collect());
+
+    /// Note where `found` (looked up as `path`, needed as `name`) comes from.
+    fn record(&mut self, found: &Found, name: &str, path: &str) {
+        match &found.source {
+            Source::Builder { image_path, real } => {
+                if self.shipped.insert(image_path.clone()) {
+                    self.out
+                        .from_builder
+                        .push((image_path.clone(), real.clone()));
+                }
+            }
+            Source::Base => self.out.on_base.push((name.to_string(), path.to_string())),
+            Source::Artifact => {}
+        }
     }
-    out.missing = missing
-        .into_iter()
-        .map(|((name, interpreter), by)| MissingLibrary {
-            name,
-            interpreter,
-            needed_by: by.into_iter().collect(),
-        })
-        .collect();
-    // Interpreters first, as the loader needs them first.
-    out.missing.sort_by_key(|m| !m.interpreter);
-    Ok(out)
+
+    fn lack(&mut self, name: &str, interpreter: bool, needed_by: &str) {
+        self.missing
+            .entry((name.to_string(), interpreter))
+            .or_default()
+            .insert(needed_by.to_string());
+    }
+
+    /// The program interpreter of the ELF file at `path`.
+    fn interpreter(&mut self, interpreter: &str, path: &str) {
+        self.interpreters.insert(basename(interpreter).to_string());
+        if !self.loaded.insert(interpreter.to_string()) {
+            return;
+        }
+        match find(self.input, self.facts, interpreter) {
+            Err(more) => self.queries.extend(more),
+            Ok(Some(found)) => {
+                self.record(&found, interpreter, interpreter);
+                if let Some(soname) = found.elf.as_ref().and_then(|e| e.soname.clone()) {
+                    self.interpreters.insert(soname);
+                }
+            }
+            Ok(None) => self.lack(interpreter, true, path),
+        }
+    }
+
+    /// One `DT_NEEDED` entry `name` of the ELF file `info` at `path`, searched in `dirs`.
+    fn needed(&mut self, name: &str, path: &str, info: &ElfInfo, dirs: &[String]) {
+        if self.interpreters.contains(name) || self.loaded.contains(name) {
+            return;
+        }
+        let Some(chosen) = self.choose(name, info, dirs) else {
+            return;
+        };
+        self.loaded.insert(name.to_string());
+        let Some((candidate, found)) = chosen else {
+            self.lack(name, false, path);
+            return;
+        };
+        self.record(&found, name, &candidate);
+        if let (Some(elf), false) = (&found.elf, found.source == Source::Base) {
+            let at = match &found.source {
+                Source::Builder { image_path, .. } => image_path.clone(),
+                _ => candidate.clone(),
+            };
+            if !elf.is_static() {
+                self.queue.push_back((at, elf.clone()));
+            }
+        }
+    }
+
+    /// The first usable file for `name`: `Some(None)` when there is none, `None` while a query
+    /// must be answered first.
+    fn choose(
+        &mut self,
+        name: &str,
+        info: &ElfInfo,
+        dirs: &[String],
+    ) -> Option<Option<(String, Found)>> {
+        let candidates: Vec<String> = if name.contains('/') {
+            if name.starts_with('/') {
+                vec![normalise(name)]
+            } else {
+                Vec::new()
+            }
+        } else {
+            dirs.iter()
+                .map(|d| normalise(&format!("{d}/{name}")))
+                .collect()
+        };
+        let mut undecided = false;
+        for candidate in candidates {
+            match find(self.input, self.facts, &candidate) {
+                Err(more) => {
+                    self.queries.extend(more);
+                    undecided = true;
+                }
+                Ok(Some(found)) if !undecided && usable(&found, info) => {
+                    return Some(Some((candidate, found)));
+                }
+                Ok(_) => {}
+            }
+        }
+        (!undecided).then_some(None)
+    }
+
+    /// The answer, or the queries still open.
+    fn finish(mut self) -> std::result::Result<Resolution, Vec<Query>> {
+        if !self.queries.is_empty() {
+            return Err(self.queries.into_iter().collect());
+        }
+        self.out.missing = self
+            .missing
+            .into_iter()
+            .map(|((name, interpreter), by)| MissingLibrary {
+                name,
+                interpreter,
+                needed_by: by.into_iter().collect(),
+            })
+            .collect();
+        // Interpreters first, as the loader needs them first.
+        self.out.missing.sort_by_key(|m| !m.interpreter);
+        Ok(self.out)
+    }
+}
+
+/// Whether `found` can satisfy a need of `info`: an ELF of the same class and machine (and
+/// loadable, unless the base has it), or a base or artifact file the loader takes as it is.
+fn usable(found: &Found, info: &ElfInfo) -> bool {
+    let fits = found
+        .elf
+        .as_ref()
+        .is_none_or(|e| e.compatible_with(info) && (found.source == Source::Base || e.loadable));
+    fits && (found.source == Source::Base
+        || found.source == Source::Artifact
+        || found.elf.is_some())
 }
 
 /// Look `path` up in the image as the loader would see it: the artifacts' layer over the
@@ -397,99 +457,6 @@ pub(crate) fn normalise(path: &str) -> String {
         }
     }
     format!("/{}", parts.join("/"))
-}
-
-/// What the report says about linking: each ELF artifact, and the libraries added.
-#[derive(
-    Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
-#[serde(default)]
-pub struct Linkage {
-    /// `runtime.libs`.
-    pub mode: Libs,
-    /// Every loadable ELF artifact: static, or what it needs.
-    pub elf_artifacts: Vec<LinkedArtifact>,
-    /// Files copied from the builder image into the runtime image.
-    pub added: Vec<AddedLibrary>,
-    /// Libraries and interpreters the base already has, with their paths.
-    pub on_base: Vec<(String, String)>,
-}
-
-/// One ELF artifact's linking.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
-pub struct LinkedArtifact {
-    /// Its path in the image.
-    pub path: String,
-    /// `static` (needs nothing at run time) or `dynamic`.
-    pub linking: String,
-    /// Its program interpreter.
-    pub interpreter: Option<String>,
-    /// The libraries it needs directly.
-    pub needed: Vec<String>,
-}
-
-/// A file added to the runtime image because an artifact needs it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
-pub struct AddedLibrary {
-    /// Its path in the image.
-    pub path: String,
-    /// The builder file it was copied from (symlinks followed).
-    pub from: String,
-    /// Its size in bytes.
-    pub bytes: u64,
-}
-
-impl Linkage {
-    /// Total bytes added.
-    pub fn added_bytes(&self) -> u64 {
-        self.added.iter().map(|a| a.bytes).sum()
-    }
-
-    /// Lines for the text report (empty when there is no ELF artifact).
-    pub fn to_text(&self) -> String {
-        let mut out = String::new();
-        for a in &self.elf_artifacts {
-            if a.linking == "static" {
-                out.push_str(&format!(
-                    "  {}: static, needs no library at run time\n",
-                    a.path
-                ));
-                continue;
-            }
-            let mut needs: Vec<String> = a.interpreter.iter().cloned().collect();
-            needs.extend(a.needed.iter().cloned());
-            out.push_str(&format!(
-                "  {}: dynamic, needs {}\n",
-                a.path,
-                needs.join(", ")
-            ));
-        }
-        if !self.on_base.is_empty() {
-            let names: Vec<&str> = self.on_base.iter().map(|(n, _)| n.as_str()).collect();
-            out.push_str(&format!("  on the base: {}\n", names.join(", ")));
-        }
-        if !self.added.is_empty() {
-            out.push_str(&format!(
-                "  libraries added from the builder ({} files, {}):\n",
-                self.added.len(),
-                crate::units::human(self.added_bytes())
-            ));
-            let width = self
-                .added
-                .iter()
-                .map(|a| a.path.chars().count())
-                .max()
-                .unwrap_or(0);
-            for a in &self.added {
-                out.push_str(&format!(
-                    "    {:<width$}  {:>9}\n",
-                    a.path,
-                    crate::units::human(a.bytes)
-                ));
-            }
-        }
-        out
-    }
 }
 
 #[cfg(test)]

@@ -48,6 +48,43 @@ pub(crate) async fn find_libraries(
     if mode == Libs::Off {
         return Ok(libraries);
     }
+    let input = library_input(plan, collected)?;
+    announce(progress, plan, &input);
+    let mut session = Session {
+        engine,
+        plan,
+        base: None,
+        builder: None,
+        copies: None,
+        copied: BTreeMap::new(),
+    };
+    let outcome = session.run(&input).await;
+    let copied = std::mem::take(&mut session.copied);
+    let copies = session.copies.take();
+    session.close().await;
+    let (resolution, facts) = outcome?;
+
+    libraries.linkage.elf_artifacts = linked_artifacts(&resolution);
+    libraries.linkage.on_base = resolution.on_base.clone();
+    if !resolution.missing.is_empty() {
+        return Err(Error::Artifacts(
+            crate::artifacts::Error::MissingLibraries {
+                base: plan.runtime.base.clone(),
+                builder: plan.builder.image.clone(),
+                searched_builder: input.from_builder,
+                missing: resolution.missing,
+            },
+        ));
+    }
+    add_copied(&mut libraries, &resolution, &copied, &facts)?;
+    libraries._copies = copies;
+    Ok(libraries)
+}
+
+/// What the library search works on: the collected artifacts at their image paths (ELF facts
+/// read from the host), and what the plan says about the base, the builder and the loader.
+fn library_input(plan: &Plan, collected: &Collected) -> Result<Input> {
+    let mode = plan.runtime.libs;
     let dest = plan.artifacts.dest.trim_matches('/');
     let mut input = Input {
         artifacts: BTreeMap::new(),
@@ -69,6 +106,11 @@ pub(crate) async fn find_libraries(
         };
         input.artifacts.insert(image_path, shipped);
     }
+    Ok(input)
+}
+
+/// Say what is searched, when a dynamically linked artifact needs anything.
+fn announce(progress: &Progress, plan: &Plan, input: &Input) {
     let needs_anything = input
         .artifacts
         .values()
@@ -85,21 +127,11 @@ pub(crate) async fn find_libraries(
             }
         ));
     }
-    let mut session = Session {
-        engine,
-        plan,
-        base: None,
-        builder: None,
-        copies: None,
-        copied: BTreeMap::new(),
-    };
-    let outcome = session.run(&input).await;
-    let copied = std::mem::take(&mut session.copied);
-    let copies = session.copies.take();
-    session.close().await;
-    let (resolution, facts) = outcome?;
+}
 
-    libraries.linkage.elf_artifacts = resolution
+/// How each ELF artifact is linked, for the report.
+fn linked_artifacts(resolution: &Resolution) -> Vec<LinkedArtifact> {
+    resolution
         .elf_artifacts
         .iter()
         .map(|(path, info)| LinkedArtifact {
@@ -112,18 +144,16 @@ pub(crate) async fn find_libraries(
             interpreter: info.interpreter.clone(),
             needed: info.needed.clone(),
         })
-        .collect();
-    libraries.linkage.on_base = resolution.on_base.clone();
-    if !resolution.missing.is_empty() {
-        return Err(Error::Artifacts(
-            crate::artifacts::Error::MissingLibraries {
-                base: plan.runtime.base.clone(),
-                builder: plan.builder.image.clone(),
-                searched_builder: input.from_builder,
-                missing: resolution.missing,
-            },
-        ));
-    }
+        .collect()
+}
+
+/// Add the libraries copied out of the builder to the image's files and the report.
+fn add_copied(
+    libraries: &mut Libraries,
+    resolution: &Resolution,
+    copied: &BTreeMap<String, std::path::PathBuf>,
+    facts: &Facts,
+) -> Result<()> {
     for (image_path, real) in &resolution.from_builder {
         let Some(host_path) = copied.get(real) else {
             continue;
@@ -153,8 +183,7 @@ pub(crate) async fn find_libraries(
             },
         });
     }
-    libraries._copies = copies;
-    Ok(libraries)
+    Ok(())
 }
 
 fn read_elf(path: &std::path::Path) -> Result<Option<ElfInfo>> {
