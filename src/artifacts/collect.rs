@@ -89,12 +89,7 @@ pub fn collect_until(
 ) -> Result<Collected> {
     let include = glob_set(&rules.include)?;
     let exclude = glob_set(&rules.exclude)?;
-    let mut artifacts = Vec::new();
-    let mut unshipped_bytes = 0;
-    let mut unshipped_files = 0;
-    let mut skipped = Vec::new();
-    let mut found = Vec::new();
-
+    let mut walk = Walk::default();
     let walker = walkdir::WalkDir::new(root)
         .follow_links(false)
         .sort_by_file_name()
@@ -116,53 +111,69 @@ pub fn collect_until(
                     .unwrap_or_else(|| std::io::Error::other("file system loop")),
             )
         })?;
-        let file_type = entry.file_type();
-        if file_type.is_dir() {
+        if entry.file_type().is_dir() {
             continue;
         }
         let Ok(relative) = entry.path().strip_prefix(root) else {
             continue;
         };
-        let relative = relative.to_path_buf();
+        let selected = matches_self_or_ancestor(&include, relative)
+            && !matches_self_or_ancestor(&exclude, relative);
+        walk.take(root, from, &entry, relative.to_path_buf(), selected)?;
+    }
+    walk.finish(rules, from)
+}
+
+/// What a walk of the output folder has found so far.
+#[derive(Default)]
+struct Walk {
+    artifacts: Vec<Artifact>,
+    unshipped_bytes: u64,
+    unshipped_files: usize,
+    skipped: Vec<String>,
+    /// The first few files, for the message when nothing was selected.
+    found: Vec<String>,
+}
+
+impl Walk {
+    /// One file (not a folder) of the output at `relative`; `selected` by the globs.
+    fn take(
+        &mut self,
+        root: &Path,
+        from: &str,
+        entry: &walkdir::DirEntry,
+        relative: PathBuf,
+        selected: bool,
+    ) -> Result<()> {
+        let file_type = entry.file_type();
         let shown = display_path(&relative);
         let metadata = entry
             .metadata()
             .map_err(|e| Error::io("reading builder output", entry.path(), e.into()))?;
-        if found.len() < 8 {
-            found.push(shown.clone());
+        if self.found.len() < 8 {
+            self.found.push(shown.clone());
         }
-        let selected = matches_self_or_ancestor(&include, &relative)
-            && !matches_self_or_ancestor(&exclude, &relative);
         let is_symlink = file_type.is_symlink();
         if !selected {
-            unshipped_files += 1;
-            unshipped_bytes += metadata.len();
-            continue;
+            self.unshipped_files += 1;
+            self.unshipped_bytes += metadata.len();
+            return Ok(());
         }
         if !(file_type.is_file() || is_symlink) {
-            skipped.push(format!(
+            self.skipped.push(format!(
                 "skipped {from}/{shown}: {} cannot be shipped in an image layer",
                 special_kind(&file_type)
             ));
-            unshipped_files += 1;
-            continue;
+            self.unshipped_files += 1;
+            return Ok(());
         }
         let symlink_target = if is_symlink {
-            let target = std::fs::read_link(entry.path())
-                .map_err(|e| Error::io("reading symlink", entry.path(), e))?;
-            if let Err(why) = check_link(root, &relative, &target) {
-                return Err(Error::SymlinkOutside {
-                    path: format!("{from}/{shown}"),
-                    target: display_path(&target),
-                    why,
-                });
-            }
-            Some(target)
+            Some(link_inside(root, from, entry.path(), &relative, &shown)?)
         } else {
             None
         };
         use std::os::unix::fs::PermissionsExt;
-        artifacts.push(Artifact {
+        self.artifacts.push(Artifact {
             path: shown,
             relative,
             host_path: entry.path().to_path_buf(),
@@ -170,26 +181,51 @@ pub fn collect_until(
             executable: metadata.permissions().mode() & 0o111 != 0,
             symlink_target,
         });
+        Ok(())
     }
-    if artifacts.is_empty() {
-        return Err(Error::NoArtifacts {
-            from: from.to_string(),
-            include: rules.include.iter().map(|g| short_glob(g)).collect(),
-            found,
+
+    /// The selection, sorted by byte-exact path; none at all is an error.
+    fn finish(mut self, rules: &ArtifactPlan, from: &str) -> Result<Collected> {
+        if self.artifacts.is_empty() {
+            return Err(Error::NoArtifacts {
+                from: from.to_string(),
+                include: rules.include.iter().map(|g| short_glob(g)).collect(),
+                found: self.found,
+            });
+        }
+        self.artifacts.sort_by(|a, b| {
+            a.relative
+                .as_os_str()
+                .as_bytes()
+                .cmp(b.relative.as_os_str().as_bytes())
+        });
+        Ok(Collected {
+            artifacts: self.artifacts,
+            unshipped_bytes: self.unshipped_bytes,
+            unshipped_files: self.unshipped_files,
+            skipped: self.skipped,
+        })
+    }
+}
+
+/// The target of the selected symlink at `host` (`relative` in the output), which must stay
+/// inside the output folder.
+fn link_inside(
+    root: &Path,
+    from: &str,
+    host: &Path,
+    relative: &Path,
+    shown: &str,
+) -> Result<PathBuf> {
+    let target = std::fs::read_link(host).map_err(|e| Error::io("reading symlink", host, e))?;
+    if let Err(why) = check_link(root, relative, &target) {
+        return Err(Error::SymlinkOutside {
+            path: format!("{from}/{shown}"),
+            target: display_path(&target),
+            why,
         });
     }
-    artifacts.sort_by(|a, b| {
-        a.relative
-            .as_os_str()
-            .as_bytes()
-            .cmp(b.relative.as_os_str().as_bytes())
-    });
-    Ok(Collected {
-        artifacts,
-        unshipped_bytes,
-        unshipped_files,
-        skipped,
-    })
+    Ok(target)
 }
 
 fn special_kind(file_type: &std::fs::FileType) -> &'static str {

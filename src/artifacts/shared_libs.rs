@@ -462,6 +462,7 @@ pub(crate) fn normalise(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::Libs;
 
     const LD: &str = "/lib64/ld-linux-x86-64.so.2";
     const MULTI: &str = "/lib/x86_64-linux-gnu";
