@@ -210,84 +210,36 @@ fn write_tar(spec: &ContextSpec, out: impl Write, layout: Layout) -> io::Result<
     {
         let mut tar = tar::Builder::new(&mut counter);
         tar.mode(tar::HeaderMode::Deterministic);
-        let dockerfile = spec.dockerfile.as_bytes();
         if layout == Layout::Context {
-            tar.append_data(
-                &mut header(
-                    tar::EntryType::Regular,
-                    0o644,
-                    dockerfile.len() as u64,
-                    spec.mtime,
-                ),
-                "Dockerfile",
-                dockerfile,
-            )?;
-        }
-        let mut folders: BTreeSet<&[u8]> = BTreeSet::new();
-        folders.insert(b"");
-        let paths = spec
-            .files
-            .iter()
-            .map(|f| f.image_path.as_os_str().as_bytes())
-            .chain(spec.extra.iter().map(|e| e.image_path.as_bytes()));
-        for mut path in paths {
-            while let Some(slash) = path.iter().rposition(|&b| b == b'/') {
-                path = &path[..slash];
-                folders.insert(path);
-            }
+            let dockerfile = spec.dockerfile.as_bytes();
+            let mut h = header(
+                tar::EntryType::Regular,
+                0o644,
+                dockerfile.len() as u64,
+                spec.mtime,
+            );
+            tar.append_data(&mut h, "Dockerfile", dockerfile)?;
         }
         // Folders first, then files: both sorted, and every folder precedes what it holds.
-        for folder in &folders {
-            if folder.is_empty() && layout == Layout::Rootfs {
-                continue; // the image's root exists already
-            }
-            let mut name = prefix.clone().into_bytes();
-            if !folder.is_empty() {
-                name.extend_from_slice(folder);
-                name.push(b'/');
-            }
-            let name = Path::new(OsStr::from_bytes(&name));
-            tar.append_data(
-                &mut header(tar::EntryType::Directory, 0o755, 0, spec.mtime),
-                name,
-                io::empty(),
-            )?;
-        }
+        append_folders(&mut tar, spec, layout, &prefix)?;
         for file in &spec.files {
-            let name = Path::new(&prefix).join(&file.image_path);
-            let artifact = &file.artifact;
-            if let Some(target) = &artifact.symlink_target {
-                let mut h = header(tar::EntryType::Symlink, 0o777, 0, spec.mtime);
-                tar.append_link(&mut h, name, target)?;
-                continue;
-            }
-            let mode = if artifact.executable { 0o755 } else { 0o644 };
-            let source = File::open(&artifact.host_path).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("opening artifact {}: {e}", artifact.host_path.display()),
-                )
-            })?;
-            let mut reader = ExactReader {
-                inner: source.take(artifact.size),
-                remaining: artifact.size,
-                path: &artifact.host_path,
-            };
-            tar.append_data(
-                &mut header(tar::EntryType::Regular, mode, artifact.size, spec.mtime),
-                name,
-                &mut reader,
+            append_artifact(
+                &mut tar,
+                &Path::new(&prefix).join(&file.image_path),
+                &file.artifact,
+                spec.mtime,
             )?;
         }
         for extra in &spec.extra {
             let mode = if extra.executable { 0o755 } else { 0o644 };
+            let mut h = header(
+                tar::EntryType::Regular,
+                mode,
+                extra.content.len() as u64,
+                spec.mtime,
+            );
             tar.append_data(
-                &mut header(
-                    tar::EntryType::Regular,
-                    mode,
-                    extra.content.len() as u64,
-                    spec.mtime,
-                ),
+                &mut h,
                 format!("{prefix}{}", extra.image_path),
                 extra.content.as_slice(),
             )?;
@@ -296,6 +248,71 @@ fn write_tar(spec: &ContextSpec, out: impl Write, layout: Layout) -> io::Result<
     }
     counter.flush()?;
     Ok(counter.count)
+}
+
+/// Every folder that holds a file of the image, sorted (the root only in a context, where it
+/// is `rootfs/`).
+fn append_folders<W: Write>(
+    tar: &mut tar::Builder<W>,
+    spec: &ContextSpec,
+    layout: Layout,
+    prefix: &str,
+) -> io::Result<()> {
+    let mut folders: BTreeSet<&[u8]> = BTreeSet::new();
+    folders.insert(b"");
+    let paths = spec
+        .files
+        .iter()
+        .map(|f| f.image_path.as_os_str().as_bytes())
+        .chain(spec.extra.iter().map(|e| e.image_path.as_bytes()));
+    for mut path in paths {
+        while let Some(slash) = path.iter().rposition(|&b| b == b'/') {
+            path = &path[..slash];
+            folders.insert(path);
+        }
+    }
+    for folder in &folders {
+        if folder.is_empty() && layout == Layout::Rootfs {
+            continue; // the image's root exists already
+        }
+        let mut name = prefix.as_bytes().to_vec();
+        if !folder.is_empty() {
+            name.extend_from_slice(folder);
+            name.push(b'/');
+        }
+        let name = Path::new(OsStr::from_bytes(&name));
+        let mut h = header(tar::EntryType::Directory, 0o755, 0, spec.mtime);
+        tar.append_data(&mut h, name, io::empty())?;
+    }
+    Ok(())
+}
+
+/// One artifact at `name`: a symlink as it is, a file streamed from disk with exactly the
+/// size it was collected with.
+fn append_artifact<W: Write>(
+    tar: &mut tar::Builder<W>,
+    name: &Path,
+    artifact: &Artifact,
+    mtime: u64,
+) -> io::Result<()> {
+    if let Some(target) = &artifact.symlink_target {
+        let mut h = header(tar::EntryType::Symlink, 0o777, 0, mtime);
+        return tar.append_link(&mut h, name, target);
+    }
+    let mode = if artifact.executable { 0o755 } else { 0o644 };
+    let source = File::open(&artifact.host_path).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("opening artifact {}: {e}", artifact.host_path.display()),
+        )
+    })?;
+    let mut reader = ExactReader {
+        inner: source.take(artifact.size),
+        remaining: artifact.size,
+        path: &artifact.host_path,
+    };
+    let mut h = header(tar::EntryType::Regular, mode, artifact.size, mtime);
+    tar.append_data(&mut h, name, &mut reader)
 }
 
 /// The context as a stream of chunks, produced on a blocking thread so artifacts flow from disk
