@@ -73,35 +73,8 @@ pub async fn build_if_changed(
     progress: &Progress,
     force: bool,
 ) -> Result<Vec<TargetReport>> {
-    let several = plans.targets.len() > 1;
-    let in_target = |target: &str, e: Error| {
-        if several {
-            Error::InTarget {
-                target: target.to_string(),
-                source: Box::new(e),
-            }
-        } else {
-            e
-        }
-    };
-    // A secret that cannot be had stops the run before any target starts, even one that is
-    // up to date.
-    let mut secrets = Vec::with_capacity(plans.targets.len());
-    for plan in &plans.targets {
-        secrets.push(match plan.artifacts_from {
-            None => Some(
-                secrets::resolve(&plan.builder, |name| std::env::var_os(name))
-                    .map_err(|e| in_target(&plan.target, e.into()))?,
-            ),
-            Some(_) => None,
-        });
-    }
-    let width = plans
-        .targets
-        .iter()
-        .map(|p| p.target.chars().count() + 2)
-        .max()
-        .unwrap_or(0);
+    let in_target = |target: &str, e: Error| in_target(plans, target, e);
+    let mut secrets = resolve_secrets(plans)?;
     let before = Tracked::now(engine);
     let mut schedule = schedule::Schedule::of(&plans.targets);
     let mut outputs = Outputs::new();
@@ -110,12 +83,6 @@ pub async fn build_if_changed(
     loop {
         for i in schedule.start() {
             let plan = &plans.targets[i];
-            let label = if several {
-                format!("{:<width$}", format!("[{}]", plan.target))
-            } else {
-                String::new()
-            };
-            let secrets = secrets[i].take();
             // Each target gets the outputs of those finished so far, which include every
             // target it takes artifacts from.
             let work = build_target(
@@ -123,10 +90,11 @@ pub async fn build_if_changed(
                 plans,
                 plan,
                 outputs.clone(),
-                secrets,
+                secrets[i].take(),
                 progress,
                 force,
             );
+            let label = label(plans, &plan.target);
             running.push(progress::labelled(label, async move { (i, work.await) }));
         }
         let Some((i, result)) = running.next().await else {
@@ -147,19 +115,67 @@ pub async fn build_if_changed(
             }
         }
     }
+    never_started(plans, &schedule)?;
+    Ok(reports.into_iter().flatten().collect())
+}
+
+/// With several targets, an error names the target it happened in.
+fn in_target(plans: &PlanSet, target: &str, e: Error) -> Error {
+    if plans.targets.len() > 1 {
+        Error::InTarget {
+            target: target.to_string(),
+            source: Box::new(e),
+        }
+    } else {
+        e
+    }
+}
+
+/// `[NAME]`, padded to the longest name, for what a target prints when several build at once.
+fn label(plans: &PlanSet, target: &str) -> String {
+    if plans.targets.len() < 2 {
+        return String::new();
+    }
+    let width = plans
+        .targets
+        .iter()
+        .map(|p| p.target.chars().count() + 2)
+        .max()
+        .unwrap_or(0);
+    format!("{:<width$}", format!("[{target}]"))
+}
+
+/// Each builder's secrets, in plan order. A secret that cannot be had stops the run before
+/// any target starts, even one that is up to date.
+fn resolve_secrets(plans: &PlanSet) -> Result<Vec<Option<secrets::Resolved>>> {
+    let mut secrets = Vec::with_capacity(plans.targets.len());
+    for plan in &plans.targets {
+        secrets.push(match plan.artifacts_from {
+            None => Some(
+                secrets::resolve(&plan.builder, |name| std::env::var_os(name))
+                    .map_err(|e| in_target(plans, &plan.target, e.into()))?,
+            ),
+            Some(_) => None,
+        });
+    }
+    Ok(secrets)
+}
+
+/// Targets still waiting when nothing runs take artifacts from each other.
+fn never_started(plans: &PlanSet, schedule: &schedule::Schedule) -> Result<()> {
     let waiting: Vec<&str> = schedule
         .waiting()
         .into_iter()
         .map(|i| plans.targets[i].target.as_str())
         .collect();
-    if !waiting.is_empty() {
-        return Err(Error::Usage {
-            message: format!(
-                "targets {} take artifacts from each other, so none of them can start",
-                waiting.join(", ")
-            ),
-            help: "make one of them build its own artifacts".into(),
-        });
+    if waiting.is_empty() {
+        return Ok(());
     }
-    Ok(reports.into_iter().flatten().collect())
+    Err(Error::Usage {
+        message: format!(
+            "targets {} take artifacts from each other, so none of them can start",
+            waiting.join(", ")
+        ),
+        help: "make one of them build its own artifacts".into(),
+    })
 }
