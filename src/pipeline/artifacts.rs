@@ -47,27 +47,56 @@ pub(crate) async fn produce_artifacts(
     progress: &Progress,
 ) -> Result<Produced> {
     if let Some(from) = &plan.artifacts_from {
-        let root = outputs.get(from).ok_or_else(|| Error::Usage {
-            message: format!(
-                "target `{}` needs target `{from}`, which did not run",
-                plan.target
-            ),
-            help: format!("build both: dockception build {from} {}", plan.target),
-        })?;
-        let collected = collect::collect(
-            &root.join(&plan.artifacts.subdir),
-            &plan.artifacts,
-            &format!(
-                "{from}:{}",
-                container_join(&plan.builder.output_target, &plan.artifacts.subdir)
-            ),
-        )?;
-        return Ok(Produced {
-            collected,
-            run: None,
-            ran_ms: None,
+        return from_target(plan, outputs, from);
+    }
+    let (exit, run) = run_build(engine, plan, secrets, progress).await?;
+    if exit.code != 0 {
+        return Err(Error::BuildCommandFailed {
+            code: exit.code,
+            image: plan.builder.image.clone(),
+            tail: exit.tail,
         });
     }
+    let collected = select(plan, &run, progress).await?;
+    Ok(Produced {
+        collected,
+        run: Some(run),
+        ran_ms: Some(exit.ran_ms),
+    })
+}
+
+/// The artifacts of a target that takes them from target `from`'s kept output.
+fn from_target(plan: &Plan, outputs: &Outputs, from: &str) -> Result<Produced> {
+    let root = outputs.get(from).ok_or_else(|| Error::Usage {
+        message: format!(
+            "target `{}` needs target `{from}`, which did not run",
+            plan.target
+        ),
+        help: format!("build both: dockception build {from} {}", plan.target),
+    })?;
+    let collected = collect::collect(
+        &root.join(&plan.artifacts.subdir),
+        &plan.artifacts,
+        &format!(
+            "{from}:{}",
+            container_join(&plan.builder.output_target, &plan.artifacts.subdir)
+        ),
+    )?;
+    Ok(Produced {
+        collected,
+        run: None,
+        ran_ms: None,
+    })
+}
+
+/// Run the build command: in the warm builder when there is one to use, else in a fresh
+/// container writing into a fresh run folder.
+async fn run_build(
+    engine: &Engine,
+    plan: &Plan,
+    secrets: Option<&secrets::Resolved>,
+    progress: &Progress,
+) -> Result<(engine::BuilderExit, RunDir)> {
     let builder = engine.ensure_image(&plan.builder.image, progress).await?;
     let secrets = match secrets {
         Some(resolved) => resolved.clone(),
@@ -79,29 +108,23 @@ pub(crate) async fn produce_artifacts(
         plan.builder.image,
         plan.builder.command.join(" ")
     ));
-    let (exit, run) = match run_warm(engine, plan, &builder, &secrets, progress).await? {
-        Some(done) => done,
-        None => {
-            let run = RunDir::create(&plan.out_dir)?;
-            let exit = engine
-                .run_builder_with(plan, &run.output(), &secrets, progress)
-                .await?;
-            (exit, run)
-        }
-    };
-    if exit.code != 0 {
-        return Err(Error::BuildCommandFailed {
-            code: exit.code,
-            image: plan.builder.image.clone(),
-            tail: exit.tail,
-        });
+    if let Some(done) = run_warm(engine, plan, &builder, &secrets, progress).await? {
+        return Ok(done);
     }
+    let run = RunDir::create(&plan.out_dir)?;
+    let exit = engine
+        .run_builder_with(plan, &run.output(), &secrets, progress)
+        .await?;
+    Ok((exit, run))
+}
+
+/// Select the artifacts in the run's output. Walking a large output takes a while: it runs off
+/// the async threads, and stops when this future is dropped (Ctrl-C) so the run's folder can go.
+async fn select(plan: &Plan, run: &RunDir, progress: &Progress) -> Result<Collected> {
     progress.phase(&format!(
         "selecting artifacts in {}",
         plan.builder.output_target
     ));
-    // Walking a large output takes a while: do it off the async threads, and stop it when
-    // this future is dropped (Ctrl-C) so the run's folder can go.
     let cancel = CancelOnDrop::default();
     let (root, rules, from) = (
         run.output().join(&plan.artifacts.subdir),
@@ -122,11 +145,7 @@ pub(crate) async fn produce_artifacts(
     for skipped in &collected.skipped {
         progress.warn(skipped);
     }
-    Ok(Produced {
-        collected,
-        run: Some(run),
-        ran_ms: Some(exit.ran_ms),
-    })
+    Ok(collected)
 }
 
 /// Run the build in the target's warm builder (`builder.warm`), when the plan asks for one and
