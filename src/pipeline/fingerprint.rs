@@ -228,6 +228,49 @@ fn scan_mount(
     previous: &State,
     sources: &mut Sources,
 ) -> Result<()> {
+    for entry in source_walker(root, out_dir)?.build() {
+        let entry = entry.map_err(|e| {
+            Error::io(
+                "reading the sources in",
+                root,
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
+        let path = entry.path();
+        let metadata = std::fs::symlink_metadata(path)
+            .map_err(|e| Error::io("reading the sources in", path, e))?;
+        let relative = path
+            .strip_prefix(root)
+            .unwrap_or(path)
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/");
+        let file_type = metadata.file_type();
+        let kind = if file_type.is_dir() {
+            EntryKind::Dir
+        } else if file_type.is_symlink() {
+            EntryKind::Symlink(
+                std::fs::read_link(path).map_err(|e| Error::io("reading symlink", path, e))?,
+            )
+        } else if file_type.is_file() {
+            EntryKind::File(file_digest(path, &metadata, previous, sources)?)
+        } else {
+            continue; // sockets, fifos, devices: nothing a build reads as source
+        };
+        sources.entries.push(SourceEntry {
+            mount: index,
+            path: relative,
+            kind,
+            mode: metadata.mode() & 0o7777,
+        });
+    }
+    Ok(())
+}
+
+/// The walk over a mount's sources: `.gitignore` and `.dockerignore` respected, the tool's own
+/// output folder and `.git` left out, sorted, links not followed.
+fn source_walker(root: &Path, out_dir: &Path) -> Result<ignore::WalkBuilder> {
     let dockerignore = DockerIgnore::load(root)?;
     let skip_out_dir = out_dir.to_path_buf();
     let filter_root = root.to_path_buf();
@@ -255,64 +298,38 @@ fn scan_mount(
                 _ => true,
             }
         });
-    for entry in walker.build() {
-        let entry = entry.map_err(|e| {
-            Error::io(
-                "reading the sources in",
-                root,
-                std::io::Error::other(e.to_string()),
-            )
-        })?;
-        let path = entry.path();
-        let metadata = std::fs::symlink_metadata(path)
-            .map_err(|e| Error::io("reading the sources in", path, e))?;
-        let relative = path
-            .strip_prefix(root)
-            .unwrap_or(path)
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy())
-            .collect::<Vec<_>>()
-            .join("/");
-        let file_type = metadata.file_type();
-        let kind = if file_type.is_dir() {
-            EntryKind::Dir
-        } else if file_type.is_symlink() {
-            EntryKind::Symlink(
-                std::fs::read_link(path).map_err(|e| Error::io("reading symlink", path, e))?,
-            )
-        } else if file_type.is_file() {
-            let size = metadata.len();
-            let mtime_ns = metadata
-                .mtime()
-                .saturating_mul(1_000_000_000)
-                .saturating_add(metadata.mtime_nsec());
-            let digest = match previous.trusted_digest(path, size, mtime_ns) {
-                Some(digest) => digest.to_string(),
-                None => {
-                    sources.hashed += 1;
-                    hash_file(path)?
-                }
-            };
-            sources.files.insert(
-                path.to_path_buf(),
-                FileRecord {
-                    size,
-                    mtime_ns,
-                    digest: digest.clone(),
-                },
-            );
-            EntryKind::File(digest)
-        } else {
-            continue; // sockets, fifos, devices: nothing a build reads as source
-        };
-        sources.entries.push(SourceEntry {
-            mount: index,
-            path: relative,
-            kind,
-            mode: metadata.mode() & 0o7777,
-        });
-    }
-    Ok(())
+    Ok(walker)
+}
+
+/// The content digest of the source file at `path`: the last run's, when its size and mtime
+/// are unchanged, else hashed now (and counted). Recorded for the next run.
+fn file_digest(
+    path: &Path,
+    metadata: &std::fs::Metadata,
+    previous: &State,
+    sources: &mut Sources,
+) -> Result<String> {
+    let size = metadata.len();
+    let mtime_ns = metadata
+        .mtime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(metadata.mtime_nsec());
+    let digest = match previous.trusted_digest(path, size, mtime_ns) {
+        Some(digest) => digest.to_string(),
+        None => {
+            sources.hashed += 1;
+            hash_file(path)?
+        }
+    };
+    sources.files.insert(
+        path.to_path_buf(),
+        FileRecord {
+            size,
+            mtime_ns,
+            digest: digest.clone(),
+        },
+    );
+    Ok(digest)
 }
 
 fn hash_file(path: &Path) -> Result<String> {
