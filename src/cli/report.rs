@@ -21,27 +21,7 @@ pub(super) async fn report(args: ReportArgs) -> Result<(), Error> {
         let default = Path::new("dockception.toml");
         default.exists().then(|| default.to_path_buf())
     });
-    let plans = match &manifest {
-        Some(path) => Some(crate::api::load_plan(&Options {
-            manifest: path.clone(),
-            selection: match &args.target {
-                Some(t) => Selection::Names(vec![t.clone()]),
-                None => Selection::Default,
-            },
-            out_dir: args.out_dir.clone(),
-            ..Default::default()
-        })?),
-        None => None,
-    };
-    let target = match &plans {
-        Some(plans) => Some(only_selected(plans, "report")?.to_string()),
-        None => None,
-    };
-    let plan = plans
-        .as_ref()
-        .zip(target.as_deref())
-        .and_then(|(plans, t)| plans.target(t))
-        .cloned();
+    let (plan, target) = the_target(&args, manifest.as_deref())?;
     let gate_set =
         crate::pipeline::load_gates(manifest.as_deref(), target.as_deref(), &args.gates.flags())?;
     let current_source = args.current.as_deref().map(Source::parse);
@@ -63,21 +43,7 @@ pub(super) async fn report(args: ReportArgs) -> Result<(), Error> {
             crate::pipeline::load_source(source, engine.as_ref(), plan.as_ref(), &progress, false)
                 .await?
         }
-        None => {
-            let dir = out_dir.clone().ok_or_else(|| Error::Report(crate::report::Error::ReportFile {
-                action: "finding",
-                path: "report.json".into(),
-                message: "there is no dockception.toml here and no --out-dir or --current\n  help: run it next to the manifest, pass -f FILE, or name --current FILE|IMAGE".into(),
-            }))?;
-            let path = dir.join(store::REPORT_FILE);
-            store::load_if_present(&path)?.ok_or_else(|| {
-                Error::Report(crate::report::Error::ReportFile {
-                    action: "reading",
-                    path,
-                    message: "no such file; build first (each build writes it)".into(),
-                })
-            })?
-        }
+        None => last_build(out_dir.as_deref())?,
     };
     let baseline = match (&baseline_source, &current_source, &out_dir) {
         (Some(source), _, _) => Some((
@@ -92,6 +58,44 @@ pub(super) async fn report(args: ReportArgs) -> Result<(), Error> {
         crate::pipeline::review(current, baseline, &gate_set),
         args.format,
     )
+}
+
+/// The plan of the one target reported on, and its name, when there is a manifest.
+fn the_target(
+    args: &ReportArgs,
+    manifest: Option<&Path>,
+) -> Result<(Option<crate::Plan>, Option<String>), Error> {
+    let Some(path) = manifest else {
+        return Ok((None, None));
+    };
+    let plans = crate::api::load_plan(&Options {
+        manifest: path.to_path_buf(),
+        selection: match &args.target {
+            Some(t) => Selection::Names(vec![t.clone()]),
+            None => Selection::Default,
+        },
+        out_dir: args.out_dir.clone(),
+        ..Default::default()
+    })?;
+    let target = only_selected(&plans, "report")?.to_string();
+    Ok((plans.target(&target).cloned(), Some(target)))
+}
+
+/// The last build's report, from the output folder.
+fn last_build(out_dir: Option<&Path>) -> Result<Report, Error> {
+    let dir = out_dir.ok_or_else(|| Error::Report(crate::report::Error::ReportFile {
+        action: "finding",
+        path: "report.json".into(),
+        message: "there is no dockception.toml here and no --out-dir or --current\n  help: run it next to the manifest, pass -f FILE, or name --current FILE|IMAGE".into(),
+    }))?;
+    let path = dir.join(store::REPORT_FILE);
+    store::load_if_present(&path)?.ok_or_else(|| {
+        Error::Report(crate::report::Error::ReportFile {
+            action: "reading",
+            path,
+            message: "no such file; build first (each build writes it)".into(),
+        })
+    })
 }
 
 /// The report of the build before the last one, when there is a readable one.
