@@ -82,7 +82,7 @@ pub struct Options {
 
 /// Load and check the manifest (variables from `[vars]`, the `DOCKCEPTION_VAR_*` environment
 /// and `--set`), then resolve the selected targets into a plan for the invoking user.
-pub fn load_plan(options: &Options) -> Result<PlanSet> {
+pub(crate) fn load_plan(options: &Options) -> Result<PlanSet> {
     let overrides = vars::Overrides {
         env: vars::Overrides::from_env(std::env::vars()),
         set: options.set.clone(),
@@ -168,7 +168,9 @@ impl Options {
         self
     }
 
-    /// Load and check the manifest and resolve the plan (see [`load_plan`]).
+    /// Load and check the manifest (variables from `[vars]`, the `DOCKCEPTION_VAR_*`
+    /// environment and [`Options::set`]), then resolve the selected targets into a plan for the
+    /// invoking user. Nothing runs yet.
     pub fn load(&self) -> Result<PlanSet> {
         load_plan(self)
     }

@@ -46,8 +46,9 @@ pub struct TargetReport {
 
 /// Run the whole pipeline for every target of the plan: build the artifacts, build and tag the
 /// selected targets' runtime images, report on each. Targets that do not take artifacts from
-/// each other build at the same time (see [`build_if_changed`]). Always builds; records each
-/// image's inputs so a later [`build_if_changed`] knows what it made.
+/// each other build at the same time; with several, a failure names its target and stops the
+/// others. Always builds; records each image's inputs, so a later `dockception build` knows
+/// whether it is up to date.
 pub async fn build(
     engine: &Engine,
     plans: &PlanSet,
