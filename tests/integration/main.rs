@@ -9,6 +9,7 @@ mod cli;
 mod daemon;
 mod engine;
 mod interrupt;
+mod layout;
 mod libs;
 mod manifest;
 mod manifest_input;
