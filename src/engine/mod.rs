@@ -606,25 +606,9 @@ impl Engine {
     }
 
     /// Run the build command with the sources, caches and the fresh output folder mounted,
-    /// stream its output, and remove the container whatever happens.
-    pub async fn run_builder(
-        &self,
-        plan: &Plan,
-        output_dir: &Path,
-        progress: &Progress,
-    ) -> Result<BuilderExit> {
-        self.run_builder_with(
-            plan,
-            output_dir,
-            &crate::plan::secrets::Resolved::default(),
-            progress,
-        )
-        .await
-    }
-
-    /// [`Engine::run_builder`] with secrets: their environment variables are added to the
-    /// builder's (and only the builder's) environment, their files are bind-mounted read-only,
-    /// and their values are masked in the builder's output.
+    /// stream its output, and remove the container whatever happens. Secrets' variables are
+    /// added to the builder's (and only the builder's) environment, their files are
+    /// bind-mounted read-only, and their values are masked in the builder's output.
     pub async fn run_builder_with(
         &self,
         plan: &Plan,
