@@ -10,11 +10,11 @@
 use std::collections::HashMap;
 
 /// The label naming the process that created a container: `HOST/PID`.
-pub const OWNER_LABEL: &str = "dockception.owner";
+pub(crate) const OWNER_LABEL: &str = "dockception.owner";
 
 /// A dockception process: the machine it runs on and its pid there.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Owner {
+pub(crate) struct Owner {
     /// The host name.
     pub host: String,
     /// The process id on that host.
@@ -23,7 +23,7 @@ pub struct Owner {
 
 impl Owner {
     /// The current process.
-    pub fn this_process() -> Owner {
+    pub(crate) fn this_process() -> Owner {
         Owner {
             host: host_name(),
             pid: std::process::id(),
@@ -31,12 +31,12 @@ impl Owner {
     }
 
     /// The label value, `HOST/PID`.
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         format!("{}/{}", self.host, self.pid)
     }
 
     /// Read a label value written by [`Owner::label`].
-    pub fn parse(label: &str) -> Option<Owner> {
+    pub(crate) fn parse(label: &str) -> Option<Owner> {
         let (host, pid) = label.rsplit_once('/')?;
         Some(Owner {
             host: host.to_string(),
@@ -47,7 +47,7 @@ impl Owner {
 
 /// What `clean` knows about a labelled container.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LabelledContainer {
+pub(crate) struct LabelledContainer {
     /// Its labels.
     pub labels: HashMap<String, String>,
     /// Whether it is created, running or restarting (not exited or dead).
@@ -59,7 +59,7 @@ pub struct LabelledContainer {
 
 /// Whether `clean` removes a thing, and if not, why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// A leftover: remove it.
     Remove,
     /// Still in use (or not provably abandoned): keep it, for the reason given.
@@ -67,7 +67,7 @@ pub enum Verdict {
 }
 
 /// Decide about one labelled container. `alive` says whether a pid on this host still runs.
-pub fn container_verdict(
+pub(crate) fn container_verdict(
     container: &LabelledContainer,
     this: &Owner,
     force: bool,
@@ -105,7 +105,7 @@ pub fn container_verdict(
 
 /// Whether a process with this pid exists on this machine. Where `/proc` is missing, every
 /// process counts as alive, so nothing of a live run is ever removed.
-pub fn pid_alive(pid: u32) -> bool {
+pub(crate) fn pid_alive(pid: u32) -> bool {
     let proc = std::path::Path::new("/proc");
     if !proc.join("self").exists() {
         return true;

@@ -1,0 +1,325 @@
+//! What a run created and must not leave: tracked while it exists, removed after an interrupt
+//! or when other work stops midway, and, for what a crashed run left, found by label and
+//! removed by `dockception clean` (which of it may go is [`super::owner`]'s verdict).
+
+use std::collections::HashMap;
+
+use bollard::models::{ContainerSummary, ContainerSummaryStateEnum};
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, ListImagesOptionsBuilder, ListVolumesOptionsBuilder,
+};
+
+use super::containers::{session, LATE_CREATE};
+use super::error::{daemon_message, Answer};
+use super::owner::{self, LabelledContainer, Owner, Verdict};
+use super::warm::WARM_LABEL;
+use super::{Cleaned, Engine, Result};
+use crate::plan::{LABEL, PROJECT_LABEL};
+
+impl Engine {
+    /// Remove every container this engine created that still exists (after an interrupt).
+    /// Returns the names that could not be removed.
+    pub(crate) async fn remove_leftovers(&self) -> Vec<String> {
+        let mut left = Vec::new();
+        for name in self.live_containers() {
+            if self.remove_container(&name).await.is_err() {
+                left.push(name);
+            }
+        }
+        // A create that was in flight when the run was interrupted can still land: sweep for
+        // this process's containers by the session token every name carries.
+        for _ in 0..2 {
+            tokio::time::sleep(LATE_CREATE).await;
+            for name in self.session_containers().await {
+                if self.remove_container(&name).await.is_err() && !left.contains(&name) {
+                    left.push(name);
+                }
+            }
+        }
+        for id in self.untagged_images() {
+            if self.remove_image(&id).await.is_err() {
+                left.push(format!("image {id}"));
+            }
+        }
+        left
+    }
+
+    /// The containers of this process that exist, by the session token in their names; none
+    /// when the engine cannot say.
+    async fn session_containers(&self) -> Vec<String> {
+        let filters = HashMap::from([
+            ("label".to_string(), vec![LABEL.to_string()]),
+            ("name".to_string(), vec![session().to_string()]),
+        ]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let found = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .unwrap_or_default();
+        found
+            .into_iter()
+            .flat_map(|c| c.names.unwrap_or_default())
+            .map(|name| name.trim_start_matches('/').to_string())
+            .collect()
+    }
+
+    /// Remove the named containers and untagged images, which work stopped midway left (the
+    /// other targets of a build, once one failed); unlike [`Engine::remove_leftovers`], what
+    /// other work of this engine created is kept. What could not be removed stays in
+    /// [`Engine::leftovers`].
+    pub(crate) async fn remove_created(&self, containers: &[String], images: &[String]) {
+        for name in containers {
+            let _ = self.remove_container(name).await;
+        }
+        for id in images {
+            let _ = self.remove_image(id).await;
+        }
+    }
+
+    /// [`Engine::remove_created`], then `stop_work` (which ends the work that created them),
+    /// then, a moment later, the containers once more: a create request in flight when the
+    /// work stopped may still land.
+    #[expect(
+        dead_code,
+        reason = "the pipeline's stop_the_others is to call it instead of its own sweep"
+    )]
+    pub(crate) async fn remove_created_then_sweep(
+        &self,
+        containers: &[String],
+        images: &[String],
+        stop_work: impl FnOnce(),
+    ) {
+        if containers.is_empty() && images.is_empty() {
+            stop_work();
+            return;
+        }
+        self.remove_created(containers, images).await;
+        stop_work();
+        if !containers.is_empty() {
+            tokio::time::sleep(LATE_CREATE).await;
+            self.remove_created(containers, &[]).await;
+        }
+    }
+
+    /// The containers that exist right now because of this engine.
+    pub(crate) fn live_containers(&self) -> Vec<String> {
+        self.live_containers
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default()
+    }
+
+    /// Images this run built but did not tag (yet).
+    pub(crate) fn untagged_images(&self) -> Vec<String> {
+        self.untagged_images
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default()
+    }
+
+    pub(super) fn track_image(&self, id: &str) {
+        if let Ok(mut images) = self.untagged_images.lock() {
+            images.push(id.to_string());
+        }
+    }
+
+    pub(super) fn untrack_image(&self, id: &str) {
+        if let Ok(mut images) = self.untagged_images.lock() {
+            images.retain(|i| i != id);
+        }
+    }
+
+    /// Everything this run created that still exists, as words for a message: containers by
+    /// name, images by id. Empty when nothing is left.
+    pub(crate) fn leftovers(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .live_containers()
+            .into_iter()
+            .map(|c| format!("container {c}"))
+            .collect();
+        out.extend(
+            self.untagged_images()
+                .into_iter()
+                .map(|i| format!("untagged image {i}")),
+        );
+        out
+    }
+
+    /// Remove what interrupted or crashed runs left behind: their containers (those whose
+    /// dockception process is gone, or all of them with `force`), the project's dangling
+    /// images, and, only with `caches`, its cache volumes. `project` limits all of it to one
+    /// project; `None` means every project on this engine.
+    pub(crate) async fn clean(
+        &self,
+        project: Option<&str>,
+        caches: bool,
+        force: bool,
+    ) -> Result<Cleaned> {
+        let mut cleaned = Cleaned::default();
+        self.clean_containers(project, force, &mut cleaned).await?;
+        self.clean_images(project, &mut cleaned).await?;
+        self.clean_volumes(project, caches, &mut cleaned).await?;
+        Ok(cleaned)
+    }
+
+    async fn clean_containers(
+        &self,
+        project: Option<&str>,
+        force: bool,
+        cleaned: &mut Cleaned,
+    ) -> Result<()> {
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&label_filter(None, project))
+            .build();
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .doing(|| "listing dockception's containers".into());
+        let containers = match containers {
+            Ok(containers) => containers,
+            Err(e) => return Err(self.failed(e).await),
+        };
+        let this = Owner::this_process();
+        for c in containers {
+            let (name, labelled) = self.labelled(c).await;
+            match owner::container_verdict(&labelled, &this, force, owner::pid_alive) {
+                Verdict::Remove => match self.remove_container(&name).await {
+                    Ok(()) => cleaned.containers.push(name),
+                    Err(e) => cleaned.kept.push(format!("container {name}: {e}")),
+                },
+                Verdict::Keep(reason) => cleaned.kept.push(format!("container {name}: {reason}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// A listed container's name and what its verdict needs to know about it.
+    async fn labelled(&self, c: ContainerSummary) -> (String, LabelledContainer) {
+        let name = c
+            .names
+            .as_ref()
+            .and_then(|n| n.first())
+            .map(|n| n.trim_start_matches('/').to_string())
+            .or(c.id.clone())
+            .unwrap_or_default();
+        let running = c.state.is_some_and(|s| {
+            matches!(
+                s,
+                ContainerSummaryStateEnum::RUNNING
+                    | ContainerSummaryStateEnum::CREATED
+                    | ContainerSummaryStateEnum::RESTARTING
+            )
+        });
+        let labels = c.labels.unwrap_or_default();
+        // A warm builder outlives the process that made it; another one may be building in it
+        // right now.
+        let building = running && labels.contains_key(WARM_LABEL) && self.runs_an_exec(&name).await;
+        let labelled = LabelledContainer {
+            labels,
+            running,
+            building,
+        };
+        (name, labelled)
+    }
+
+    async fn clean_images(&self, project: Option<&str>, cleaned: &mut Cleaned) -> Result<()> {
+        let mut filters = label_filter(None, project);
+        filters.insert("dangling".into(), vec!["true".into()]);
+        let options = ListImagesOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let images = self
+            .docker
+            .list_images(Some(options))
+            .await
+            .doing(|| "listing dockception's images".into())?;
+        for image in images {
+            match self.remove_image(&image.id).await {
+                Ok(true) => cleaned.images.push(image.id),
+                Ok(false) => {}
+                Err(e) => cleaned
+                    .kept
+                    .push(format!("image {}: {}", image.id, daemon_message(&e))),
+            }
+        }
+        Ok(())
+    }
+
+    async fn clean_volumes(
+        &self,
+        project: Option<&str>,
+        caches: bool,
+        cleaned: &mut Cleaned,
+    ) -> Result<()> {
+        let options = ListVolumesOptionsBuilder::default()
+            .filters(&label_filter(Some("cache"), project))
+            .build();
+        let volumes = self
+            .docker
+            .list_volumes(Some(options))
+            .await
+            .doing(|| "listing dockception's cache volumes".into())?;
+        for volume in volumes.volumes.unwrap_or_default() {
+            if !caches {
+                cleaned.kept.push(format!(
+                    "cache volume {}: caches are kept (pass --caches to remove them)",
+                    volume.name
+                ));
+                continue;
+            }
+            match self.delete_volume(&volume.name).await {
+                Ok(true) => cleaned.volumes.push(volume.name),
+                Ok(false) => {}
+                Err(e) => cleaned.kept.push(format!(
+                    "cache volume {}: {}",
+                    volume.name,
+                    daemon_message(&e)
+                )),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a `docker exec` runs in `container` right now. When the engine cannot tell,
+    /// it counts as running, so `clean` keeps the container.
+    async fn runs_an_exec(&self, container: &str) -> bool {
+        let execs = match self
+            .docker
+            .inspect_container(container, None)
+            .await
+            .or_absent()
+        {
+            Ok(Some(details)) => details.exec_ids.unwrap_or_default(),
+            Ok(None) => return false,
+            Err(_) => return true,
+        };
+        for id in execs {
+            match self.docker.inspect_exec(&id).await.or_absent() {
+                Ok(Some(exec)) if exec.running == Some(true) => return true,
+                // Finished execs are forgotten by the engine after a while.
+                Ok(_) => {}
+                Err(_) => return true,
+            }
+        }
+        false
+    }
+}
+
+/// The list filter for dockception's things (of `role`, when given) of `project` (every
+/// project's when `None`).
+fn label_filter(role: Option<&str>, project: Option<&str>) -> HashMap<String, Vec<String>> {
+    let mut labels = vec![match role {
+        Some(role) => format!("{LABEL}={role}"),
+        None => LABEL.to_string(),
+    }];
+    if let Some(p) = project {
+        labels.push(format!("{PROJECT_LABEL}={p}"));
+    }
+    HashMap::from([("label".to_string(), labels)])
+}

@@ -1,0 +1,318 @@
+//! The warm builder: a builder container kept running between builds, each build a
+//! `docker exec` in it, so a build does not wait for a container to be made and started.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+use bollard::exec::{StartExecOptions, StartExecResults};
+use bollard::models::{ContainerCreateBody, ExecConfig};
+
+use super::containers::{builder_body, env_lines, millis_since, TAIL_LINES};
+use super::error::{daemon_message, docker_error, status_code, Answer};
+use super::{BuilderExit, Engine, ImageFacts, Result, WarmRun};
+use crate::plan::secrets::Resolved;
+use crate::plan::Plan;
+use crate::progress::Progress;
+
+/// The label a warm builder container carries: the hash of its configuration, which its name
+/// ends with too.
+pub(super) const WARM_LABEL: &str = "dockception.warm";
+
+/// How often a warm builder's idle loop looks for a running exec, in seconds.
+const WARM_POLL_SECS: u64 = 2;
+
+impl Engine {
+    /// Run the build command with `docker exec` in the target's warm builder container, made
+    /// and started first when none runs. The container is configured like
+    /// [`Engine::run_builder_with`]'s, with `output_dir` (a folder that stays, so later builds
+    /// can use the same container) as its output mount, no secret variables in its own
+    /// environment (each exec gets them), and an idle loop as its command that ends it, and
+    /// the daemon removes it, after `plan.builder.warm` seconds without a build. Its name and
+    /// its [`WARM_LABEL`] hold a hash of that configuration, the builder image's id and
+    /// `output_identity`, so any change makes a new container. While the command runs the
+    /// container is tracked like any other (an interrupt removes it, as no exec can be killed
+    /// through the API); afterwards it is kept on purpose.
+    pub(crate) async fn run_builder_warm(
+        &self,
+        plan: &Plan,
+        output_dir: &Path,
+        output_identity: &str,
+        secrets: &Resolved,
+        image: &ImageFacts,
+        progress: &Progress,
+    ) -> Result<WarmRun> {
+        let Some(warm_secs) = plan.builder.warm else {
+            return Ok(WarmRun::Unavailable(
+                "the target has no builder.warm".into(),
+            ));
+        };
+        self.hide_in_output(secrets);
+        let (name, body) = warm_body(plan, output_dir, output_identity, secrets, image, warm_secs)?;
+        match self
+            .ensure_warm_container(&name, body, &plan.builder.image)
+            .await?
+        {
+            Some(reason) => return Ok(WarmRun::Unavailable(reason)),
+            None => self.track(&name),
+        }
+        match self.exec_build(&name, plan, secrets, image, progress).await {
+            Ok(WarmRun::Ran(exit)) => {
+                self.untrack(&name);
+                Ok(WarmRun::Ran(exit))
+            }
+            Ok(WarmRun::Unavailable(reason)) => {
+                self.remove_container(&name).await?;
+                Ok(WarmRun::Unavailable(reason))
+            }
+            // A warm container in an unknown state is not worth keeping.
+            Err(e) => {
+                let _ = self.remove_container(&name).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Make sure the container `name` (of `image`) runs: use it when it does, replace it when
+    /// it stopped, create and start it when absent. `Some(reason)` when it cannot be made to
+    /// run (nothing of it is left then).
+    async fn ensure_warm_container(
+        &self,
+        name: &str,
+        body: ContainerCreateBody,
+        image: &str,
+    ) -> Result<Option<String>> {
+        match self.container_running(name).await? {
+            Some(true) => return Ok(None),
+            Some(false) => self.remove_container(name).await?,
+            None => {}
+        }
+        let action = format!("creating the warm builder container for {image}");
+        if let Err(e) = self.create_tracked(name, body, action).await {
+            let _ = self.remove_container(name).await;
+            return Ok(Some(e.to_string()));
+        }
+        if let Err(e) = self.docker.start_container(name, None).await {
+            let _ = self.remove_container(name).await;
+            return Ok(Some(format!(
+                "it could not start (it runs /bin/sh, which the builder image needs): {}",
+                daemon_message(&e)
+            )));
+        }
+        Ok(None)
+    }
+
+    /// Run the plan's command in the running container `name` and wait for its end.
+    async fn exec_build(
+        &self,
+        name: &str,
+        plan: &Plan,
+        secrets: &Resolved,
+        image: &ImageFacts,
+        progress: &Progress,
+    ) -> Result<WarmRun> {
+        let config = exec_config(plan, secrets, image);
+        let exec = match self.docker.create_exec(name, config).await {
+            Ok(exec) => exec.id,
+            Err(e) => {
+                return refused(e, || {
+                    format!("creating the build's exec in container {name}")
+                })
+            }
+        };
+        let options = StartExecOptions {
+            detach: false,
+            ..Default::default()
+        };
+        let started = Instant::now();
+        let mut logs = match self.docker.start_exec(&exec, Some(options)).await {
+            Ok(StartExecResults::Attached { output, .. }) => output,
+            Ok(StartExecResults::Detached) => {
+                return Ok(WarmRun::Unavailable(
+                    "the engine started the build detached".into(),
+                ))
+            }
+            Err(e) => {
+                return refused(e, || {
+                    format!("starting the build's exec in container {name}")
+                })
+            }
+        };
+        let tail = self
+            .stream_lines(&mut logs, name, progress, TAIL_LINES)
+            .await?;
+        let ran_ms = millis_since(started);
+        let code = self
+            .docker
+            .inspect_exec(&exec)
+            .await
+            .doing(|| format!("asking how the build's exec in container {name} ended"))?
+            .exit_code
+            .unwrap_or(-1);
+        // The idle loop may have ended the container just as the exec began: that is no
+        // failure of the build, so it runs again in a fresh container.
+        if code != 0 && self.container_running(name).await? != Some(true) {
+            return Ok(WarmRun::Unavailable(
+                "the warm container stopped during the build".into(),
+            ));
+        }
+        Ok(WarmRun::Ran(BuilderExit { code, tail, ran_ms }))
+    }
+}
+
+/// A failed exec call: 409 says the container stopped (idle time up) since it was looked at,
+/// so the build runs in a fresh one; anything else is an error of `action`.
+fn refused(e: bollard::errors::Error, action: impl FnOnce() -> String) -> Result<WarmRun> {
+    if status_code(&e) == Some(409) {
+        return Ok(WarmRun::Unavailable(daemon_message(&e)));
+    }
+    Err(docker_error(action(), e))
+}
+
+/// The build command as an exec: what a fresh builder container would run, with the secrets'
+/// variables, which the warm container itself never holds.
+fn exec_config(plan: &Plan, secrets: &Resolved, image: &ImageFacts) -> ExecConfig {
+    let b = &plan.builder;
+    // A fresh container would run the image's entrypoint with the command as arguments.
+    let mut cmd = image.config.entrypoint.clone().unwrap_or_default();
+    cmd.extend(b.command.iter().cloned());
+    ExecConfig {
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        cmd: Some(cmd),
+        env: Some(env_lines(&b.env, &secrets.env)),
+        user: b.user.clone(),
+        working_dir: b.workdir.clone(),
+        ..Default::default()
+    }
+}
+
+/// The warm builder's name and configuration (see [`Engine::run_builder_warm`]).
+fn warm_body(
+    plan: &Plan,
+    output_dir: &Path,
+    output_identity: &str,
+    secrets: &Resolved,
+    image: &ImageFacts,
+    warm_secs: u64,
+) -> Result<(String, ContainerCreateBody)> {
+    let mut body = builder_body(plan, output_dir, secrets, false)?;
+    body.entrypoint = Some(vec!["/bin/sh".into(), "-c".into()]);
+    body.cmd = Some(vec![idle_script(warm_secs)]);
+    if let Some(host) = body.host_config.as_mut() {
+        host.auto_remove = Some(true);
+    }
+    let hash = config_hash(&body, image, output_identity);
+    body.labels
+        .get_or_insert_with(HashMap::new)
+        .insert(WARM_LABEL.to_string(), hash.clone());
+    let name = format!(
+        "dockception-warm-{}-{}-{hash}",
+        plan.project,
+        name_part(&plan.target)
+    );
+    Ok((name, body))
+}
+
+/// 12 hex digits that change with `body`, the image's id and `output_identity`.
+fn config_hash(body: &ContainerCreateBody, image: &ImageFacts, output_identity: &str) -> String {
+    use sha2::{Digest, Sha256};
+    // Labels are a HashMap, in a different order in every process: hash them sorted.
+    let mut unlabelled = body.clone();
+    let labels: std::collections::BTreeMap<String, String> = unlabelled
+        .labels
+        .take()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let mut hasher = Sha256::new();
+    hasher.update(serde_json::to_vec(&unlabelled).unwrap_or_default());
+    hasher.update([0]);
+    hasher.update(serde_json::to_vec(&labels).unwrap_or_default());
+    hasher.update([0]);
+    hasher.update(image.id.as_bytes());
+    hasher.update([0]);
+    hasher.update(output_identity.as_bytes());
+    crate::fsutil::hex(&hasher.finalize()[..6])
+}
+
+/// A target name as a container name may hold it.
+fn name_part(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// The warm builder's command (POSIX sh and `sleep` only): wait, and end once no exec has run
+/// for `secs` seconds. Any process but PID 1 that is not a zombie is an exec (or its
+/// children) at work; the loop's own `sleep` has ended by the time it looks.
+fn idle_script(secs: u64) -> String {
+    format!(
+        "trap 'exit 0' TERM INT; idle=0; \
+         while [ \"$idle\" -lt {secs} ]; do \
+         sleep {WARM_POLL_SECS}; busy=0; \
+         for d in /proc/[0-9]*; do \
+         [ \"$d\" = /proc/1 ] && continue; \
+         s=''; read -r s 2>/dev/null < \"$d/stat\" || [ -n \"$s\" ] || continue; \
+         case \"${{s##*) }}\" in Z*) continue;; esac; \
+         busy=1; break; \
+         done; \
+         if [ \"$busy\" = 1 ]; then idle=0; else idle=$((idle + {WARM_POLL_SECS})); fi; \
+         done"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::BaseConfig;
+
+    #[test]
+    fn a_warm_builders_name_follows_its_configuration_only() {
+        let loaded = crate::manifest::parse(
+            Path::new("/p/dockception.toml"),
+            "[builder]\nimage = \"busybox:local\"\nrun = \"true\"\nwarm = \"60s\"\n[artifacts]\ninclude = [\"app\"]\n".into(),
+        )
+        .expect("a manifest");
+        let plans =
+            crate::plan::plan(&loaded, &crate::plan::PlanOptions::default()).expect("a plan");
+        let mut plan = plans.targets[0].clone();
+        let image = ImageFacts {
+            id: "sha256:1".into(),
+            size: 0,
+            config: BaseConfig::default(),
+        };
+        let secrets = Resolved {
+            env: vec![("TOKEN".into(), "secret-value".into())],
+            files: vec![],
+        };
+        let name = |plan: &Plan, image: &ImageFacts| {
+            warm_body(plan, Path::new("/o"), "1:2", &secrets, image, 60)
+                .expect("a body")
+                .0
+        };
+        let first = name(&plan, &image);
+        assert!(first.starts_with("dockception-warm-"), "{first}");
+        // Labels are a HashMap: the name must not follow its order.
+        for _ in 0..20 {
+            assert_eq!(name(&plan, &image), first);
+        }
+        let (_, body) =
+            warm_body(&plan, Path::new("/o"), "1:2", &secrets, &image, 60).expect("a body");
+        assert!(!format!("{:?}", body.env).contains("secret-value"));
+        assert_eq!(body.host_config.and_then(|h| h.auto_remove), Some(true));
+        let other_image = ImageFacts {
+            id: "sha256:2".into(),
+            ..image.clone()
+        };
+        assert_ne!(name(&plan, &other_image), first);
+        plan.builder.env.push(("A".into(), "1".into()));
+        assert_ne!(name(&plan, &image), first);
+    }
+}
