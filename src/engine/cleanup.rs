@@ -83,10 +83,6 @@ impl Engine {
     /// [`Engine::remove_created`], then `stop_work` (which ends the work that created them),
     /// then, a moment later, the containers once more: a create request in flight when the
     /// work stopped may still land.
-    #[expect(
-        dead_code,
-        reason = "the pipeline's stop_the_others is to call it instead of its own sweep"
-    )]
     pub(crate) async fn remove_created_then_sweep(
         &self,
         containers: &[String],

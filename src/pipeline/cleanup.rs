@@ -43,22 +43,14 @@ impl Tracked {
 /// stops their blocking work. A create request still in flight when they stopped may land a
 /// moment later, so the containers are removed by name once more. What the engine created
 /// since `before` is taken to be this build's: an engine serves one run at a time, as its
-/// interrupt cleanup ([`Engine::remove_leftovers`]) assumes too.
+/// interrupt cleanup (`Engine::remove_leftovers`) assumes too.
 pub(crate) async fn stop_the_others<F>(
     engine: &Engine,
     before: &Tracked,
     running: FuturesUnordered<F>,
 ) {
     let created = before.new_since(engine);
-    if created.containers.is_empty() && created.images.is_empty() {
-        return;
-    }
     engine
-        .remove_created(&created.containers, &created.images)
+        .remove_created_then_sweep(&created.containers, &created.images, move || drop(running))
         .await;
-    drop(running);
-    if !created.containers.is_empty() {
-        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-        engine.remove_created(&created.containers, &[]).await;
-    }
 }

@@ -8,8 +8,19 @@ use std::path::{Path, PathBuf};
 /// The top-level modules of `src/`, in the one direction imports may go: each may use only
 /// the ones before it.
 const ORDER: &[&str] = &[
-    "units", "fsutil", "progress", "manifest", "plan", "engine", "artifacts", "image", "report",
-    "error", "pipeline", "api", "cli",
+    "units",
+    "fsutil",
+    "progress",
+    "manifest",
+    "plan",
+    "engine",
+    "artifacts",
+    "image",
+    "report",
+    "error",
+    "pipeline",
+    "api",
+    "cli",
 ];
 
 fn src() -> PathBuf {
@@ -91,7 +102,11 @@ fn each_stage_imports_only_the_stages_above_it() {
             }
         }
     }
-    assert!(wrong.is_empty(), "imports against the flow:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "imports against the flow:\n{}",
+        wrong.join("\n")
+    );
 }
 
 #[test]
@@ -101,10 +116,17 @@ fn only_the_engine_sees_bollard() {
     let outside: Vec<String> = files
         .iter()
         .filter(|f| top_module(f).as_deref() != Some("engine"))
-        .filter(|f| std::fs::read_to_string(f).expect("read").contains("bollard"))
+        .filter(|f| {
+            std::fs::read_to_string(f)
+                .expect("read")
+                .contains("bollard")
+        })
         .map(|f| f.display().to_string())
         .collect();
-    assert!(outside.is_empty(), "bollard outside src/engine: {outside:?}");
+    assert!(
+        outside.is_empty(),
+        "bollard outside src/engine: {outside:?}"
+    );
 }
 
 #[test]
@@ -116,7 +138,11 @@ fn files_stay_short_and_lib_rs_thin() {
         assert!(lines <= 900, "{} has {lines} lines", file.display());
     }
     let lib = std::fs::read_to_string(src().join("lib.rs")).expect("lib.rs");
-    assert!(lib.lines().count() < 250, "lib.rs has {} lines", lib.lines().count());
+    assert!(
+        lib.lines().count() < 250,
+        "lib.rs has {} lines",
+        lib.lines().count()
+    );
 }
 
 #[test]
@@ -124,6 +150,9 @@ fn the_module_scan_sees_imports() {
     let names = named_modules("use crate::engine::Engine;\nuse crate::{plan, report::Report};");
     assert_eq!(
         names,
-        ["engine", "plan", "report"].map(String::from).into_iter().collect()
+        ["engine", "plan", "report"]
+            .map(String::from)
+            .into_iter()
+            .collect()
     );
 }
