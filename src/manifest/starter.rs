@@ -279,8 +279,12 @@ mod tests {
     fn every_starter_is_a_valid_manifest() {
         for kind in [Kind::Go, Kind::Rust, Kind::C, Kind::Jvm, Kind::Generic] {
             let text = starter(kind, "my-app");
-            let loaded = crate::manifest::parse(Path::new("dockception.toml"), text)
-                .unwrap_or_else(|e| panic!("{kind} starter: {e}"));
+            let loaded = crate::manifest::parse_bytes_with(
+                Path::new("dockception.toml"),
+                text.into_bytes(),
+                &Default::default(),
+            )
+            .unwrap_or_else(|e| panic!("{kind} starter: {e}"));
             assert_eq!(loaded.vars["TAG"], "latest");
         }
     }

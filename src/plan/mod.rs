@@ -885,7 +885,12 @@ mod tests {
     use super::*;
 
     fn load(dir: &Path, text: &str) -> LoadedManifest {
-        manifest::parse(&dir.join("dockception.toml"), text.to_string()).expect("manifest")
+        manifest::parse_bytes_with(
+            &dir.join("dockception.toml"),
+            text.as_bytes().to_vec(),
+            &Default::default(),
+        )
+        .expect("manifest")
     }
 
     fn temp() -> tempfile::TempDir {
