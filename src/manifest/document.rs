@@ -24,7 +24,7 @@ pub struct Manifest {
     #[serde(default)]
     #[expect(
         dead_code,
-        reason = "the values are read from the TOML document, before the types, because variables are expanded first; the field gives `[vars]` its place in the schema"
+        reason = "read from the document before it has types; this gives `[vars]` its schema"
     )]
     pub vars: BTreeMap<String, String>,
     /// Single-image form: the fat image the build runs in, and the command that builds.
