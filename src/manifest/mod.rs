@@ -28,8 +28,8 @@ pub mod vars;
 mod tests;
 
 pub use document::{
-    json_schema, ArtifactSource, Artifacts, Builder, Command, Init, Libs, Manifest, Port, Runtime,
-    Target,
+    json_schema, ArtifactSource, Artifacts, Builder, Command, Init, Libs, Manifest, Mount, Port,
+    Runtime, Target,
 };
 pub use load::{load, load_with, parse_bytes_with, MAX_MANIFEST_BYTES};
 pub use values::parse_duration;
