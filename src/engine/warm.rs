@@ -275,9 +275,10 @@ mod tests {
 
     #[test]
     fn a_warm_builders_name_follows_its_configuration_only() {
-        let loaded = crate::manifest::parse(
+        let loaded = crate::manifest::parse_bytes_with(
             Path::new("/p/dockception.toml"),
             "[builder]\nimage = \"busybox:local\"\nrun = \"true\"\nwarm = \"60s\"\n[artifacts]\ninclude = [\"app\"]\n".into(),
+            &Default::default(),
         )
         .expect("a manifest");
         let plans =

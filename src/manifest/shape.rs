@@ -162,18 +162,8 @@ impl<'s> Walker<'s> {
             return;
         }
         let expected = types_of(schema);
-        let found = type_of(value.get_ref());
         if !expected.is_empty() && !expected.iter().any(|t| accepts(t, value.get_ref())) {
-            out.push(Problem {
-                span: value.span(),
-                message: format!(
-                    "{} must be {}, not {}",
-                    display_path(path),
-                    describe_types(&expected),
-                    with_article(found)
-                ),
-                help: example_for(&expected),
-            });
+            out.push(wrong_type(value, path, &expected));
             return;
         }
         match value.get_ref() {
@@ -185,29 +175,7 @@ impl<'s> Walker<'s> {
                     }
                 }
             }
-            DeValue::Integer(i) => {
-                let n = i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()).ok();
-                let min = schema.get("minimum").and_then(Value::as_i64);
-                let max = schema.get("maximum").and_then(Value::as_i64);
-                if let Some(n) = n {
-                    if min.is_some_and(|m| n < m) || max.is_some_and(|m| n > m) {
-                        out.push(Problem {
-                            span: value.span(),
-                            message: format!(
-                                "{} is {n}, outside {}..={}",
-                                display_path(path),
-                                min.unwrap_or(i64::MIN),
-                                max.unwrap_or(i64::MAX)
-                            ),
-                            help: Some(format!(
-                                "use a number from {} to {}",
-                                min.unwrap_or(i64::MIN),
-                                max.unwrap_or(i64::MAX)
-                            )),
-                        });
-                    }
-                }
-            }
+            DeValue::Integer(i) => out.extend(out_of_range(value.span(), i, schema, path)),
             _ => {}
         }
     }
@@ -242,16 +210,7 @@ impl<'s> Walker<'s> {
             Some(problems) => out.extend(problems),
             None => {
                 let expected: Vec<&str> = candidates.iter().flat_map(|c| types_of(c)).collect();
-                out.push(Problem {
-                    span: value.span(),
-                    message: format!(
-                        "{} must be {}, not {}",
-                        display_path(path),
-                        describe_types(&expected),
-                        with_article(type_of(value.get_ref()))
-                    ),
-                    help: example_for(&expected),
-                });
+                out.push(wrong_type(value, path, &expected));
             }
         }
     }
@@ -314,6 +273,41 @@ impl<'s> Walker<'s> {
             }
         }
     }
+}
+
+/// `PATH must be TYPES, not A TYPE`, with an example of what it takes.
+fn wrong_type(value: &Spanned<DeValue<'_>>, path: &str, expected: &[&str]) -> Problem {
+    Problem {
+        span: value.span(),
+        message: format!(
+            "{} must be {}, not {}",
+            display_path(path),
+            describe_types(expected),
+            with_article(type_of(value.get_ref()))
+        ),
+        help: example_for(expected),
+    }
+}
+
+/// An integer outside the schema's `minimum`..=`maximum` (a port, for instance).
+fn out_of_range(
+    span: Range<usize>,
+    integer: &toml::de::DeInteger<'_>,
+    schema: &Value,
+    path: &str,
+) -> Option<Problem> {
+    let n = i64::from_str_radix(&integer.as_str().replace('_', ""), integer.radix()).ok()?;
+    let min = schema.get("minimum").and_then(Value::as_i64);
+    let max = schema.get("maximum").and_then(Value::as_i64);
+    if !(min.is_some_and(|m| n < m) || max.is_some_and(|m| n > m)) {
+        return None;
+    }
+    let (min, max) = (min.unwrap_or(i64::MIN), max.unwrap_or(i64::MAX));
+    Some(Problem {
+        span,
+        message: format!("{} is {n}, outside {min}..={max}", display_path(path)),
+        help: Some(format!("use a number from {min} to {max}")),
+    })
 }
 
 /// `did you mean `x`?` for a near miss of `name` among `known`, else `otherwise()`.

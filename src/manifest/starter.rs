@@ -50,7 +50,7 @@ pub fn detect(file_names: &[String]) -> Kind {
 }
 
 /// The starter manifest for a project of `kind` named `name` (used for the tag and binary).
-pub fn starter(kind: Kind, name: &str) -> String {
+fn starter(kind: Kind, name: &str) -> String {
     let header = format!(
         "# dockception manifest for {name} ({kind} project), written by `dockception init`.\n\
          # Build with `dockception build`; see what it would do with `dockception plan`.\n\
@@ -59,18 +59,49 @@ pub fn starter(kind: Kind, name: &str) -> String {
          # Strings may use ${{VAR}} and ${{VAR:-default}}: [vars], DOCKCEPTION_VAR_VAR, --set VAR=...\n\n\
          [vars]\nTAG = \"latest\"\n\n"
     );
-    let body = match kind {
-        Kind::Go => format!(
-            r#"[builder]
-image   = "golang:1.22"          # any image with the Go toolchain
-workdir = "/src"
-run     = "go build -trimpath -ldflags='-s -w' -o /out/{name} ."
-env     = {{ CGO_ENABLED = "0", GOCACHE = "/cache/go-build", GOMODCACHE = "/cache/mod" }}
+    let template = template(kind);
+    let body = [template.builder, SOURCES, template.rest, IMAGE].concat();
+    header + &body.replace("{name}", name)
+}
 
+/// What a starter says for one kind of project; `{name}` stands for the project's name. Every
+/// starter mounts the sources at `/src` between the two, and tags the image last.
+struct Template {
+    /// The `[builder]` table.
+    builder: &'static str,
+    /// What follows the sources' mount: caches, `[artifacts]` and `[runtime]`.
+    rest: &'static str,
+}
+
+fn template(kind: Kind) -> &'static Template {
+    match kind {
+        Kind::Go => &GO,
+        Kind::Rust => &RUST,
+        Kind::C => &C,
+        Kind::Jvm => &JVM,
+        Kind::Generic => &GENERIC,
+    }
+}
+
+const SOURCES: &str = r#"
 [[mount]]                        # your sources, read-only: never copied into a layer
 source = "."
 target = "/src"
+"#;
 
+const IMAGE: &str = r#"
+[image]
+tags = ["{name}:${TAG}"]
+"#;
+
+const GO: Template = Template {
+    builder: r#"[builder]
+image   = "golang:1.22"          # any image with the Go toolchain
+workdir = "/src"
+run     = "go build -trimpath -ldflags='-s -w' -o /out/{name} ."
+env     = { CGO_ENABLED = "0", GOCACHE = "/cache/go-build", GOMODCACHE = "/cache/mod" }
+"#,
+    rest: r#"
 [[cache]]                        # kept between builds: rebuilds are incremental
 target = "/cache/go-build"
 
@@ -84,22 +115,17 @@ include = ["{name}"]             # globs relative to /out, the builder's output 
 base       = "scratch"           # a static Go binary needs nothing else
 entrypoint = ["/{name}"]
 user       = "65534:65534"
+"#,
+};
 
-[image]
-tags = ["{name}:${{TAG}}"]
-"#
-        ),
-        Kind::Rust => format!(
-            r#"[builder]
+const RUST: Template = Template {
+    builder: r#"[builder]
 image   = "rust:1-bookworm"      # any image with cargo
 workdir = "/src"
 run     = "cargo build --release --locked --target-dir /cache/target && cp /cache/target/release/{name} /out/"
-env     = {{ CARGO_HOME = "/cache/cargo" }}
-
-[[mount]]                        # your sources, read-only: never copied into a layer
-source = "."
-target = "/src"
-
+env     = { CARGO_HOME = "/cache/cargo" }
+"#,
+    rest: r#"
 [[cache]]                        # the registry and the target dir survive between builds
 target = "/cache/cargo"
 
@@ -113,21 +139,16 @@ include = ["{name}"]
 base       = "gcr.io/distroless/cc-debian12"   # glibc for a default (dynamic) Rust binary
 entrypoint = ["/{name}"]
 user       = "65534:65534"
+"#,
+};
 
-[image]
-tags = ["{name}:${{TAG}}"]
-"#
-        ),
-        Kind::C => format!(
-            r#"[builder]
+const C: Template = Template {
+    builder: r#"[builder]
 image   = "gcc:13"               # any image with a C toolchain
 workdir = "/src"
 run     = "make CFLAGS='-O2' LDFLAGS='-static' && cp {name} /out/"
-
-[[mount]]                        # your sources, read-only: never copied into a layer
-source = "."
-target = "/src"
-# make writes objects next to the sources; if yours does, mount read-write (read_only = false)
+"#,
+    rest: r#"# make writes objects next to the sources; if yours does, mount read-write (read_only = false)
 # or build out of tree into /out.
 
 [artifacts]
@@ -137,21 +158,16 @@ include = ["{name}"]
 base       = "scratch"           # a static binary needs nothing else
 entrypoint = ["/{name}"]
 user       = "65534:65534"
+"#,
+};
 
-[image]
-tags = ["{name}:${{TAG}}"]
-"#
-        ),
-        Kind::Jvm => format!(
-            r#"[builder]
+const JVM: Template = Template {
+    builder: r#"[builder]
 image   = "maven:3-eclipse-temurin-21"
 workdir = "/src"
 run     = "mvn -q -Dmaven.repo.local=/cache/m2 -DbuildDirectory=/tmp/target package && cp /tmp/target/*.jar /out/"
-
-[[mount]]                        # your sources, read-only: never copied into a layer
-source = "."
-target = "/src"
-
+"#,
+    rest: r#"
 [[cache]]                        # the local Maven repository survives between builds
 target = "/cache/m2"
 
@@ -163,35 +179,24 @@ dest    = "/app"
 base       = "eclipse-temurin:21-jre"
 entrypoint = ["sh", "-c", "exec java -jar /app/*.jar"]
 user       = "65534:65534"
+"#,
+};
 
-[image]
-tags = ["{name}:${{TAG}}"]
-"#
-        ),
-        Kind::Generic => format!(
-            r#"[builder]
+const GENERIC: Template = Template {
+    builder: r#"[builder]
 image   = "debian:bookworm"      # the image with your build tools
 workdir = "/src"
 run     = "echo 'replace with your build command; write the results into /out' && false"
-
-[[mount]]                        # your sources, read-only: never copied into a layer
-source = "."
-target = "/src"
-
+"#,
+    rest: r#"
 [artifacts]
 include = ["*"]                  # globs relative to /out
 
 [runtime]
 base = "scratch"                 # or a small image such as busybox
 # entrypoint = ["/{name}"]
-
-[image]
-tags = ["{name}:${{TAG}}"]
-"#
-        ),
-    };
-    header + &body
-}
+"#,
+};
 
 /// Write the starter manifest for the project in `folder` to `manifest` (relative to the
 /// current folder), refusing to overwrite anything. Returns the kind it chose.
@@ -279,8 +284,12 @@ mod tests {
     fn every_starter_is_a_valid_manifest() {
         for kind in [Kind::Go, Kind::Rust, Kind::C, Kind::Jvm, Kind::Generic] {
             let text = starter(kind, "my-app");
-            let loaded = crate::manifest::parse(Path::new("dockception.toml"), text)
-                .unwrap_or_else(|e| panic!("{kind} starter: {e}"));
+            let loaded = crate::manifest::parse_bytes_with(
+                Path::new("dockception.toml"),
+                text.into_bytes(),
+                &Default::default(),
+            )
+            .unwrap_or_else(|e| panic!("{kind} starter: {e}"));
             assert_eq!(loaded.vars["TAG"], "latest");
         }
     }

@@ -136,7 +136,8 @@ pub fn expand(text: &str, values: &BTreeMap<String, String>) -> Result<String, V
     }
 }
 
-/// Variable names: a letter or `_`, then letters, digits or `_`.
+/// Variable names, the manifest's and the environment's alike (a manifest variable can come
+/// from `DOCKCEPTION_VAR_NAME`): a letter or `_`, then letters, digits or `_`.
 pub fn is_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars

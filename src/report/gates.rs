@@ -764,8 +764,12 @@ max_image_size = "1 MiB"
 warn_image_size = 2097152
 max_waste = "lots"
 "#;
-        let loaded =
-            crate::manifest::parse(Path::new("dockception.toml"), text.into()).expect("parses");
+        let loaded = crate::manifest::parse_bytes_with(
+            Path::new("dockception.toml"),
+            text.into(),
+            &Default::default(),
+        )
+        .expect("parses");
         let Err(Error::GateConfig { problems }) =
             GateSet::resolve(Some(&loaded), None, &GateFlags::default())
         else {

@@ -1,0 +1,172 @@
+//! The plan for people (`dockception plan`): one line a setting, values as they reach the
+//! engine, commands quoted so they can be pasted into a shell.
+
+use crate::manifest::Libs;
+use crate::plan::{InitPlan, Plan, PlanSet};
+
+impl PlanSet {
+    /// The plan for people: build order, then each target's resolved settings.
+    pub fn to_text(&self) -> String {
+        let mut out = format!("manifest {}\n", self.manifest.display());
+        out.push_str(&format!("build order: {}\n", self.order.join(" -> ")));
+        out.push_str(&format!("images built: {}\n", self.selected.join(", ")));
+        if !self.vars.is_empty() {
+            let vars: Vec<String> = self.vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            out.push_str(&format!("vars: {}\n", vars.join(" ")));
+        }
+        for plan in &self.targets {
+            out.push('\n');
+            out.push_str(&plan.to_text(self.is_selected(&plan.target)));
+        }
+        out
+    }
+}
+
+impl Plan {
+    fn to_text(&self, builds_image: bool) -> String {
+        let mut lines = vec![format!("[{}]", self.target)];
+        self.origin_lines(&mut lines);
+        lines.push(format!(
+            "  ship      {}{} -> {}",
+            self.artifacts.include.join(", "),
+            if self.artifacts.exclude.is_empty() {
+                String::new()
+            } else {
+                format!(" minus {}", self.artifacts.exclude.join(", "))
+            },
+            self.artifacts.dest
+        ));
+        if builds_image {
+            self.runtime_lines(&mut lines);
+        } else {
+            lines.push("  (artifacts only: another target uses them)".into());
+        }
+        lines.join("\n") + "\n"
+    }
+
+    /// Where the artifacts come from: the target that made them, or how this builder runs.
+    fn origin_lines(&self, lines: &mut Vec<String>) {
+        let b = &self.builder;
+        if let Some(from) = &self.artifacts_from {
+            lines.push(format!(
+                "  artifacts from target {from}: {}",
+                if self.artifacts.subdir.is_empty() {
+                    b.output_target.clone()
+                } else {
+                    format!("{}/{}", b.output_target, self.artifacts.subdir)
+                }
+            ));
+            return;
+        }
+        lines.push(format!("  builder   {}", b.image));
+        lines.push(format!("  run       {}", shell_words(&b.command)));
+        if let Some(w) = &b.workdir {
+            lines.push(format!("  workdir   {w}"));
+        }
+        lines.push(format!(
+            "  user      {}",
+            b.user.as_deref().unwrap_or("(image default)")
+        ));
+        for (k, v) in &b.env {
+            lines.push(format!("  env       {k}={v}"));
+        }
+        if let Some(network) = &b.network {
+            lines.push(format!("  network   {network}"));
+        }
+        if let Some(warm) = b.warm {
+            lines.push(format!("  warm      {warm} s"));
+        }
+        for m in &b.mounts {
+            lines.push(format!(
+                "  mount     {} -> {} ({})",
+                m.source.display(),
+                m.target,
+                if m.read_only {
+                    "read-only"
+                } else {
+                    "read-write"
+                }
+            ));
+        }
+        for c in &b.caches {
+            lines.push(format!("  cache     {} -> {}", c.volume, c.target));
+        }
+        lines.push(format!(
+            "  output    {} -> {}",
+            self.out_dir.display(),
+            b.output_target
+        ));
+    }
+
+    fn runtime_lines(&self, lines: &mut Vec<String>) {
+        let r = &self.runtime;
+        lines.push(format!("  base      {}", r.base));
+        if let Some(e) = &r.entrypoint {
+            lines.push(format!("  entrypoint {}", shell_words(e)));
+        }
+        if let Some(c) = &r.cmd {
+            lines.push(format!("  cmd       {}", shell_words(c)));
+        }
+        for (k, v) in &r.env {
+            lines.push(format!("  env       {k}={v}"));
+        }
+        if let Some(w) = &r.workdir {
+            lines.push(format!("  workdir   {w}"));
+        }
+        if let Some(u) = &r.user {
+            lines.push(format!("  user      {u}"));
+        }
+        if !r.expose.is_empty() {
+            lines.push(format!("  expose    {}", r.expose.join(" ")));
+        }
+        for (k, v) in &r.labels {
+            lines.push(format!("  label     {k}={v}"));
+        }
+        for step in &r.steps {
+            lines.push(format!(
+                "  step      {step}  (artifacts at {})",
+                r.artifacts_mount
+            ));
+        }
+        match &r.init {
+            InitPlan::None => {}
+            InitPlan::Auto => {
+                lines.push("  init      tini (from the base, else the builder)".into())
+            }
+            InitPlan::Path(p) => lines.push(format!("  init      {p}")),
+        }
+        match r.libs {
+            Libs::Check => {}
+            Libs::Auto => lines.push(
+                "  libs      auto (what dynamic artifacts need is copied from the builder)".into(),
+            ),
+            Libs::Off => lines.push("  libs      off (not checked)".into()),
+        }
+        lines.push(format!(
+            "  tags      {}",
+            if self.tags.is_empty() {
+                "(none: the image is known by its id)".to_string()
+            } else {
+                self.tags.join(", ")
+            }
+        ));
+    }
+}
+
+/// Quote words that need it, so the line can be pasted into a shell.
+fn shell_words(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|w| {
+            if !w.is_empty()
+                && w.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+            {
+                w.clone()
+            } else {
+                format!("'{}'", w.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
