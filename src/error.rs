@@ -2,8 +2,6 @@
 //! chain itself; every failure names the thing that is wrong and what to do. Rendered once, by
 //! the CLI.
 
-use std::path::PathBuf;
-
 pub use crate::artifacts::shared_libs::MissingLibrary;
 pub use crate::artifacts::Error as ArtifactsError;
 pub use crate::engine::Error as EngineError;
@@ -172,14 +170,6 @@ impl Error {
             Error::BaselineMissing { .. } => 3,
             _ => 1,
         }
-    }
-
-    pub(crate) fn io(
-        action: &'static str,
-        path: impl Into<PathBuf>,
-        source: std::io::Error,
-    ) -> Self {
-        Error::Io(crate::fsutil::IoError::new(action, path, source))
     }
 }
 

@@ -15,6 +15,17 @@ pub struct IoError {
     pub source: std::io::Error,
 }
 
+/// `Error::io(action, path, source)` for every error that wraps an [`IoError`]: each stage's
+/// and the top-level one.
+pub(crate) trait FromIo: From<IoError> {
+    /// The error for a failed file system operation `action` on `path`.
+    fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        IoError::new(action, path, source).into()
+    }
+}
+
+impl<E: From<IoError>> FromIo for E {}
+
 impl IoError {
     pub(crate) fn new(
         action: &'static str,

@@ -30,6 +30,7 @@ use std::process::{Command, Stdio};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::fsutil::FromIo as _;
 
 /// The stamp in a vendor folder naming the `Cargo.lock` it was made from.
 const STAMP: &str = ".dockception-cargo-lock.sha256";

@@ -12,6 +12,7 @@ use globset::{GlobSet, GlobSetBuilder};
 use serde::Serialize;
 
 use crate::artifacts::{Error, Result};
+use crate::fsutil::FromIo as _;
 use crate::manifest::glob::{compile_glob, short_glob};
 use crate::plan::ArtifactPlan;
 

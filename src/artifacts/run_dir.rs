@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::artifacts::{Error, Result};
+use crate::fsutil::FromIo as _;
 
 /// A run's private folder; removed on drop unless promoted.
 #[derive(Debug)]

@@ -1,5 +1,6 @@
 //! `dockception clean`: what interrupted or crashed runs left behind.
 
+use crate::fsutil::FromIo as _;
 use crate::{Engine, Error};
 
 use super::args::*;

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use crate::fsutil::FromIo as _;
 use crate::Error;
 
 /// `dockception init`.

@@ -15,6 +15,7 @@ use futures_util::{Stream, StreamExt};
 use super::error::{docker_error, is_connection_lost, Answer};
 use super::owner::{Owner, OWNER_LABEL};
 use super::{BuilderExit, Engine, Error, Result};
+use crate::fsutil::FromIo as _;
 use crate::plan::secrets::Resolved;
 use crate::plan::{CacheVolume, Plan, LABEL, PROJECT_LABEL};
 use crate::progress::Progress;

@@ -51,15 +51,5 @@ pub enum Error {
     Io(#[from] crate::fsutil::IoError),
 }
 
-impl Error {
-    pub(crate) fn io(
-        action: &'static str,
-        path: impl Into<std::path::PathBuf>,
-        source: std::io::Error,
-    ) -> Self {
-        Error::Io(crate::fsutil::IoError::new(action, path, source))
-    }
-}
-
 /// This stage's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

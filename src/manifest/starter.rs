@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::path::Path;
 
+use crate::fsutil::FromIo as _;
 use crate::manifest::{Error, Result};
 
 /// The kinds of project `init` knows.

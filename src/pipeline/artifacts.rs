@@ -7,6 +7,7 @@ use crate::artifacts::collect::{self, Collected};
 use crate::artifacts::run_dir::RunDir;
 use crate::engine::{self, Engine};
 use crate::error::{Error, Result};
+use crate::fsutil::FromIo as _;
 use crate::plan::{secrets, Plan};
 use crate::progress::Progress;
 

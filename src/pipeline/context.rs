@@ -4,6 +4,7 @@ use std::io::Write;
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::fsutil::FromIo as _;
 use crate::image::context::{self};
 use crate::plan::PlanSet;
 use crate::progress::Progress;

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::fsutil::FromIo as _;
 use crate::plan::Plan;
 use crate::report::Report;
 

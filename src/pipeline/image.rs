@@ -14,6 +14,7 @@ use crate::artifacts::run_dir::RunDir;
 use crate::engine::BaseConfig;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::fsutil::FromIo as _;
 use crate::image::context::{self, ContextSpec};
 use crate::plan::{Plan, RuntimePlan, LABEL, PROJECT_LABEL};
 use crate::progress::Progress;

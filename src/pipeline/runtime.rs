@@ -5,6 +5,7 @@ use crate::artifacts::pid1;
 use crate::artifacts::run_dir::RunDir;
 use crate::engine::{self, Engine};
 use crate::error::{Error, Result};
+use crate::fsutil::FromIo as _;
 use crate::image::context::{self, ContextSpec};
 use crate::plan::{self, Plan};
 use crate::progress::Progress;

@@ -11,6 +11,7 @@ use crate::artifacts::run_dir::RunDir;
 use crate::artifacts::shared_libs::*;
 use crate::engine::{Engine, Entry, ImageFiles};
 use crate::error::{Error, Result};
+use crate::fsutil::FromIo as _;
 use crate::image::context::ContextFile;
 use crate::manifest::Libs;
 use crate::plan::Plan;

@@ -2,6 +2,7 @@
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::fsutil::FromIo as _;
 use crate::image::context::{self};
 use crate::plan::Plan;
 use crate::progress::Progress;

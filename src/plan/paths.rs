@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::fsutil::FromIo as _;
 use crate::plan::{Error, Result};
 
 /// `path` from the root, the current folder in front of a relative one.

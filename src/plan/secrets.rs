@@ -8,6 +8,7 @@
 
 use std::fmt;
 
+use crate::fsutil::FromIo as _;
 use crate::plan::{BuilderPlan, SecretFile};
 use crate::plan::{Error, Result};
 
