@@ -1,12 +1,135 @@
-//! Reports to test with: a small measured one, and a document that compares it with itself grown.
+//! Images, exports and reports to test with: layer tars and `docker save` archives as the engine
+//! writes them, and a small measured report.
 
+use std::io::{self, Write};
+
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use sha2::{Digest, Sha256};
+
+use crate::fsutil::hex;
 use crate::report::diff::diff;
 use crate::report::gates::{evaluate, GateSet};
 use crate::report::measure::{
-    ArtifactSize, FileEntry, FileKind, FileSize, Layer, Measurement, Role, RuleSize, Sizes,
+    ArtifactSize, FileEntry, FileSize, Layer, Measurement, Role, RuleSize, Sizes,
 };
+use crate::report::scan::FileKind;
 use crate::report::waste::Waste;
 use crate::report::{BuildFacts, Document, Report, SizedImage, LAST_BUILD};
+
+/// A file, folder, symlink or whiteout to put in a test layer.
+pub(crate) enum Item<'a> {
+    File(&'a str, &'a [u8], u32),
+    Dir(&'a str),
+    Symlink(&'a str, &'a str),
+    Hardlink(&'a str, &'a str),
+}
+
+/// A layer tar, as the engine writes one.
+pub(crate) fn layer_tar(items: &[Item]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for item in items {
+        let mut header = tar::Header::new_gnu();
+        match item {
+            Item::File(path, content, mode) => {
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_size(content.len() as u64);
+                header.set_mode(*mode);
+                builder
+                    .append_data(&mut header, path, *content)
+                    .expect("append");
+            }
+            Item::Dir(path) => {
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_size(0);
+                header.set_mode(0o755);
+                builder
+                    .append_data(&mut header, path, io::empty())
+                    .expect("append");
+            }
+            Item::Symlink(path, target) => {
+                header.set_entry_type(tar::EntryType::Symlink);
+                header.set_size(0);
+                header.set_mode(0o777);
+                builder
+                    .append_link(&mut header, path, target)
+                    .expect("append");
+            }
+            Item::Hardlink(path, target) => {
+                header.set_entry_type(tar::EntryType::Link);
+                header.set_size(0);
+                header.set_mode(0o755);
+                builder
+                    .append_link(&mut header, path, target)
+                    .expect("append");
+            }
+        }
+    }
+    builder.into_inner().expect("tar")
+}
+
+pub(crate) fn sha(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex(&Sha256::digest(bytes)))
+}
+
+/// A legacy `docker save` archive of `layers` (bottom first) with `history`
+/// (`(created_by, empty_layer)`), its entries in the engine's order: layer folders (by
+/// name), the config, then `manifest.json`.
+pub(crate) fn save_tar(layers: &[Vec<u8>], history: &[(&str, bool)]) -> Vec<u8> {
+    let diff_ids: Vec<String> = layers.iter().map(|l| sha(l)).collect();
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": history.iter().map(|(by, empty)| {
+            let mut h = serde_json::json!({"created_by": by});
+            if *empty { h["empty_layer"] = serde_json::json!(true); }
+            h
+        }).collect::<Vec<_>>(),
+    });
+    let config = serde_json::to_vec(&config).expect("json");
+    let config_name = format!("{}.json", &sha(&config)["sha256:".len()..]);
+    // Folder names as the engine makes them: unrelated to the order of the layers.
+    let mut folders: Vec<(String, &Vec<u8>)> = layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (format!("{:x}{}", 15 - i, &sha(l)[8..20]), l))
+        .collect();
+    let manifest = serde_json::json!([{
+        "Config": config_name,
+        "RepoTags": ["test:1"],
+        "Layers": folders.iter().map(|(f, _)| format!("{f}/layer.tar")).collect::<Vec<_>>(),
+    }]);
+    folders.sort();
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, data: &[u8]| {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        builder
+            .append_data(&mut header, path, data)
+            .expect("append");
+    };
+    for (folder, layer) in &folders {
+        add(&format!("{folder}/VERSION"), b"1.0");
+        add(&format!("{folder}/json"), b"{}");
+        add(&format!("{folder}/layer.tar"), layer);
+    }
+    add(&config_name, &config);
+    add(
+        "manifest.json",
+        &serde_json::to_vec(&manifest).expect("json"),
+    );
+    add("repositories", b"{}");
+    builder.into_inner().expect("tar")
+}
+
+/// The gzipped size at the default level, as `docker push` would store it.
+pub(crate) fn gzip_size(bytes: &[u8]) -> u64 {
+    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+    gz.write_all(bytes).expect("gzip");
+    gz.finish().expect("gzip").len() as u64
+}
 
 /// A dockception image on scratch: `/hello` (800 KiB) and, with `extra`, `/extra.bin` of that
 /// many bytes; built from a 368 MiB builder.

@@ -10,6 +10,7 @@ pub use error::{Error, Result};
 pub mod diff;
 pub mod gates;
 pub mod measure;
+pub mod scan;
 pub mod store;
 pub mod waste;
 

@@ -370,7 +370,8 @@ fn human_ms(ms: u64) -> String {
 mod tests {
     use crate::report::diff::diff;
     use crate::report::fixtures::{grown_document, sample_report};
-    use crate::report::measure::{FileEntry, FileKind};
+    use crate::report::measure::FileEntry;
+    use crate::report::scan::FileKind;
     use crate::report::Document;
 
     #[test]

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::report::measure::{FileKind, LayerScan};
+use crate::report::scan::{FileKind, LayerScan};
 
 /// How many reclaimable paths and duplicate groups a report lists.
 pub const LISTED: usize = 20;
@@ -205,8 +205,8 @@ pub fn waste(merged: &Merged) -> Waste {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::measure::tests::{layer_tar, Item};
-    use crate::report::measure::{scan_layer, LayerEntry};
+    use crate::report::fixtures::{layer_tar, Item};
+    use crate::report::scan::{scan_layer, LayerEntry};
 
     fn layer(items: &[Item]) -> LayerScan {
         scan_layer(&layer_tar(items)[..]).expect("scan")
