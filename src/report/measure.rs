@@ -3,11 +3,13 @@
 //! (through [`crate::report::waste`]). Pure functions over plain values.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
-use globset::GlobMatcher;
+use globset::{GlobSet, GlobSetBuilder};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::artifacts::collect::matches_self_or_ancestor;
 use crate::manifest::glob::compile_glob;
 use crate::report::scan::{FileKind, SavedImage};
 use crate::report::waste::{self, Merged, Waste};
@@ -353,9 +355,10 @@ fn artifacts_and_rules(
                 continue;
             }
             let rule = under_dest(&entry.path, &dest).and_then(|rel| {
-                globs
-                    .iter()
-                    .position(|(_, m)| m.as_ref().is_some_and(|m| self_or_ancestor(m, rel)))
+                globs.iter().position(|(_, set)| {
+                    set.as_ref()
+                        .is_some_and(|set| matches_self_or_ancestor(set, Path::new(rel)))
+                })
             });
             if let Some(i) = rule {
                 per_rule[i].files += 1;
@@ -375,8 +378,10 @@ fn artifacts_and_rules(
     (artifacts.into_values().collect(), per_rule)
 }
 
-/// Each include glob with its matcher; a glob that does not compile selects nothing.
-fn rule_globs(rules: Option<&RulePlan>) -> Vec<(String, Option<GlobMatcher>)> {
+/// Each include glob as a set of its own, so the first rule that selects a file is known; they
+/// match as `collect` matches them (the file or a folder above it). A glob that does not
+/// compile selects nothing.
+fn rule_globs(rules: Option<&RulePlan>) -> Vec<(String, Option<GlobSet>)> {
     let Some(rules) = rules else {
         return Vec::new();
     };
@@ -384,25 +389,12 @@ fn rule_globs(rules: Option<&RulePlan>) -> Vec<(String, Option<GlobMatcher>)> {
         .include
         .iter()
         .map(|g| {
-            let matcher = compile_glob(g).ok().map(|glob| glob.compile_matcher());
-            (g.clone(), matcher)
+            let set = compile_glob(g)
+                .ok()
+                .and_then(|glob| GlobSetBuilder::new().add(glob).build().ok());
+            (g.clone(), set)
         })
         .collect()
-}
-
-/// The artifact rule semantics of `collect`: a file is selected when it or a folder above it
-/// matches.
-fn self_or_ancestor(matcher: &GlobMatcher, relative: &str) -> bool {
-    let mut path = relative;
-    loop {
-        if matcher.is_match(path) {
-            return true;
-        }
-        match path.rsplit_once('/') {
-            Some((parent, _)) => path = parent,
-            None => return false,
-        }
-    }
 }
 
 /// An image path relative to the folder artifacts land in (`dest`, without slashes around
