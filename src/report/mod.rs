@@ -2,6 +2,10 @@
 //! how the gates ended. JSON carries raw integers and signed deltas; only the text and markdown
 //! forms use human units. The JSON shape is versioned (`schema_version`), documented in
 //! README.md and checked in as `schema/report.schema.json` (generated from these types).
+//!
+//! This file is the stage's contract: the types other stages see. JSON is these types through
+//! serde; the forms for people are rendered in `text.rs` and `markdown.rs`. Reading an export is
+//! `scan`, its numbers `measure`.
 
 mod error;
 
