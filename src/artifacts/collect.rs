@@ -314,7 +314,7 @@ pub fn display_path(path: &Path) -> String {
 }
 
 /// Globs match the exact bytes of the name, so non-UTF-8 names are selected like any other.
-fn matches_self_or_ancestor(set: &GlobSet, relative: &Path) -> bool {
+pub(crate) fn matches_self_or_ancestor(set: &GlobSet, relative: &Path) -> bool {
     relative
         .ancestors()
         .filter(|p| !p.as_os_str().is_empty())

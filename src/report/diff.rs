@@ -310,7 +310,8 @@ pub fn listing_diff(before: &[FileEntry], after: &[FileEntry]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::measure::{FileKind, Layer, RuleSize, Sizes};
+    use crate::report::measure::{Layer, RuleSize, Sizes};
+    use crate::report::scan::FileKind;
 
     fn file(path: &str, size: u64, sha: &str) -> FileEntry {
         FileEntry {

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::report::measure::{FileKind, LayerScan};
+use crate::report::scan::{FileKind, LayerScan};
 
 /// How many reclaimable paths and duplicate groups a report lists.
 pub const LISTED: usize = 20;
@@ -141,6 +141,24 @@ pub struct Duplicate {
 
 /// Reclaimable bytes and duplicates of a merged file system.
 pub fn waste(merged: &Merged) -> Waste {
+    let mut reclaimable = reclaimable(merged);
+    let mut duplicates = duplicates(merged);
+    // The totals count every path; the lists only show the first.
+    let reclaimable_bytes = reclaimable.iter().map(|r| r.reclaimable_bytes).sum();
+    let duplicate_bytes = duplicates.iter().map(|d| d.wasted_bytes).sum();
+    reclaimable.truncate(LISTED);
+    duplicates.truncate(LISTED);
+    Waste {
+        reclaimable_bytes,
+        duplicate_bytes,
+        total_bytes: reclaimable_bytes + duplicate_bytes,
+        reclaimable,
+        duplicates,
+    }
+}
+
+/// Every path whose copies weigh more than the one that survives, most wasted first.
+fn reclaimable(merged: &Merged) -> Vec<Reclaimable> {
     let mut reclaimable: Vec<Reclaimable> = merged
         .copies
         .iter()
@@ -165,7 +183,11 @@ pub fn waste(merged: &Merged) -> Waste {
             .cmp(&a.reclaimable_bytes)
             .then_with(|| a.path.cmp(&b.path))
     });
+    reclaimable
+}
 
+/// Every non-empty content at several paths of the final file system, most wasted first.
+fn duplicates(merged: &Merged) -> Vec<Duplicate> {
     let mut by_content: HashMap<&str, (u64, Vec<String>)> = HashMap::new();
     for (path, file) in &merged.files {
         if let (FileKind::File, Some(sha), true) = (file.kind, &file.sha256, file.size > 0) {
@@ -188,25 +210,14 @@ pub fn waste(merged: &Merged) -> Waste {
             .cmp(&a.wasted_bytes)
             .then_with(|| a.paths.cmp(&b.paths))
     });
-
-    let reclaimable_bytes = reclaimable.iter().map(|r| r.reclaimable_bytes).sum();
-    let duplicate_bytes = duplicates.iter().map(|d| d.wasted_bytes).sum();
-    reclaimable.truncate(LISTED);
-    duplicates.truncate(LISTED);
-    Waste {
-        reclaimable_bytes,
-        duplicate_bytes,
-        total_bytes: reclaimable_bytes + duplicate_bytes,
-        reclaimable,
-        duplicates,
-    }
+    duplicates
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::measure::tests::{layer_tar, Item};
-    use crate::report::measure::{scan_layer, LayerEntry};
+    use crate::report::fixtures::{layer_tar, Item};
+    use crate::report::scan::{scan_layer, LayerEntry};
 
     fn layer(items: &[Item]) -> LayerScan {
         scan_layer(&layer_tar(items)[..]).expect("scan")

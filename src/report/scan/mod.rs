@@ -1,0 +1,447 @@
+//! Read an image's `docker save` export once, as a stream: the manifest, the config and every
+//! layer tar. Each layer is hashed (its diff id), gzipped into a byte counter (what a registry
+//! would store) and listed entry by entry while it flows past; nothing but the file list is
+//! kept in memory. [`crate::report::measure`] turns what this reads into the report's numbers.
+//!
+//! Two layouts are understood: the legacy one dockerd 20.10 writes (`<id>/layer.tar`,
+//! `<config>.json`, `manifest.json`) and the OCI one of newer engines (`blobs/sha256/<hex>`,
+//! layers recognised by their tar header, gzip-compressed ones decompressed on the way).
+
+mod layer;
+mod tee;
+
+pub use layer::scan_layer;
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+
+use flate2::read::GzDecoder;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// JSON files in an export larger than this are not configs or manifests; they are skipped.
+const MAX_JSON_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Why an export could not be measured.
+#[derive(Debug, thiserror::Error)]
+pub enum MeasureError {
+    /// Reading the stream failed (the engine stopped sending, or a tar is cut short).
+    #[error("reading the exported image: {0}")]
+    Io(#[from] io::Error),
+    /// The archive is not a `docker save` export this module understands.
+    #[error("{0}")]
+    Format(String),
+}
+
+/// What kind of file system entry a path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FileKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link.
+    Symlink,
+    /// A hard link to another path of the same layer (its content is stored once).
+    Hardlink,
+    /// A device, fifo or anything else.
+    Other,
+}
+
+/// One entry of a layer tar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerEntry {
+    /// Absolute path in the image, e.g. `/bin/busybox`.
+    pub path: String,
+    /// What it is.
+    pub kind: FileKind,
+    /// Content bytes (regular files only; 0 for everything else).
+    pub size: u64,
+    /// Permission bits (`0o7777` mask).
+    pub mode: u32,
+    /// SHA-256 of the content, hex (regular files only).
+    pub sha256: Option<String>,
+    /// The target of a symlink or hard link.
+    pub link: Option<String>,
+    /// Bytes the entry takes in the layer tar: its headers plus its content padded to 512.
+    pub tar_bytes: u64,
+}
+
+/// One layer tar as read from the export.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerScan {
+    /// `sha256:<hex>` of the uncompressed layer tar (the image config's diff id).
+    pub diff_id: String,
+    /// Bytes of the uncompressed layer tar.
+    pub tar_bytes: u64,
+    /// Bytes of the layer tar gzipped at the default level, as `docker push` stores it.
+    pub gzip_bytes: u64,
+    /// Entries that add or replace paths, in tar order (directories included).
+    pub entries: Vec<LayerEntry>,
+    /// Paths this layer deletes from the layers below (`.wh.<name>` whiteouts).
+    pub whiteouts: Vec<String>,
+    /// Directories whose content in the layers below this layer hides (`.wh..wh..opq`).
+    pub opaque_dirs: Vec<String>,
+}
+
+/// The parts of an image config a report needs.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct ImageConfig {
+    /// The layers' diff ids, bottom first.
+    #[serde(default)]
+    pub rootfs: RootFs,
+    /// One entry per Dockerfile step, bottom first; `empty_layer` ones made no layer.
+    #[serde(default)]
+    pub history: Vec<HistoryItem>,
+    /// When the image was created (RFC 3339).
+    #[serde(default)]
+    pub created: Option<String>,
+}
+
+/// `rootfs` of an image config.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct RootFs {
+    /// Diff ids, bottom first.
+    #[serde(default)]
+    pub diff_ids: Vec<String>,
+}
+
+/// One step of an image's history.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct HistoryItem {
+    /// The command that made the step.
+    #[serde(default)]
+    pub created_by: Option<String>,
+    /// A comment, e.g. `Imported from -`.
+    #[serde(default)]
+    pub comment: Option<String>,
+    /// Whether the step only changed metadata.
+    #[serde(default)]
+    pub empty_layer: bool,
+}
+
+/// An image as read from its export.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedImage {
+    /// The image config.
+    pub config: ImageConfig,
+    /// The layers, bottom first, as `manifest.json` lists them.
+    pub layers: Vec<LayerScan>,
+}
+
+/// What one file of an export turned out to be.
+enum Part {
+    Layer(LayerScan),
+    Json(Vec<u8>),
+    Skipped,
+}
+
+/// Read a `docker save` archive from `reader`, in one pass.
+pub fn scan(reader: impl Read) -> Result<SavedImage, MeasureError> {
+    let mut archive = tar::Archive::new(reader);
+    let mut jsons: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut layers: HashMap<String, LayerScan> = HashMap::new();
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let path = clean_archive_path(&entry.path()?.to_string_lossy());
+        let size = entry.size();
+        let part = if path == "layer.tar" || path.ends_with("/layer.tar") {
+            Part::Layer(scan_layer(&mut entry).map_err(|e| in_layer(&path, e))?)
+        } else if path.starts_with("blobs/") {
+            read_blob(&path, &mut entry, size)?
+        } else if path.ends_with(".json") && !path.contains('/') && size <= MAX_JSON_BYTES {
+            let mut text = Vec::new();
+            entry.read_to_end(&mut text)?;
+            Part::Json(text)
+        } else {
+            Part::Skipped
+        };
+        match part {
+            Part::Layer(layer) => {
+                layers.insert(path, layer);
+            }
+            Part::Json(text) => {
+                jsons.insert(path, text);
+            }
+            Part::Skipped => {}
+        }
+    }
+    assemble(jsons, layers)
+}
+
+/// An OCI blob says what it is only in its first bytes: a tar header, the gzip magic or `{`.
+fn read_blob(path: &str, mut blob: impl Read, size: u64) -> Result<Part, MeasureError> {
+    let mut head = Vec::with_capacity(512);
+    (&mut blob).take(512).read_to_end(&mut head)?;
+    let rest = io::Cursor::new(head.clone()).chain(blob);
+    if is_tar(&head) {
+        scan_layer(rest)
+            .map(Part::Layer)
+            .map_err(|e| in_layer(path, e))
+    } else if head.starts_with(&[0x1f, 0x8b]) {
+        scan_layer(GzDecoder::new(rest))
+            .map(Part::Layer)
+            .map_err(|e| in_layer(path, e))
+    } else if head.first() == Some(&b'{') && size <= MAX_JSON_BYTES {
+        let mut text = Vec::new();
+        { rest }.read_to_end(&mut text)?;
+        Ok(Part::Json(text))
+    } else {
+        Ok(Part::Skipped)
+    }
+}
+
+/// The image made of `diff_ids`, bottom first, when every one of them is among `known`
+/// (layers scanned on their way to the engine): no export is needed to measure it. The
+/// engine's history does not say which steps made a layer, so it is used only when it has one
+/// step per layer; `None` otherwise, or when a layer is unknown.
+pub fn assemble_known(
+    diff_ids: &[String],
+    history: Vec<HistoryItem>,
+    known: &[LayerScan],
+) -> Option<SavedImage> {
+    if history.len() != diff_ids.len() {
+        return None;
+    }
+    let layers = diff_ids
+        .iter()
+        .map(|id| known.iter().find(|scan| &scan.diff_id == id).cloned())
+        .collect::<Option<Vec<LayerScan>>>()?;
+    Some(SavedImage {
+        config: ImageConfig {
+            rootfs: RootFs {
+                diff_ids: diff_ids.to_vec(),
+            },
+            history: history
+                .into_iter()
+                .map(|step| HistoryItem {
+                    empty_layer: false,
+                    ..step
+                })
+                .collect(),
+            created: None,
+        },
+        layers,
+    })
+}
+
+/// The image `manifest.json` of an export lists first.
+#[derive(Deserialize)]
+struct ManifestItem {
+    #[serde(rename = "Config")]
+    config: String,
+    #[serde(rename = "Layers", default)]
+    layers: Vec<String>,
+}
+
+/// `manifest.json` names the config and the layers; find them among what was read.
+fn assemble(
+    jsons: HashMap<String, Vec<u8>>,
+    layers: HashMap<String, LayerScan>,
+) -> Result<SavedImage, MeasureError> {
+    let manifest = jsons.get("manifest.json").ok_or_else(|| {
+        MeasureError::Format("not a docker save archive: it has no manifest.json".into())
+    })?;
+    let items: Vec<ManifestItem> = serde_json::from_slice(manifest)
+        .map_err(|e| MeasureError::Format(format!("manifest.json of the export: {e}")))?;
+    let item = items
+        .into_iter()
+        .next()
+        .ok_or_else(|| MeasureError::Format("manifest.json of the export lists no image".into()))?;
+    let config_path = clean_archive_path(&item.config);
+    let config_text = jsons.get(&config_path).ok_or_else(|| {
+        MeasureError::Format(format!(
+            "the image config {config_path} named in manifest.json is not in the export"
+        ))
+    })?;
+    let config: ImageConfig = serde_json::from_slice(config_text)
+        .map_err(|e| MeasureError::Format(format!("image config {config_path}: {e}")))?;
+    Ok(SavedImage {
+        config,
+        layers: in_manifest_order(item.layers, layers)?,
+    })
+}
+
+/// The scans of the layers `paths` names, in that order.
+fn in_manifest_order(
+    paths: Vec<String>,
+    mut layers: HashMap<String, LayerScan>,
+) -> Result<Vec<LayerScan>, MeasureError> {
+    let mut ordered = Vec::with_capacity(paths.len());
+    let mut uses: HashMap<String, usize> = HashMap::new();
+    for path in &paths {
+        *uses.entry(clean_archive_path(path)).or_default() += 1;
+    }
+    for path in paths {
+        let path = clean_archive_path(&path);
+        let left = uses.get_mut(&path).map(|n| {
+            *n -= 1;
+            *n
+        });
+        // The last use takes the scan; a layer listed twice (identical content) is cloned.
+        let layer = if left == Some(0) {
+            layers.remove(&path)
+        } else {
+            layers.get(&path).cloned()
+        };
+        ordered.push(layer.ok_or_else(|| {
+            MeasureError::Format(format!(
+                "layer {path} named in manifest.json is not in the export"
+            ))
+        })?);
+    }
+    Ok(ordered)
+}
+
+fn in_layer(path: &str, e: MeasureError) -> MeasureError {
+    match e {
+        MeasureError::Io(e) => {
+            MeasureError::Io(io::Error::new(e.kind(), format!("layer {path}: {e}")))
+        }
+        MeasureError::Format(m) => MeasureError::Format(format!("layer {path}: {m}")),
+    }
+}
+
+/// A tar starts with a header holding `ustar` at offset 257, or (an empty tar) with zeros.
+fn is_tar(head: &[u8]) -> bool {
+    (head.len() >= 262 && &head[257..262] == b"ustar")
+        || (head.len() == 512 && head.iter().all(|b| *b == 0))
+}
+
+/// `./a/b/` -> `a/b`: archive paths without the leading `./` or trailing `/`.
+fn clean_archive_path(path: &str) -> String {
+    path.trim_start_matches("./")
+        .trim_end_matches('/')
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use flate2::write::GzEncoder;
+    use flate2::Compression;
+
+    use super::*;
+    use crate::report::fixtures::{layer_tar, save_tar, sha, Item};
+    use crate::report::measure::{measure, MeasureContext, Role};
+
+    #[test]
+    fn an_image_of_known_layers_needs_no_export() {
+        let tar = layer_tar(&[Item::Dir("./"), Item::File("./app", b"binary", 0o755)]);
+        let layer = scan_layer(&tar[..]).expect("scan");
+        let step = HistoryItem {
+            created_by: Some(String::new()),
+            comment: Some("Imported from -".into()),
+            empty_layer: false,
+        };
+        let known = assemble_known(
+            std::slice::from_ref(&layer.diff_id),
+            vec![step.clone()],
+            std::slice::from_ref(&layer),
+        )
+        .expect("every layer is known");
+        assert_eq!(known.layers, std::slice::from_ref(&layer));
+        assert_eq!(
+            known.config.rootfs.diff_ids,
+            std::slice::from_ref(&layer.diff_id)
+        );
+        assert_eq!(known.config.history, std::slice::from_ref(&step));
+        // The same layers as an export of that image would give.
+        let saved = scan(&save_tar(&[tar], &[("", false)])[..]).expect("scan the export");
+        assert_eq!(saved.layers, known.layers);
+
+        let other = "sha256:0000".to_string();
+        assert_eq!(
+            assemble_known(&[other], vec![step.clone()], std::slice::from_ref(&layer)),
+            None,
+            "a layer that was not scanned needs the export"
+        );
+        assert_eq!(
+            assemble_known(
+                std::slice::from_ref(&layer.diff_id),
+                vec![step.clone(), step],
+                std::slice::from_ref(&layer)
+            ),
+            None,
+            "a history that does not say which steps made layers needs the export"
+        );
+    }
+
+    #[test]
+    fn a_save_archive_is_read_in_manifest_order() {
+        let base = layer_tar(&[Item::File("bin/busybox", &[1u8; 3000], 0o755)]);
+        let app = layer_tar(&[Item::File("app", &[2u8; 700], 0o755)]);
+        let tar = save_tar(
+            &[base.clone(), app.clone()],
+            &[
+                ("", false),
+                ("/bin/sh -c #(nop) COPY dir:abc in / ", false),
+                ("/bin/sh -c #(nop)  ENTRYPOINT [\"/app\"]", true),
+            ],
+        );
+        let saved = scan(&tar[..]).expect("scan");
+        assert_eq!(saved.layers.len(), 2);
+        assert_eq!(saved.layers[0].diff_id, sha(&base));
+        assert_eq!(saved.layers[1].diff_id, sha(&app));
+        assert_eq!(saved.config.rootfs.diff_ids, [sha(&base), sha(&app)]);
+        assert_eq!(saved.config.history.len(), 3);
+    }
+
+    #[test]
+    fn an_oci_layout_is_read_too() {
+        let layer = layer_tar(&[Item::File("app", b"hello", 0o755)]);
+        let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+        gz.write_all(&layer).expect("gzip");
+        let gzipped = gz.finish().expect("gzip");
+        let config = serde_json::to_vec(&serde_json::json!({
+            "rootfs": {"diff_ids": [sha(&layer), sha(&layer)]},
+            "history": [{"created_by": "COPY app /app # buildkit"}, {"created_by": "COPY app /app # buildkit"}],
+        }))
+        .expect("json");
+        let manifest = serde_json::to_vec(&serde_json::json!([{
+            "Config": "blobs/sha256/cccc",
+            "Layers": ["blobs/sha256/aaaa", "blobs/sha256/bbbb"],
+        }]))
+        .expect("json");
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, data) in [
+            ("blobs/sha256/aaaa", &layer),
+            ("blobs/sha256/bbbb", &gzipped),
+            ("blobs/sha256/cccc", &config),
+            ("index.json", &b"{}".to_vec()),
+            ("manifest.json", &manifest),
+            ("oci-layout", &b"{}".to_vec()),
+        ] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            builder
+                .append_data(&mut header, path, &data[..])
+                .expect("append");
+        }
+        let saved = scan(&builder.into_inner().expect("tar")[..]).expect("scan");
+        assert_eq!(saved.layers.len(), 2);
+        assert_eq!(saved.layers[0], saved.layers[1]);
+        let m = measure(&saved, &MeasureContext::default());
+        assert_eq!(m.layers[1].role, Role::Artifacts);
+        assert_eq!(m.waste.reclaimable_bytes, 5, "the same file copied twice");
+    }
+
+    #[test]
+    fn a_truncated_or_foreign_archive_is_an_error() {
+        let err = scan(&layer_tar(&[Item::File("a", b"x", 0o644)])[..]).expect_err("no manifest");
+        assert!(err.to_string().contains("no manifest.json"), "{err}");
+        let base = layer_tar(&[Item::File("a", &[0u8; 5000], 0o644)]);
+        let tar = save_tar(&[base], &[("", false)]);
+        let err = scan(&tar[..tar.len() / 2]).expect_err("cut short");
+        assert!(
+            matches!(err, MeasureError::Io(_) | MeasureError::Format(_)),
+            "{err}"
+        );
+    }
+}
