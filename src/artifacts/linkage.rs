@@ -96,3 +96,42 @@ impl Linkage {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_says_static_or_what_is_needed() {
+        let linkage = Linkage {
+            mode: Libs::Auto,
+            elf_artifacts: vec![
+                LinkedArtifact {
+                    path: "/hello".into(),
+                    linking: "static".into(),
+                    interpreter: None,
+                    needed: vec![],
+                },
+                LinkedArtifact {
+                    path: "/app".into(),
+                    linking: "dynamic".into(),
+                    interpreter: Some("/lib64/ld-linux-x86-64.so.2".into()),
+                    needed: vec!["libc.so.6".into()],
+                },
+            ],
+            added: vec![AddedLibrary {
+                path: "/lib/x86_64-linux-gnu/libc.so.6".into(),
+                from: "/lib/x86_64-linux-gnu/libc.so.6".into(),
+                bytes: 2048,
+            }],
+            on_base: vec![],
+        };
+        assert_eq!(
+            linkage.to_text(),
+            "  /hello: static, needs no library at run time\n\
+             \x20 /app: dynamic, needs /lib64/ld-linux-x86-64.so.2, libc.so.6\n\
+             \x20 libraries added from the builder (1 files, 2.0 KiB):\n\
+             \x20   /lib/x86_64-linux-gnu/libc.so.6    2.0 KiB\n"
+        );
+    }
+}

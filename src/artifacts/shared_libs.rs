@@ -15,8 +15,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-pub use crate::artifacts::linkage::{AddedLibrary, Linkage, LinkedArtifact};
-
 use crate::artifacts::elf::ElfInfo;
 use crate::engine::Entry;
 
@@ -462,7 +460,6 @@ pub(crate) fn normalise(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::Libs;
 
     const LD: &str = "/lib64/ld-linux-x86-64.so.2";
     const MULTI: &str = "/lib/x86_64-linux-gnu";
@@ -794,39 +791,5 @@ mod tests {
         assert_eq!(normalise("/../x"), "/x");
         assert_eq!(parent("/app"), "/");
         assert_eq!(parent("/usr/bin/app"), "/usr/bin");
-    }
-
-    #[test]
-    fn the_text_says_static_or_what_is_needed() {
-        let linkage = Linkage {
-            mode: Libs::Auto,
-            elf_artifacts: vec![
-                LinkedArtifact {
-                    path: "/hello".into(),
-                    linking: "static".into(),
-                    interpreter: None,
-                    needed: vec![],
-                },
-                LinkedArtifact {
-                    path: "/app".into(),
-                    linking: "dynamic".into(),
-                    interpreter: Some(LD.into()),
-                    needed: vec!["libc.so.6".into()],
-                },
-            ],
-            added: vec![AddedLibrary {
-                path: format!("{MULTI}/libc.so.6"),
-                from: format!("{MULTI}/libc.so.6"),
-                bytes: 2048,
-            }],
-            on_base: vec![],
-        };
-        assert_eq!(
-            linkage.to_text(),
-            "  /hello: static, needs no library at run time\n\
-             \x20 /app: dynamic, needs /lib64/ld-linux-x86-64.so.2, libc.so.6\n\
-             \x20 libraries added from the builder (1 files, 2.0 KiB):\n\
-             \x20   /lib/x86_64-linux-gnu/libc.so.6    2.0 KiB\n"
-        );
     }
 }

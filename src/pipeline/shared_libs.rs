@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use crate::artifacts::collect::{Artifact, Collected};
 use crate::artifacts::elf::{self, ElfInfo};
+use crate::artifacts::linkage::{AddedLibrary, Linkage, LinkedArtifact};
 use crate::artifacts::run_dir::RunDir;
 use crate::artifacts::shared_libs::*;
 use crate::engine::{Engine, Entry, ImageFiles};

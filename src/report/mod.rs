@@ -100,7 +100,7 @@ pub struct Report {
     pub up_to_date: bool,
     /// How the ELF artifacts are linked, and the shared libraries added for them.
     #[serde(default)]
-    pub libs: crate::artifacts::shared_libs::Linkage,
+    pub libs: crate::artifacts::linkage::Linkage,
 }
 
 /// An image and its size.
@@ -150,7 +150,7 @@ impl Report {
             files: Vec::new(),
             build_command_ms: None,
             up_to_date: false,
-            libs: crate::artifacts::shared_libs::Linkage::default(),
+            libs: crate::artifacts::linkage::Linkage::default(),
         }
     }
 
