@@ -85,18 +85,10 @@ mod tests {
     fn runtime(entrypoint: Option<&[&str]>, cmd: Option<&[&str]>) -> RuntimePlan {
         let own = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         RuntimePlan {
-            base: "busybox:local".into(),
             entrypoint: entrypoint.map(own),
             cmd: cmd.map(own),
-            env: vec![],
-            workdir: None,
-            user: None,
-            expose: vec![],
-            labels: vec![],
-            steps: vec![],
-            artifacts_mount: "/artifacts".into(),
             init: InitPlan::Auto,
-            libs: crate::manifest::Libs::Check,
+            ..RuntimePlan::on("busybox:local")
         }
     }
 

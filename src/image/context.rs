@@ -481,7 +481,6 @@ mod tests {
 
     fn runtime() -> RuntimePlan {
         RuntimePlan {
-            base: "scratch".into(),
             entrypoint: Some(vec!["/app".into()]),
             cmd: Some(vec!["--port".into(), "8001".into()]),
             env: vec![("GREETING".into(), "hello \"world\"".into())],
@@ -489,10 +488,7 @@ mod tests {
             user: Some("65534:65534".into()),
             expose: vec!["8001/tcp".into()],
             labels: vec![("org.opencontainers.image.title".into(), "hello".into())],
-            steps: vec![],
-            artifacts_mount: "/artifacts".into(),
-            init: crate::plan::InitPlan::None,
-            libs: crate::manifest::Libs::Check,
+            ..RuntimePlan::on("scratch")
         }
     }
 

@@ -460,20 +460,7 @@ mod tests {
                 exclude: vec![],
                 dest: "/".into(),
             },
-            runtime: RuntimePlan {
-                base: "scratch".into(),
-                entrypoint: None,
-                cmd: None,
-                env: vec![],
-                workdir: None,
-                user: None,
-                expose: vec![],
-                labels: vec![],
-                steps: vec![],
-                artifacts_mount: "/artifacts".into(),
-                init: crate::plan::InitPlan::None,
-                libs: crate::manifest::Libs::Check,
-            },
+            runtime: RuntimePlan::on("scratch"),
             tags: vec!["app:latest".into()],
         }
     }

@@ -209,18 +209,8 @@ mod tests {
 
     fn runtime(base: &str, user: Option<&str>) -> RuntimePlan {
         RuntimePlan {
-            base: base.into(),
-            entrypoint: None,
-            cmd: None,
-            env: vec![],
-            workdir: None,
             user: user.map(str::to_string),
-            expose: vec![],
-            labels: vec![],
-            steps: vec![],
-            artifacts_mount: "/artifacts".into(),
-            init: crate::plan::InitPlan::None,
-            libs: crate::manifest::Libs::Check,
+            ..RuntimePlan::on(base)
         }
     }
 

@@ -259,6 +259,27 @@ pub enum InitPlan {
     Path(String),
 }
 
+#[cfg(test)]
+impl RuntimePlan {
+    /// A runtime on `base` that sets nothing else (no init, libraries checked), for tests.
+    pub(crate) fn on(base: &str) -> RuntimePlan {
+        RuntimePlan {
+            base: base.into(),
+            entrypoint: None,
+            cmd: None,
+            env: vec![],
+            workdir: None,
+            user: None,
+            expose: vec![],
+            labels: vec![],
+            steps: vec![],
+            artifacts_mount: "/artifacts".into(),
+            init: InitPlan::None,
+            libs: manifest::Libs::Check,
+        }
+    }
+}
+
 impl RuntimePlan {
     /// Whether the base is the empty `scratch` image.
     pub fn is_scratch(&self) -> bool {
