@@ -1,14 +1,32 @@
 //! dockception: small, clean container images from one TOML manifest.
 //!
 //! Build in a fat builder image with the sources mounted (never copied into a layer), keep only
-//! the artifacts that globs select, and ship them on a tiny runtime base. The pipeline, one
-//! folder per stage, data flowing one way:
+//! the artifacts that globs select, and ship them on a tiny runtime base. The pipeline is the
+//! folder layout, one stage a folder, data flowing one way (each stage imports only those above
+//! it):
 //!
 //! ```text
-//! manifest -> plan -> engine (builder) -> artifacts -> image -> report
+//! dockception.toml
+//!   -> manifest   parse and check; the serde types are the JSON Schema; spans on every error
+//!   -> plan       one printable value per target: mounts, argv, user, caches, runtime, tags
+//!   -> engine     the only code that talks to Docker: images, volumes, the builder container
+//!   -> artifacts  the outputs the globs select; what ELF artifacts need; the PID 1 init
+//!   -> image      the runtime image's deterministic tar
+//!   -> report     sizes, layers, waste, the diff against a baseline, gates
 //! ```
 //!
-//! Only `engine` talks to Docker; the other stages are plain functions over plain values.
+//! `pipeline` wires the stages for each command; `api` is what an xtask calls and `cli` the
+//! command line. Each stage owns its error type, wrapped once in [`Error`].
+//!
+//! ```no_run
+//! # fn main() -> dockception::Result<()> {
+//! let plans = dockception::Options::new("dockception.toml").load()?;
+//! for built in dockception::build_blocking(&plans, dockception::Progress::auto())? {
+//!     print!("{}", built.report.to_text());
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 #![warn(missing_docs)]
 
