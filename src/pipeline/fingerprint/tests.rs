@@ -1,0 +1,300 @@
+//! Unit tests of `fingerprint`.
+
+use super::*;
+use crate::plan::{ArtifactPlan, BindMount, BuilderPlan, RuntimePlan};
+use std::time::Duration;
+
+fn plan(root: &Path, out_dir: &Path) -> Plan {
+    Plan {
+        target: "default".into(),
+        artifacts_from: None,
+        manifest: root.join("dockception.toml"),
+        project: "p-00000000".into(),
+        out_dir: out_dir.to_path_buf(),
+        builder: BuilderPlan {
+            image: "gcc:local".into(),
+            workdir: Some("/src".into()),
+            env: vec![],
+            command: vec!["make".into()],
+            user: None,
+            mounts: vec![BindMount {
+                source: root.to_path_buf(),
+                target: "/src".into(),
+                read_only: true,
+            }],
+            caches: vec![],
+            output_target: "/out".into(),
+            env_from_host: vec![],
+            secret_files: vec![],
+            network: None,
+            warm: None,
+        },
+        artifacts: ArtifactPlan {
+            subdir: String::new(),
+            include: vec!["app".into()],
+            exclude: vec![],
+            dest: "/".into(),
+        },
+        runtime: RuntimePlan::on("scratch"),
+        tags: vec!["app:latest".into()],
+    }
+}
+
+fn write(root: &Path, path: &str, body: &str) {
+    let p = root.join(path);
+    std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+    std::fs::write(p, body).expect("write");
+}
+
+/// Move a file's mtime into the past, as if it was written long before the last scan.
+fn age(path: &Path) {
+    let old = SystemTime::now() - Duration::from_secs(3600);
+    let file = File::options().write(true).open(path).expect("open");
+    file.set_modified(old).expect("set mtime");
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    plan: Plan,
+}
+
+impl Fixture {
+    fn new(files: &[(&str, &str)]) -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("src");
+        for (path, body) in files {
+            write(&root, path, body);
+        }
+        let plan = plan(&root, &root.join(".dockception"));
+        Fixture { dir, plan }
+    }
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("src")
+    }
+    fn scan(&self, previous: &State) -> Sources {
+        scan(&self.plan, previous).expect("scan")
+    }
+    fn fingerprint(&self, sources: &Sources) -> String {
+        fingerprint(
+            &Inputs {
+                plan: &self.plan,
+                builder_id: "sha256:builder",
+                base_id: "scratch",
+                epoch: 0,
+            },
+            sources,
+        )
+    }
+    fn paths(&self, sources: &Sources) -> Vec<String> {
+        sources.entries.iter().map(|e| e.path.clone()).collect()
+    }
+}
+
+fn state(sources: &Sources, fingerprint: &str) -> State {
+    State {
+        version: STATE_VERSION,
+        scanned_at_ns: sources.scanned_at_ns,
+        files: sources.files.clone(),
+        last: Some(LastBuild {
+            fingerprint: fingerprint.to_string(),
+            report: crate::report::Report::empty("sha256:0123456789ab"),
+        }),
+    }
+}
+
+#[test]
+fn the_same_tree_gives_the_same_fingerprint_and_one_byte_changes_it() {
+    let f = Fixture::new(&[
+        ("main.c", "int main(void) { return 0; }\n"),
+        ("lib/x.h", ""),
+    ]);
+    let first = f.fingerprint(&f.scan(&State::default()));
+    assert_eq!(first, f.fingerprint(&f.scan(&State::default())));
+    write(&f.root(), "main.c", "int main(void) { return 1; }\n");
+    assert_ne!(first, f.fingerprint(&f.scan(&State::default())));
+}
+
+#[test]
+fn new_files_folders_modes_and_links_change_it() {
+    let f = Fixture::new(&[("main.c", "x")]);
+    let mut seen = vec![f.fingerprint(&f.scan(&State::default()))];
+    std::fs::create_dir(f.root().join("empty")).expect("mkdir");
+    seen.push(f.fingerprint(&f.scan(&State::default())));
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        f.root().join("main.c"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .expect("chmod");
+    seen.push(f.fingerprint(&f.scan(&State::default())));
+    std::os::unix::fs::symlink("main.c", f.root().join("link")).expect("symlink");
+    seen.push(f.fingerprint(&f.scan(&State::default())));
+    std::fs::rename(f.root().join("main.c"), f.root().join("app.c")).expect("rename");
+    seen.push(f.fingerprint(&f.scan(&State::default())));
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), seen.len(), "every change changes it");
+}
+
+#[test]
+fn the_plan_and_the_images_are_inputs_too() {
+    let mut f = Fixture::new(&[("main.c", "x")]);
+    let sources = f.scan(&State::default());
+    let first = f.fingerprint(&sources);
+    let other_base = fingerprint(
+        &Inputs {
+            plan: &f.plan,
+            builder_id: "sha256:builder",
+            base_id: "sha256:busybox",
+            epoch: 0,
+        },
+        &sources,
+    );
+    assert_ne!(first, other_base);
+    let new_epoch = fingerprint(
+        &Inputs {
+            plan: &f.plan,
+            builder_id: "sha256:builder",
+            base_id: "scratch",
+            epoch: 1,
+        },
+        &sources,
+    );
+    assert_ne!(first, new_epoch);
+    f.plan.builder.command = vec!["make".into(), "-j2".into()];
+    assert_ne!(first, f.fingerprint(&sources));
+}
+
+#[test]
+fn unchanged_old_files_are_not_read_again() {
+    let f = Fixture::new(&[("a.c", "a"), ("b.c", "b"), ("c.c", "c")]);
+    for name in ["a.c", "b.c", "c.c"] {
+        age(&f.root().join(name));
+    }
+    let first = f.scan(&State::default());
+    assert_eq!(first.hashed, 3);
+    let print = f.fingerprint(&first);
+    let previous = state(&first, &print);
+    let second = f.scan(&previous);
+    assert_eq!(second.hashed, 0, "size and mtime unchanged: nothing hashed");
+    assert_eq!(f.fingerprint(&second), print);
+
+    // A lie about a digest is believed while size and mtime match: proof it was not read.
+    let mut lied = previous.clone();
+    let a = f.root().join("a.c");
+    lied.files.get_mut(&a).expect("a.c").digest = "0".repeat(64);
+    assert_ne!(f.fingerprint(&f.scan(&lied)), print);
+
+    // Touching one file re-hashes only that one.
+    write(&f.root(), "b.c", "B");
+    age(&f.root().join("b.c"));
+    let third = f.scan(&previous);
+    assert_eq!(third.hashed, 1);
+    assert_ne!(f.fingerprint(&third), print);
+}
+
+#[test]
+fn files_modified_just_before_the_scan_are_hashed_again() {
+    let f = Fixture::new(&[("a.c", "a")]);
+    let first = f.scan(&State::default());
+    let previous = state(&first, "x");
+    // Same size, same second: an edit in the same clock tick must not be missed.
+    let second = f.scan(&previous);
+    assert_eq!(second.hashed, 1);
+}
+
+#[test]
+fn gitignore_dockerignore_git_and_the_output_folder_are_skipped() {
+    let f = Fixture::new(&[
+        ("main.c", "x"),
+        (".gitignore", "*.o\n/build/\n"),
+        (
+            ".dockerignore",
+            "# comment\nnotes.txt\n**/*.tmp\ndocs\n!docs/keep.md\n",
+        ),
+        ("sub/x.o", "object"),
+        ("build/out", "b"),
+        ("notes.txt", "n"),
+        ("sub/notes.txt", "kept: dockerignore lines are anchored"),
+        ("sub/deep/a.tmp", "t"),
+        ("docs/drop.md", "d"),
+        ("docs/keep.md", "k"),
+        (".git/HEAD", "ref"),
+        (".dockception/last/app", "binary"),
+        (".hidden", "h"),
+    ]);
+    let sources = f.scan(&State::default());
+    assert_eq!(
+        f.paths(&sources),
+        [
+            "",
+            ".dockerignore",
+            ".gitignore",
+            ".hidden",
+            "docs",
+            "docs/keep.md",
+            "main.c",
+            "sub",
+            "sub/deep",
+            "sub/notes.txt",
+        ]
+    );
+    let print = f.fingerprint(&sources);
+    for ignored in [
+        "sub/x.o",
+        "build/out",
+        "notes.txt",
+        "docs/drop.md",
+        ".git/HEAD",
+    ] {
+        write(&f.root(), ignored, "changed");
+    }
+    write(&f.root(), ".dockception/state.json", "{}");
+    assert_eq!(f.fingerprint(&f.scan(&State::default())), print);
+}
+
+#[test]
+fn dockerignore_patterns_are_anchored_and_the_last_line_wins() {
+    let root = Path::new("/ctx");
+    let d = DockerIgnore::parse(root, "*.o\n/dist/\n./tmp\nvendor/**\n!vendor/keep.go\n");
+    assert!(d.excludes(Path::new("a.o"), false));
+    assert!(!d.excludes(Path::new("sub/a.o"), false));
+    assert!(d.excludes(Path::new("dist/app"), false));
+    assert!(d.excludes(Path::new("tmp/x"), false));
+    assert!(d.excludes(Path::new("vendor/x.go"), false));
+    assert!(!d.excludes(Path::new("vendor/keep.go"), false));
+    assert!(
+        !d.excludes(Path::new("vendor"), true),
+        "exceptions: no pruning"
+    );
+    let plain = DockerIgnore::parse(root, "node_modules\n");
+    assert!(plain.excludes(Path::new("node_modules"), true));
+    assert!(plain.excludes(Path::new("node_modules/x/y.js"), false));
+    assert!(!plain.excludes(Path::new("web/node_modules"), true));
+}
+
+#[test]
+fn the_state_round_trips_atomically_and_a_bad_file_is_ignored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = Fixture::new(&[("a.c", "a")]);
+    let sources = f.scan(&State::default());
+    let print = f.fingerprint(&sources);
+    let saved = State::after_build(
+        sources,
+        print.clone(),
+        crate::report::Report::empty("sha256:0123456789ab"),
+    );
+    saved.save(dir.path()).expect("save");
+    let loaded = State::load(dir.path());
+    assert_eq!(loaded, saved);
+    assert!(loaded.last_build_with(&print).is_some());
+    assert!(loaded.last_build_with("other").is_none());
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("read")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(names, [STATE_FILE], "no temporary file is left");
+    std::fs::write(dir.path().join(STATE_FILE), "{ not json").expect("write");
+    assert_eq!(State::load(dir.path()), State::default());
+}
