@@ -10,7 +10,7 @@ use bollard::query_parameters::{
 };
 
 use super::containers::{session, LATE_CREATE};
-use super::error::{daemon_message, Answer};
+use super::error::{daemon_message, Answer, On};
 use super::owner::{self, LabelledContainer, Owner, Verdict};
 use super::warm::WARM_LABEL;
 use super::{Cleaned, Engine, Result};
@@ -176,7 +176,7 @@ impl Engine {
             .docker
             .list_containers(Some(options))
             .await
-            .doing(|| "listing dockception's containers".into());
+            .doing(On::Engine, || "listing dockception's containers".into());
         let containers = match containers {
             Ok(containers) => containers,
             Err(e) => return Err(self.failed(e).await),
@@ -234,7 +234,7 @@ impl Engine {
             .docker
             .list_images(Some(options))
             .await
-            .doing(|| "listing dockception's images".into())?;
+            .doing(On::Engine, || "listing dockception's images".into())?;
         for image in images {
             match self.remove_image(&image.id).await {
                 Ok(true) => cleaned.images.push(image.id),
@@ -260,7 +260,7 @@ impl Engine {
             .docker
             .list_volumes(Some(options))
             .await
-            .doing(|| "listing dockception's cache volumes".into())?;
+            .doing(On::Engine, || "listing dockception's cache volumes".into())?;
         for volume in volumes.volumes.unwrap_or_default() {
             if !caches {
                 cleaned.kept.push(format!(

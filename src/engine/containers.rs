@@ -12,7 +12,7 @@ use bollard::query_parameters::{
 };
 use futures_util::{Stream, StreamExt};
 
-use super::error::{docker_error, is_connection_lost, Answer};
+use super::error::{docker_error, is_connection_lost, Answer, On};
 use super::owner::{Owner, OWNER_LABEL};
 use super::{BuilderExit, Engine, Error, Result};
 use crate::fsutil::FromIo as _;
@@ -101,12 +101,14 @@ impl Engine {
             .docker
             .attach_container(name, Some(options))
             .await
-            .doing(|| format!("attaching to container {name}"))?;
+            .doing(On::Container(name), || {
+                format!("attaching to container {name}")
+            })?;
         let mut logs = attached.output;
         self.docker
             .start_container(name, None)
             .await
-            .doing(|| format!("starting container {name}"))?;
+            .doing(On::Container(name), || format!("starting container {name}"))?;
         let started = Instant::now();
         let tail = self.stream_lines(&mut logs, name, progress, keep).await?;
         let ran_ms = millis_since(started);
@@ -122,7 +124,13 @@ impl Engine {
             match item {
                 Ok(response) => code = response.status_code,
                 Err(bollard::errors::Error::DockerContainerWaitError { code: c, .. }) => code = c,
-                Err(e) => return Err(docker_error(format!("waiting for container {name}"), e)),
+                Err(e) => {
+                    return Err(docker_error(
+                        On::Container(name),
+                        format!("waiting for container {name}"),
+                        e,
+                    ))
+                }
             }
         }
         Ok(code)
@@ -143,7 +151,9 @@ impl Engine {
         let mut pending = Vec::new();
         let redact = self.redact.lock().map(|r| r.clone()).unwrap_or_default();
         while let Some(item) = logs.next().await {
-            let chunk = item.doing(|| format!("reading the output of container {name}"))?;
+            let chunk = item.doing(On::Container(name), || {
+                format!("reading the output of container {name}")
+            })?;
             pending.extend_from_slice(&chunk.into_bytes());
             while let Some(end) = pending.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = pending.drain(..=end).collect();
@@ -167,7 +177,7 @@ impl Engine {
             .remove_container(name, Some(options))
             .await
             .or_absent()
-            .doing(|| format!("removing container {name}"))?;
+            .doing(On::Container(name), || format!("removing container {name}"))?;
         self.untrack(name);
         Ok(())
     }
@@ -192,7 +202,7 @@ impl Engine {
             if !is_connection_lost(&e) {
                 self.untrack(name);
             }
-            docker_error(action, e)
+            docker_error(On::Container(name), action, e)
         })
     }
 
@@ -204,7 +214,9 @@ impl Engine {
         body: ContainerCreateBody,
         action: impl FnOnce() -> String,
     ) -> Result<()> {
-        self.create_container(name, body).await.doing(action)?;
+        self.create_container(name, body)
+            .await
+            .doing(On::Container(name), action)?;
         self.track(name);
         Ok(())
     }
@@ -228,7 +240,9 @@ impl Engine {
             .inspect_container(name, None)
             .await
             .or_absent()
-            .doing(|| format!("inspecting container {name}"))?;
+            .doing(On::Container(name), || {
+                format!("inspecting container {name}")
+            })?;
         Ok(found.map(|c| c.state.and_then(|s| s.running) == Some(true)))
     }
 

@@ -73,11 +73,45 @@ pub enum Error {
         message: String,
     },
 
-    /// Any other Docker Engine call failed.
+    /// An engine call about an image failed (inspect, history, pull, tag, export, its files).
+    #[error("{action} failed: {message}")]
+    Image {
+        /// What dockception was doing, naming the image, e.g. "tagging image ID as app:1".
+        action: String,
+        /// The image: a reference or an id.
+        image: String,
+        /// The daemon's message.
+        message: String,
+    },
+
+    /// An engine call about a container failed (create, attach, start, wait, exec, commit,
+    /// remove).
+    #[error("{action} failed: {message}")]
+    Container {
+        /// What dockception was doing, naming the container, e.g. "starting container NAME".
+        action: String,
+        /// The container's name.
+        container: String,
+        /// The daemon's message.
+        message: String,
+    },
+
+    /// An engine call about a volume failed (create, inspect, remove).
+    #[error("{action} failed: {message}")]
+    Volume {
+        /// What dockception was doing, naming the volume.
+        action: String,
+        /// The volume's name.
+        volume: String,
+        /// The daemon's message.
+        message: String,
+    },
+
+    /// An engine call about no one object failed (listing what dockception made), or what the
+    /// engine gave back made no sense.
     #[error("{action} failed: {message}")]
     Docker {
-        /// What dockception was doing and on what, e.g. "creating the builder container for
-        /// gcc:local".
+        /// What dockception was doing, e.g. "listing dockception's containers".
         action: String,
         /// The daemon's message.
         message: String,
@@ -95,8 +129,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub(super) trait Answer<T> {
     /// `None` for the engine's 404: the thing asked about is not there.
     fn or_absent(self) -> std::result::Result<Option<T>, bollard::errors::Error>;
-    /// The error that names what was being done (`action` names the object too).
-    fn doing(self, action: impl FnOnce() -> String) -> Result<T>;
+    /// The error that names what was being done and `on` what (`action` names it too).
+    fn doing(self, on: On<'_>, action: impl FnOnce() -> String) -> Result<T>;
 }
 
 impl<T> Answer<T> for std::result::Result<T, bollard::errors::Error> {
@@ -108,8 +142,8 @@ impl<T> Answer<T> for std::result::Result<T, bollard::errors::Error> {
         }
     }
 
-    fn doing(self, action: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|e| docker_error(action(), e))
+    fn doing(self, on: On<'_>, action: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| docker_error(on, action(), e))
     }
 }
 
@@ -129,9 +163,44 @@ pub(super) fn daemon_message(e: &bollard::errors::Error) -> String {
     }
 }
 
+/// What a failed engine call was about: each kind of object has its own error variant, so a
+/// caller can tell a missing image from a container that would not start.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum On<'a> {
+    Image(&'a str),
+    Container(&'a str),
+    Volume(&'a str),
+    /// No one object: the engine's lists.
+    Engine,
+}
+
+impl On<'_> {
+    /// The error of this object's kind for `action`, with the daemon's `message`.
+    pub(super) fn error(self, action: String, message: String) -> Error {
+        match self {
+            On::Image(image) => Error::Image {
+                action,
+                image: image.to_string(),
+                message,
+            },
+            On::Container(container) => Error::Container {
+                action,
+                container: container.to_string(),
+                message,
+            },
+            On::Volume(volume) => Error::Volume {
+                action,
+                volume: volume.to_string(),
+                message,
+            },
+            On::Engine => Error::Docker { action, message },
+        }
+    }
+}
+
 /// A broken connection says the engine is gone (which `clean` is the cure for); anything
-/// else is the daemon's answer to `action`.
-pub(super) fn docker_error(action: String, e: bollard::errors::Error) -> Error {
+/// else is the daemon's answer to `action` on `on`.
+pub(super) fn docker_error(on: On<'_>, action: String, e: bollard::errors::Error) -> Error {
     if is_connection_lost(&e) {
         let message = match io_kind(&e) {
             Some(std::io::ErrorKind::ConnectionRefused) => "connection refused".to_string(),
@@ -148,8 +217,7 @@ pub(super) fn docker_error(action: String, e: bollard::errors::Error) -> Error {
         };
         return Error::EngineGone { action, message };
     }
-    let message = daemon_message(&e);
-    Error::Docker { action, message }
+    on.error(action, daemon_message(&e))
 }
 
 /// Whether `e` means the connection to the engine broke (it stopped, restarted or hung up),
@@ -191,4 +259,58 @@ pub(super) fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::
         current = err.source();
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(message: &str) -> bollard::errors::Error {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 500,
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn a_failed_call_is_an_error_of_its_objects_kind_naming_it() {
+        let e = docker_error(
+            On::Container("dcpt-b"),
+            "starting container dcpt-b".into(),
+            refused("no such network"),
+        );
+        assert!(
+            matches!(&e, Error::Container { container, .. } if container == "dcpt-b"),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "starting container dcpt-b failed: no such network"
+        );
+        let e = docker_error(On::Image("app:1"), "tagging".into(), refused("x"));
+        assert!(
+            matches!(&e, Error::Image { image, .. } if image == "app:1"),
+            "{e:?}"
+        );
+        let e = docker_error(On::Volume("cache"), "removing".into(), refused("in use"));
+        assert!(
+            matches!(&e, Error::Volume { volume, .. } if volume == "cache"),
+            "{e:?}"
+        );
+        let e = docker_error(On::Engine, "listing".into(), refused("x"));
+        assert!(matches!(e, Error::Docker { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn a_lost_connection_is_the_engine_gone_whatever_the_object() {
+        let e = docker_error(
+            On::Image("app:1"),
+            "pulling app:1".into(),
+            bollard::errors::Error::RequestTimeoutError,
+        );
+        assert!(
+            matches!(&e, Error::EngineGone { action, message } if action == "pulling app:1" && message == "no answer in time"),
+            "{e:?}"
+        );
+    }
 }

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::containers::{labels, offline, unique_name};
-use super::error::{docker_error, Answer};
-use super::{Engine, Entry, Error, ImageFiles, Result};
+use super::error::{docker_error, Answer, On};
+use super::{Engine, Entry, ImageFiles, Result};
 
 impl Engine {
     /// Open `image`'s files for reading (the image must be present).
@@ -47,7 +47,9 @@ impl Engine {
             .get_container_archive_info(&files.name, Some(options))
             .await
             .or_absent()
-            .doing(|| format!("looking at {path} in {}", files.image))?;
+            .doing(On::Image(&files.image), || {
+                format!("looking at {path} in {}", files.image)
+            })?;
         Ok(stat.map_or(Entry::Missing, |s| entry_of(s.file_mode, &s.link_target)))
     }
 
@@ -83,16 +85,13 @@ impl Engine {
                     }
                 }
                 Err(e) => {
-                    streamed = Err(docker_error(action(), e));
+                    streamed = Err(docker_error(On::Image(&files.image), action(), e));
                     break;
                 }
             }
         }
         drop(sender);
-        let failed = |message: String| Error::Docker {
-            action: action(),
-            message,
-        };
+        let failed = |message: String| On::Image(&files.image).error(action(), message);
         let unpacked = unpack
             .await
             .map_err(|e| failed(format!("the copy stopped: {e}")))?;

@@ -14,7 +14,7 @@ use futures_util::{Stream, StreamExt};
 use indicatif::ProgressBar;
 
 use super::containers::{bind_mount, labels, unique_name};
-use super::error::{daemon_message, docker_error, is_connection_lost, Answer};
+use super::error::{daemon_message, docker_error, is_connection_lost, Answer, On};
 use super::{
     BaseConfig, BuilderExit, Engine, Error, HistoryStep, ImageDetails, ImageFacts, Result,
 };
@@ -36,7 +36,9 @@ impl Engine {
             .docker
             .image_history(image)
             .await
-            .doing(|| format!("reading the history of image {image}"))?;
+            .doing(On::Image(image), || {
+                format!("reading the history of image {image}")
+            })?;
         let (id, size) = id_and_size(&inspect);
         Ok(Some(ImageDetails {
             id,
@@ -65,7 +67,11 @@ impl Engine {
         match self.docker.inspect_image(image).await.or_absent() {
             Ok(found) => Ok(found),
             Err(e) => Err(self
-                .failed(docker_error(format!("inspecting image {image}"), e))
+                .failed(docker_error(
+                    On::Image(image),
+                    format!("inspecting image {image}"),
+                    e,
+                ))
                 .await),
         }
     }
@@ -86,9 +92,11 @@ impl Engine {
         let mut bridge = tokio_util::io::SyncIoBridge::new(reader);
         tokio::task::spawn_blocking(move || read(&mut bridge))
             .await
-            .map_err(|e| Error::Docker {
-                action: format!("reading the export of image {image}"),
-                message: e.to_string(),
+            .map_err(|e| {
+                On::Image(image).error(
+                    format!("reading the export of image {image}"),
+                    e.to_string(),
+                )
             })
     }
 
@@ -143,7 +151,11 @@ impl Engine {
             match item {
                 Ok(info) => show_pull_progress(info, &mut layers, bar),
                 Err(e) if is_connection_lost(&e) => {
-                    return Err(docker_error(format!("pulling {image}"), e));
+                    return Err(docker_error(
+                        On::Image(image),
+                        format!("pulling {image}"),
+                        e,
+                    ));
                 }
                 Err(e) => {
                     return Err(Error::ImageUnavailable {
@@ -193,7 +205,11 @@ impl Engine {
         while let Some(item) = build.next().await {
             let info = item.map_err(|e| {
                 if is_connection_lost(&e) {
-                    docker_error(format!("building the runtime image of {project}"), e)
+                    docker_error(
+                        On::Engine,
+                        format!("building the runtime image of {project}"),
+                        e,
+                    )
                 } else {
                     Error::ImageBuild {
                         message: daemon_message(&e),
@@ -275,7 +291,9 @@ impl Engine {
             .docker
             .commit_container(options, bollard::models::ContainerConfig::default())
             .await
-            .doing(|| format!("committing the runtime steps in container {name}"))?;
+            .doing(On::Container(name), || {
+                format!("committing the runtime steps in container {name}")
+            })?;
         Ok(Ok(committed.id))
     }
 
@@ -334,7 +352,9 @@ impl Engine {
             self.docker
                 .tag_image(image_id, Some(options))
                 .await
-                .doing(|| format!("tagging image {image_id} as {tag}"))?;
+                .doing(On::Image(image_id), || {
+                    format!("tagging image {image_id} as {tag}")
+                })?;
         }
         self.untrack_image(image_id);
         Ok(())

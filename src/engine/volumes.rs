@@ -6,7 +6,7 @@ use bollard::models::{ContainerCreateBody, VolumeCreateRequest};
 use bollard::query_parameters::{ListVolumesOptionsBuilder, RemoveVolumeOptionsBuilder};
 
 use super::containers::{labels, named_volume_mount, offline, unique_name, volume_mount};
-use super::error::{docker_error, Answer};
+use super::error::{docker_error, Answer, On};
 use super::{Engine, Result, VolumeFacts};
 use crate::plan::{CacheVolume, Plan, LABEL, PROJECT_LABEL};
 use crate::progress::Progress;
@@ -27,7 +27,9 @@ impl Engine {
             self.docker
                 .create_volume(request)
                 .await
-                .doing(|| format!("creating cache volume {}", cache.volume))?;
+                .doing(On::Volume(&cache.volume), || {
+                    format!("creating cache volume {}", cache.volume)
+                })?;
             progress.phase(&format!("created cache volume {}", cache.volume));
             if let Some(owner) = plan.builder.user.as_deref().filter(|u| needs_chown(u)) {
                 self.hand_volume_to(cache, owner, plan, progress).await?;
@@ -49,7 +51,11 @@ impl Engine {
             Ok(listed) => listed,
             Err(e) => {
                 return Err(self
-                    .failed(docker_error("listing the cache volumes".into(), e))
+                    .failed(docker_error(
+                        On::Engine,
+                        "listing the cache volumes".into(),
+                        e,
+                    ))
                     .await)
             }
         };
@@ -73,7 +79,7 @@ impl Engine {
             .inspect_volume(name)
             .await
             .or_absent()
-            .doing(|| format!("inspecting volume {name}"))?;
+            .doing(On::Volume(name), || format!("inspecting volume {name}"))?;
         Ok(found.is_some())
     }
 
@@ -103,7 +109,7 @@ impl Engine {
     pub(crate) async fn remove_volume(&self, name: &str) -> Result<bool> {
         self.delete_volume(name)
             .await
-            .doing(|| format!("removing cache volume {name}"))
+            .doing(On::Volume(name), || format!("removing cache volume {name}"))
     }
 
     /// [`Engine::remove_volume`] with the daemon's own answer, for `clean`'s list of what it

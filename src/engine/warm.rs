@@ -9,7 +9,7 @@ use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, ExecConfig};
 
 use super::containers::{builder_body, env_lines, millis_since, TAIL_LINES};
-use super::error::{daemon_message, docker_error, status_code, Answer};
+use super::error::{daemon_message, docker_error, status_code, Answer, On};
 use super::{BuilderExit, Engine, ImageFacts, Result, WarmRun};
 use crate::plan::secrets::Resolved;
 use crate::plan::Plan;
@@ -115,7 +115,7 @@ impl Engine {
         let exec = match self.docker.create_exec(name, config).await {
             Ok(exec) => exec.id,
             Err(e) => {
-                return refused(e, || {
+                return refused(e, name, || {
                     format!("creating the build's exec in container {name}")
                 })
             }
@@ -133,7 +133,7 @@ impl Engine {
                 ))
             }
             Err(e) => {
-                return refused(e, || {
+                return refused(e, name, || {
                     format!("starting the build's exec in container {name}")
                 })
             }
@@ -146,7 +146,9 @@ impl Engine {
             .docker
             .inspect_exec(&exec)
             .await
-            .doing(|| format!("asking how the build's exec in container {name} ended"))?
+            .doing(On::Container(name), || {
+                format!("asking how the build's exec in container {name} ended")
+            })?
             .exit_code
             .unwrap_or(-1);
         // The idle loop may have ended the container just as the exec began: that is no
@@ -162,11 +164,15 @@ impl Engine {
 
 /// A failed exec call: 409 says the container stopped (idle time up) since it was looked at,
 /// so the build runs in a fresh one; anything else is an error of `action`.
-fn refused(e: bollard::errors::Error, action: impl FnOnce() -> String) -> Result<WarmRun> {
+fn refused(
+    e: bollard::errors::Error,
+    container: &str,
+    action: impl FnOnce() -> String,
+) -> Result<WarmRun> {
     if status_code(&e) == Some(409) {
         return Ok(WarmRun::Unavailable(daemon_message(&e)));
     }
-    Err(docker_error(action(), e))
+    Err(docker_error(On::Container(container), action(), e))
 }
 
 /// The build command as an exec: what a fresh builder container would run, with the secrets'
