@@ -5,7 +5,7 @@
 use toml::Spanned;
 
 use crate::manifest::check_target::check_target;
-use crate::manifest::shape::{quoted, suggestion};
+use crate::manifest::suggest::{quoted, suggestion};
 use crate::manifest::{ArtifactSource, Diagnostic, LoadedManifest, NamedTarget};
 
 /// Every problem the manifest's text shows, in file order.

@@ -4,7 +4,7 @@
 
 use toml::Spanned;
 
-use crate::manifest::shape::{quoted, suggestion};
+use crate::manifest::suggest::{quoted, suggestion};
 use crate::manifest::{
     glob, normalise_container_path, parse_duration, parse_port_spec, vars, ArtifactSource,
     Artifacts, Builder, Command, Diagnostic, Init, LoadedManifest, NamedTarget, Port, Runtime,

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use crate::manifest::shape::Problem;
+use crate::manifest::schema_check::Problem;
 use crate::manifest::vars::{self, ExpandError, Overrides};
 
 /// The variables' values (`[vars]`, then the environment, then `--set`), expanded in every

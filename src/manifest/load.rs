@@ -9,7 +9,7 @@ use serde::Deserialize;
 use toml::de::DeTable;
 use toml::Spanned;
 
-use crate::manifest::shape::{self, Problem};
+use crate::manifest::schema_check::{self, Problem};
 use crate::manifest::vars::Overrides;
 use crate::manifest::{
     check, expand, json_schema, Diagnostic, Error, LoadedManifest, Manifest, Result,
@@ -152,8 +152,8 @@ fn parse_toml<'s>(source: &'s str, diagnostic: &Locate<'_>) -> Result<Spanned<De
 /// rest may still deserialize and be checked, so a typo does not hide the file's other mistakes.
 fn check_shape(document: &mut Spanned<DeTable<'_>>, problems: &mut Vec<Problem>) {
     if let Ok(schema) = serde_json::from_str::<serde_json::Value>(&json_schema()) {
-        problems.extend(shape::check(document, &schema));
-        shape::strip_unknown(document.get_mut(), &schema);
+        problems.extend(schema_check::check(document, &schema));
+        schema_check::strip_unknown(document.get_mut(), &schema);
     }
 }
 

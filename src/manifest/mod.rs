@@ -3,7 +3,7 @@
 //!
 //! The stage's contract is here: [`load`] / [`load_with`] / [`parse_bytes_with`] give a
 //! [`LoadedManifest`] whose targets ([`Manifest::targets`]) later stages resolve. `document`
-//! holds the types, `load` the reading, `expand` the variables, `shape` the key and type check,
+//! holds the types, `load` the reading, `expand` the variables, `schema_check` the key and type check against the schema,
 //! `check` and `check_target` the semantic checks.
 
 pub mod diagnostic;
@@ -19,8 +19,9 @@ mod expand;
 pub mod gates;
 pub mod glob;
 mod load;
-pub mod shape;
+pub mod schema_check;
 pub mod starter;
+pub mod suggest;
 mod values;
 pub mod vars;
 

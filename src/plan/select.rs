@@ -1,7 +1,7 @@
 //! Which targets a run builds, with the targets they take artifacts from, and in which order:
 //! a dependency always before the target that uses its output.
 
-use crate::manifest::shape::{quoted, suggestion};
+use crate::manifest::suggest::{quoted, suggestion};
 use crate::manifest::{ArtifactSource, LoadedManifest, NamedTarget};
 use crate::plan::{Error, Result, Selection};
 

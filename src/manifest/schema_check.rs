@@ -8,6 +8,8 @@ use serde_json::Value;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+use crate::manifest::suggest::{quoted, suggestion};
+
 /// One problem found in the document's shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -310,26 +312,6 @@ fn out_of_range(
     })
 }
 
-/// `did you mean `x`?` for a near miss of `name` among `known`, else `otherwise()`.
-pub fn suggestion(name: &str, known: &[&str], otherwise: impl FnOnce() -> String) -> String {
-    match did_you_mean(name, known) {
-        Some(near) => format!("did you mean `{near}`?"),
-        None => otherwise(),
-    }
-}
-
-/// Names in backticks, comma-separated (`none` for no names).
-pub fn quoted(names: &[&str]) -> String {
-    if names.is_empty() {
-        return "none".into();
-    }
-    names
-        .iter()
-        .map(|n| format!("`{n}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// ` in `path`` after a key's name, nothing at the top level.
 fn in_table(path: &str) -> String {
     if path.is_empty() {
@@ -337,16 +319,6 @@ fn in_table(path: &str) -> String {
     } else {
         format!(" in `{path}`")
     }
-}
-
-/// The closest of `known` to `name`, when it is close enough to be a typo.
-pub fn did_you_mean<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
-    known
-        .iter()
-        .map(|k| (strsim::damerau_levenshtein(name, k), *k))
-        .filter(|(distance, k)| *distance <= (k.len().max(name.len()) / 3).max(1))
-        .min()
-        .map(|(_, k)| k)
 }
 
 fn types_of(schema: &Value) -> Vec<&str> {
@@ -445,16 +417,6 @@ mod tests {
             serde_json::from_str(&crate::manifest::json_schema()).expect("schema parses");
         let document = DeTable::parse(src).expect("valid TOML");
         check(&document, &schema)
-    }
-
-    #[test]
-    fn near_misses_get_a_suggestion() {
-        assert_eq!(did_you_mean("sorce", &["source", "target"]), Some("source"));
-        assert_eq!(
-            did_you_mean("entrypint", &["entrypoint", "cmd"]),
-            Some("entrypoint")
-        );
-        assert_eq!(did_you_mean("zzz", &["source", "target"]), None);
     }
 
     #[test]
