@@ -3,8 +3,9 @@
 //!
 //! The stage's contract is here: [`load`] / [`load_with`] / [`parse_bytes_with`] give a
 //! [`LoadedManifest`] whose targets ([`Manifest::targets`]) later stages resolve. `document`
-//! holds the types, `load` the reading, `expand` the variables, `schema_check` the key and type check against the schema,
-//! `check` and `check_target` the semantic checks.
+//! holds the types, `load` the reading, `expand` the variables, `schema_check` the key and type
+//! check against the schema, `check` and `check_target` the semantic checks, `suggest` the
+//! "did you mean" of every rejected name.
 
 pub mod diagnostic;
 mod error;
