@@ -47,8 +47,9 @@
 //! ```
 //!
 //! Errors are [`Error`] values: match on them (a manifest's [`Error::Manifest`] diagnostics,
-//! [`Error::BuildCommandFailed`] with the builder's exit status, [`Error::MissingLibraries`],
-//! …) or print them; `Error::exit_status` gives the CLI's exit status.
+//! also as `Error::diagnostics`, [`Error::BuildCommandFailed`] with the builder's exit status,
+//! [`Error::Artifacts`] for missing libraries, [`Error::Engine`] naming the image, container or
+//! volume a call was about, …) or print them; `Error::exit_status` gives the CLI's exit status.
 
 pub mod rust;
 

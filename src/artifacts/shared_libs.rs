@@ -9,7 +9,8 @@
 //!
 //! [`resolve`] is pure. It answers from the [`Facts`] gathered so far, or asks for more with
 //! [`Query`]s (stat a path in the base or the builder, read a builder file's ELF header);
-//! [`find_libraries`] is the small loop that answers them through the engine.
+//! `pipeline::shared_libs::find_libraries` is the small loop that answers them through the
+//! engine.
 
 use std::collections::{BTreeMap, BTreeSet};
 

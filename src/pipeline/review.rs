@@ -14,7 +14,7 @@ use crate::report::{diff, Document, Report};
 use super::measure::measure_image;
 
 /// The gates of the manifest at `manifest` (when given) with `flags` on top; every problem is
-/// one [`Error::GateConfig`] (exit status 2).
+/// one misconfigured-gate error (`ManifestError::GateConfig`, exit status 2).
 pub fn load_gates(
     manifest: Option<&Path>,
     target: Option<&str>,

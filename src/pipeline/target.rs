@@ -22,7 +22,7 @@ pub(crate) struct Built {
     pub(crate) output: Option<PathBuf>,
 }
 
-/// One target of [`build_if_changed`]: nothing when it is up to date (unless `force`), else
+/// One target of [`super::build_if_changed`]: nothing when it is up to date (unless `force`), else
 /// its artifacts (from its builder, or from the output in `outputs` of the target it takes
 /// them from), then, when it is selected, its image, tagged and measured.
 pub(crate) async fn build_target(
