@@ -44,14 +44,14 @@ impl Progress {
     }
 
     /// A step of the pipeline starts.
-    pub fn phase(&self, message: &str) {
+    pub(crate) fn phase(&self, message: &str) {
         if self.shows_steps() {
             eprintln!("==> {}", marked(message));
         }
     }
 
     /// One line of the builder's or the daemon's output, passed through as it is.
-    pub fn log(&self, line: &str) {
+    pub(crate) fn log(&self, line: &str) {
         if self.shows_steps() {
             let mut err = std::io::stderr().lock();
             let _ = writeln!(err, "  | {}", marked(line));
@@ -59,7 +59,7 @@ impl Progress {
     }
 
     /// Something the user should know even in quiet mode.
-    pub fn warn(&self, message: &str) {
+    pub(crate) fn warn(&self, message: &str) {
         if *self != Progress::Silent {
             eprintln!("warning: {}", marked(message));
         }
@@ -67,7 +67,7 @@ impl Progress {
 
     /// A byte progress bar for pulling `image`; hidden unless [`Progress::Normal`] on a
     /// terminal.
-    pub fn pull_bar(&self, image: &str) -> ProgressBar {
+    pub(crate) fn pull_bar(&self, image: &str) -> ProgressBar {
         if *self != Progress::Normal {
             return ProgressBar::hidden();
         }

@@ -126,7 +126,7 @@ pub struct BuildFacts {
 impl Report {
     /// A report of an image that has no layers, no files and no build (a start for tests and
     /// for [`Report::from_measurement`]).
-    pub fn empty(image_id: &str) -> Report {
+    pub(crate) fn empty(image_id: &str) -> Report {
         Report {
             schema_version: SCHEMA_VERSION,
             tool: format!("dockception {}", env!("CARGO_PKG_VERSION")),
@@ -155,7 +155,7 @@ impl Report {
     }
 
     /// The report of a measured image.
-    pub fn from_measurement(
+    pub(crate) fn from_measurement(
         image_id: &str,
         tags: Vec<String>,
         runtime_bytes: u64,
@@ -180,7 +180,7 @@ impl Report {
 
     /// Add what the build knows: the builder (so "left behind" is exact), the unshipped
     /// outputs and the context size.
-    pub fn with_build(mut self, build: BuildFacts) -> Report {
+    pub(crate) fn with_build(mut self, build: BuildFacts) -> Report {
         self.left_behind_bytes = Some(build.builder.bytes.saturating_sub(self.runtime_bytes));
         self.reduction_ratio = (self.runtime_bytes > 0)
             .then(|| build.builder.bytes as f64 / self.runtime_bytes as f64);
