@@ -19,7 +19,7 @@ pub(super) async fn build(
     gates: &GateArgs,
     force: bool,
 ) -> Result<(), Error> {
-    let progress = progress(common);
+    let progress = progress(common.quiet);
     let plan = crate::api::load_plan(&options(common, targets.selection(), tags)?)?;
     // By target name: reports come back in the manifest's order, not the command line's.
     let mut gate_sets = std::collections::HashMap::new();

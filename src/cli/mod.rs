@@ -115,8 +115,9 @@ fn only_selected<'a>(plans: &'a PlanSet, what: &str) -> Result<&'a str, Error> {
     }
 }
 
-fn progress(common: &Common) -> Progress {
-    if common.quiet {
+/// Phases and warnings on stderr, or with `-q` only the warnings.
+fn progress(quiet: bool) -> Progress {
+    if quiet {
         Progress::Quiet
     } else {
         Progress::Normal

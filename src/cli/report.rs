@@ -7,16 +7,12 @@ use crate::report::{Document, Report, LAST_BUILD};
 use crate::{Engine, Error, Options, Progress, Selection};
 
 use super::args::*;
-use super::only_selected;
+use super::{only_selected, progress};
 
 /// `dockception report`: the last build (or `--current`) against the build before it (or
 /// `--baseline`).
 pub(super) async fn report(args: ReportArgs) -> Result<(), Error> {
-    let progress = if args.quiet {
-        Progress::Quiet
-    } else {
-        Progress::Normal
-    };
+    let progress = progress(args.quiet);
     let manifest = args.manifest.clone().or_else(|| {
         let default = Path::new("dockception.toml");
         default.exists().then(|| default.to_path_buf())

@@ -74,7 +74,6 @@ pub async fn build_if_changed(
     progress: &Progress,
     force: bool,
 ) -> Result<Vec<TargetReport>> {
-    let in_target = |target: &str, e: Error| in_target(plans, target, e);
     let mut secrets = resolve_secrets(plans)?;
     let before = Tracked::now(engine);
     let mut schedule = schedule::Schedule::of(&plans.targets);
@@ -112,7 +111,7 @@ pub async fn build_if_changed(
             }
             Err(e) => {
                 stop_the_others(engine, &before, running).await;
-                return Err(in_target(&plan.target, e));
+                return Err(in_target(plans, &plan.target, e));
             }
         }
     }
