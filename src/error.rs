@@ -6,6 +6,7 @@ pub use crate::artifacts::shared_libs::MissingLibrary;
 pub use crate::artifacts::Error as ArtifactsError;
 pub use crate::engine::Error as EngineError;
 pub use crate::fsutil::IoError;
+pub use crate::image::Error as ImageError;
 pub use crate::manifest::Diagnostic;
 pub use crate::manifest::Error as ManifestError;
 pub use crate::plan::Error as PlanError;
@@ -29,6 +30,10 @@ pub enum Error {
     /// Selecting the artifacts or what they need failed.
     #[error(transparent)]
     Artifacts(#[from] crate::artifacts::Error),
+
+    /// Writing the runtime image failed.
+    #[error(transparent)]
+    Image(#[from] crate::image::Error),
 
     /// Measuring, storing or reading a report failed.
     #[error(transparent)]

@@ -315,6 +315,12 @@ fn append_artifact<W: Write>(
     tar.append_data(&mut h, name, &mut reader)
 }
 
+/// The image's files alone as a tar (no Dockerfile, no `rootfs/` folder): the layer the
+/// artifacts make, written into `out`. Returns the bytes written.
+pub fn write_rootfs(spec: &ContextSpec, out: impl Write) -> io::Result<u64> {
+    write_tar(spec, out, Layout::Rootfs)
+}
+
 /// The context as a stream of chunks, produced on a blocking thread so artifacts flow from disk
 /// to the daemon without being held in memory.
 pub fn stream(spec: ContextSpec) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
