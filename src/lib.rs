@@ -34,6 +34,7 @@ mod api;
 mod artifacts;
 #[doc(hidden)]
 pub mod cli;
+mod deliver;
 mod engine;
 pub mod error;
 mod fsutil;

@@ -36,11 +36,6 @@ impl Engine {
                 }
             }
         }
-        for id in self.untagged_images() {
-            if self.remove_image(&id).await.is_err() {
-                left.push(format!("image {id}"));
-            }
-        }
         left
     }
 
@@ -67,16 +62,12 @@ impl Engine {
             .collect()
     }
 
-    /// Remove the named containers and untagged images, which work stopped midway left (the
-    /// other targets of a build, once one failed); unlike [`Engine::remove_leftovers`], what
-    /// other work of this engine created is kept. What could not be removed stays in
-    /// [`Engine::leftovers`].
-    pub(crate) async fn remove_created(&self, containers: &[String], images: &[String]) {
+    /// Remove the named containers, which work stopped midway left (the other targets of a
+    /// build, once one failed); unlike [`Engine::remove_leftovers`], what other work of this
+    /// engine created is kept. What could not be removed stays in [`Engine::leftovers`].
+    pub(crate) async fn remove_created(&self, containers: &[String]) {
         for name in containers {
             let _ = self.remove_container(name).await;
-        }
-        for id in images {
-            let _ = self.remove_image(id).await;
         }
     }
 
@@ -86,19 +77,16 @@ impl Engine {
     pub(crate) async fn remove_created_then_sweep(
         &self,
         containers: &[String],
-        images: &[String],
         stop_work: impl FnOnce(),
     ) {
-        if containers.is_empty() && images.is_empty() {
+        if containers.is_empty() {
             stop_work();
             return;
         }
-        self.remove_created(containers, images).await;
+        self.remove_created(containers).await;
         stop_work();
-        if !containers.is_empty() {
-            tokio::time::sleep(LATE_CREATE).await;
-            self.remove_created(containers, &[]).await;
-        }
+        tokio::time::sleep(LATE_CREATE).await;
+        self.remove_created(containers).await;
     }
 
     /// The containers that exist right now because of this engine.
@@ -109,40 +97,14 @@ impl Engine {
             .unwrap_or_default()
     }
 
-    /// Images this run built but did not tag (yet).
-    pub(crate) fn untagged_images(&self) -> Vec<String> {
-        self.untagged_images
-            .lock()
-            .map(|l| l.clone())
-            .unwrap_or_default()
-    }
-
-    pub(super) fn track_image(&self, id: &str) {
-        if let Ok(mut images) = self.untagged_images.lock() {
-            images.push(id.to_string());
-        }
-    }
-
-    pub(super) fn untrack_image(&self, id: &str) {
-        if let Ok(mut images) = self.untagged_images.lock() {
-            images.retain(|i| i != id);
-        }
-    }
-
     /// Everything this run created that still exists, as words for a message: containers by
-    /// name, images by id. Empty when nothing is left.
+    /// name. Empty when nothing is left. (Images are loaded whole and tagged in one call, so
+    /// no untagged image of a run is ever left in between.)
     pub(crate) fn leftovers(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .live_containers()
+        self.live_containers()
             .into_iter()
             .map(|c| format!("container {c}"))
-            .collect();
-        out.extend(
-            self.untagged_images()
-                .into_iter()
-                .map(|i| format!("untagged image {i}")),
-        );
-        out
+            .collect()
     }
 
     /// Remove what interrupted or crashed runs left behind: their containers (those whose

@@ -56,7 +56,6 @@ impl Engine {
             host,
             live_containers: Mutex::new(Vec::new()),
             ensured: Mutex::new(HashMap::new()),
-            untagged_images: Mutex::new(Vec::new()),
             redact: Mutex::new(Vec::new()),
             api_version: tokio::sync::Mutex::new(ApiVersion::Asked(version)),
         })

@@ -6,8 +6,7 @@ use std::path::Path;
 
 use bollard::models::{ContainerCreateBody, CreateImageInfo, HostConfig, ImageInspect};
 use bollard::query_parameters::{
-    BuildImageOptionsBuilder, CommitContainerOptionsBuilder, CreateImageOptionsBuilder,
-    RemoveImageOptionsBuilder, TagImageOptionsBuilder,
+    CreateImageOptionsBuilder, ImportImageOptionsBuilder, RemoveImageOptionsBuilder,
 };
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -16,7 +15,8 @@ use indicatif::ProgressBar;
 use super::containers::{bind_mount, labels, unique_name};
 use super::error::{daemon_message, docker_error, is_connection_lost, Answer, On};
 use super::{
-    BaseConfig, BuilderExit, Engine, Error, HistoryStep, ImageDetails, ImageFacts, Result,
+    BaseConfig, BuilderExit, Change, ChangeKind, Engine, Error, HistoryStep, ImageDetails,
+    ImageFacts, Result,
 };
 use crate::progress::Progress;
 
@@ -183,80 +183,85 @@ impl Engine {
         Ok(true)
     }
 
-    /// Build an image from a context tar stream with the classic builder; the build's output is
-    /// streamed to `progress`. Returns the new image's id; nothing is tagged here.
-    pub(crate) async fn build_image(
+    /// Load a docker archive (`manifest.json`, config and layer blobs) into the engine, which
+    /// tags the image with the archive's `RepoTags` in the same call. Layers the engine has
+    /// already (the base's) may be left out of the archive: the engine does not open them.
+    pub(crate) async fn load_archive(
         &self,
-        context: impl Stream<Item = std::io::Result<Bytes>> + Send + 'static,
-        project: &str,
-        progress: &Progress,
-    ) -> Result<String> {
+        archive: impl Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+        image_id: &str,
+    ) -> Result<()> {
         self.supported().await?;
-        let options = BuildImageOptionsBuilder::default()
-            .dockerfile("Dockerfile")
-            .rm(true)
-            .forcerm(true)
-            .labels(&labels("image", project))
-            .build();
-        let mut build =
-            self.docker
-                .build_image(options, None, Some(bollard::body_try_stream(context)));
-        let mut id = None;
-        while let Some(item) = build.next().await {
-            let info = item.map_err(|e| {
-                if is_connection_lost(&e) {
-                    docker_error(
-                        On::Engine,
-                        format!("building the runtime image of {project}"),
-                        e,
-                    )
+        let options = ImportImageOptionsBuilder::default().quiet(true).build();
+        let mut load = self.docker.import_image_stream(options, archive, None);
+        while let Some(item) = load.next().await {
+            if let Err(e) = item {
+                return Err(if is_connection_lost(&e) {
+                    docker_error(On::Image(image_id), format!("loading image {image_id}"), e)
                 } else {
                     Error::ImageBuild {
-                        message: daemon_message(&e),
+                        message: format!(
+                            "the engine refused to load image {image_id}: {}",
+                            daemon_message(&e)
+                        ),
                     }
-                }
-            })?;
-            if let Some(detail) = info.error_detail.and_then(|d| d.message) {
-                return Err(Error::ImageBuild { message: detail });
-            }
-            if let Some(text) = info.stream {
-                for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                    progress.log(line.trim_end());
-                }
-            }
-            if let Some(aux) = info.aux.and_then(|a| a.id) {
-                id = Some(aux);
+                });
             }
         }
-        let id = id.ok_or_else(|| Error::ImageBuild {
-            message: "the engine finished without naming the built image".into(),
-        })?;
-        self.track_image(&id);
-        Ok(id)
+        match self.inspect_image(image_id).await? {
+            Some(_) => Ok(()),
+            None => Err(Error::ImageBuild {
+                message: format!("the engine finished loading but does not list image {image_id}"),
+            }),
+        }
+    }
+
+    /// Remove `image_id` if it is dockception's and no tag names it any more (a rebuild moved
+    /// its tags to a new image); an image a container still uses stays.
+    pub(crate) async fn remove_if_replaced(&self, image_id: &str) -> Result<bool> {
+        let Some(inspect) = self.inspect_image(image_id).await? else {
+            return Ok(false);
+        };
+        let ours = inspect
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.as_ref())
+            .and_then(|l| l.get(crate::plan::LABEL))
+            .map(String::as_str)
+            == Some("image");
+        let untagged = inspect.repo_tags.as_ref().is_none_or(|t| t.is_empty());
+        if !(ours && untagged) {
+            return Ok(false);
+        }
+        Ok(self.remove_image(image_id).await.unwrap_or(false))
     }
 
     /// Run `script` in a container of `base` with `mount_dir` mounted read-only at
-    /// `mount_at`, then commit the container as an image with `changes` (Dockerfile
-    /// instructions: ENTRYPOINT, CMD, USER, ENV, …) applied. The result has exactly one layer
-    /// more than the base, holding what the script changed and nothing of the mount.
+    /// `mount_at`; when it succeeds, hand `read` what the script changed (the engine's change
+    /// list) and the container's file system as a tar stream (on a blocking thread, never
+    /// collected in memory). The container is removed either way.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn run_steps_and_commit(
+    pub(crate) async fn run_steps_and_read<T, F>(
         &self,
         base: &str,
         base_user: Option<&str>,
         script: &str,
         mount_dir: &Path,
         mount_at: &str,
-        changes: &[String],
         project: &str,
         progress: &Progress,
-    ) -> Result<std::result::Result<String, BuilderExit>> {
+        read: F,
+    ) -> Result<std::result::Result<T, BuilderExit>>
+    where
+        F: FnOnce(Vec<Change>, &mut dyn std::io::Read) -> T + Send + 'static,
+        T: Send + 'static,
+    {
         let name = unique_name("dockception-steps", project);
         let body = ContainerCreateBody {
             image: Some(base.to_string()),
             entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
             cmd: Some(vec![script.to_string()]),
-            // Installing needs root; the image's own user comes back with the changes.
+            // Installing needs root; the image keeps its own user in its config.
             user: base_user.map(|_| "0:0".to_string()),
             labels: Some(labels("steps", project)),
             host_config: Some(HostConfig {
@@ -267,97 +272,57 @@ impl Engine {
         };
         let action = format!("creating the runtime steps container on {base}");
         self.create_tracked(&name, body, action).await?;
-        let result = self.commit_after_steps(&name, changes, progress).await;
+        let result = self.read_after_steps(&name, progress, read).await;
         self.then_remove(&name, result).await
     }
 
-    async fn commit_after_steps(
+    async fn read_after_steps<T, F>(
         &self,
         name: &str,
-        changes: &[String],
         progress: &Progress,
-    ) -> Result<std::result::Result<String, BuilderExit>> {
+        read: F,
+    ) -> Result<std::result::Result<T, BuilderExit>>
+    where
+        F: FnOnce(Vec<Change>, &mut dyn std::io::Read) -> T + Send + 'static,
+        T: Send + 'static,
+    {
         let exit = self.start_and_wait(name, progress).await?;
         if exit.code != 0 {
             return Ok(Err(exit));
         }
-        let options = CommitContainerOptionsBuilder::default()
-            .container(name)
-            .comment("dockception runtime steps")
-            .changes(&changes.join("\n"))
-            .pause(false)
-            .build();
-        let committed = self
+        let changes = self
             .docker
-            .commit_container(options, bollard::models::ContainerConfig::default())
+            .container_changes(name)
             .await
             .doing(On::Container(name), || {
-                format!("committing the runtime steps in container {name}")
+                format!("listing what the runtime steps changed in container {name}")
+            })?
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| Change {
+                path: c.path,
+                kind: match c.kind {
+                    bollard::models::ChangeType::_0 => ChangeKind::Modified,
+                    bollard::models::ChangeType::_1 => ChangeKind::Added,
+                    bollard::models::ChangeType::_2 => ChangeKind::Deleted,
+                },
+            })
+            .collect();
+        let export = self
+            .docker
+            .export_container(name)
+            .map(|item| item.map_err(|e| std::io::Error::other(daemon_message(&e))));
+        let reader = tokio_util::io::StreamReader::new(Box::pin(export));
+        let mut bridge = tokio_util::io::SyncIoBridge::new(reader);
+        let value = tokio::task::spawn_blocking(move || read(changes, &mut bridge))
+            .await
+            .map_err(|e| {
+                On::Container(name).error(
+                    format!("reading the file system of container {name}"),
+                    e.to_string(),
+                )
             })?;
-        Ok(Ok(committed.id))
-    }
-
-    /// Make an image of one layer from a tar stream of its files (`docker import`), with the
-    /// config `changes` (Dockerfile metadata lines) and dockception's labels. No container runs,
-    /// so this is the fast way onto `scratch`. Returns the new image's id; nothing is tagged.
-    pub(crate) async fn import_image(
-        &self,
-        rootfs: impl Stream<Item = std::io::Result<Bytes>> + Send + 'static,
-        changes: Vec<String>,
-        project: &str,
-    ) -> Result<String> {
-        self.supported().await?;
-        let mut changes = changes;
-        let mut names: Vec<(String, String)> = labels("image", project).into_iter().collect();
-        names.sort();
-        for (key, value) in names {
-            changes.push(format!(
-                "LABEL {}={}",
-                serde_json::Value::String(key),
-                serde_json::Value::String(value)
-            ));
-        }
-        let options = CreateImageOptionsBuilder::default()
-            .from_src("-")
-            .changes(changes)
-            .build();
-        let mut import =
-            self.docker
-                .create_image(Some(options), Some(bollard::body_try_stream(rootfs)), None);
-        let mut id = None;
-        while let Some(item) = import.next().await {
-            let info = item.map_err(|e| Error::ImageBuild {
-                message: daemon_message(&e),
-            })?;
-            if let Some(detail) = info.error_detail.and_then(|d| d.message) {
-                return Err(Error::ImageBuild { message: detail });
-            }
-            if let Some(status) = info.status.filter(|s| s.starts_with("sha256:")) {
-                id = Some(status.trim().to_string());
-            }
-        }
-        id.ok_or_else(|| Error::ImageBuild {
-            message: "the engine finished the import without naming the image".into(),
-        })
-    }
-
-    /// Give `image_id` each of `tags`.
-    pub(crate) async fn tag(&self, image_id: &str, tags: &[String]) -> Result<()> {
-        for tag in tags {
-            let (repo, version) = split_tag(tag);
-            let options = TagImageOptionsBuilder::default()
-                .repo(repo)
-                .tag(version)
-                .build();
-            self.docker
-                .tag_image(image_id, Some(options))
-                .await
-                .doing(On::Image(image_id), || {
-                    format!("tagging image {image_id} as {tag}")
-                })?;
-        }
-        self.untrack_image(image_id);
-        Ok(())
+        Ok(Ok(value))
     }
 
     /// Remove the image `id` (its untagged parents too); `false` when there was none. Either
@@ -373,7 +338,6 @@ impl Engine {
             .await
             .or_absent()?
             .is_some();
-        self.untrack_image(id);
         Ok(removed)
     }
 }
@@ -385,6 +349,8 @@ fn facts_of(inspect: ImageInspect) -> ImageFacts {
     ImageFacts {
         id,
         size,
+        architecture: inspect.architecture.clone().unwrap_or_default(),
+        os: inspect.os.clone().unwrap_or_default(),
         config: BaseConfig {
             entrypoint: config.entrypoint.filter(|e| !e.is_empty()),
             cmd: config.cmd.filter(|c| !c.is_empty()),
@@ -420,31 +386,4 @@ fn show_pull_progress(
     }
     bar.set_length(layers.values().map(|l| l.1).sum());
     bar.set_position(layers.values().map(|l| l.0).sum());
-}
-
-/// `registry:5000/app:v1` -> (`registry:5000/app`, `v1`); no tag means `latest`.
-fn split_tag(reference: &str) -> (&str, &str) {
-    match reference.rsplit_once(':') {
-        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
-        _ => (reference, "latest"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tags_split_at_the_last_colon_after_the_last_slash() {
-        assert_eq!(split_tag("hello:latest"), ("hello", "latest"));
-        assert_eq!(split_tag("hello"), ("hello", "latest"));
-        assert_eq!(
-            split_tag("localhost:5000/app"),
-            ("localhost:5000/app", "latest")
-        );
-        assert_eq!(
-            split_tag("localhost:5000/app:v1"),
-            ("localhost:5000/app", "v1")
-        );
-    }
 }

@@ -32,9 +32,6 @@ pub struct Engine {
     live_containers: Mutex<Vec<String>>,
     /// Images [`Engine::ensure_image`] found or pulled during this run, by reference.
     ensured: Mutex<HashMap<String, ImageFacts>>,
-    /// Images built by this run but not tagged yet: removed if the run is interrupted, so no
-    /// half-finished build lingers.
-    untagged_images: Mutex<Vec<String>>,
     /// Values that must never be printed (secrets given to the builder); the builder's output
     /// shows `***` instead.
     redact: Mutex<Vec<String>>,
@@ -83,6 +80,30 @@ pub(crate) struct ImageFacts {
     pub size: u64,
     /// What it runs by default: entrypoint, cmd and user.
     pub config: BaseConfig,
+    /// Its CPU architecture, e.g. `amd64`.
+    pub architecture: String,
+    /// Its operating system, e.g. `linux`.
+    pub os: String,
+}
+
+/// One path a container changed, as the engine lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Change {
+    /// Absolute path in the container.
+    pub path: String,
+    /// How it changed.
+    pub kind: ChangeKind,
+}
+
+/// How a path changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChangeKind {
+    /// It existed in the image and was changed.
+    Modified,
+    /// It is new.
+    Added,
+    /// It was deleted.
+    Deleted,
 }
 
 /// What measuring needs to know about an image: inspect plus history.

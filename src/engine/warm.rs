@@ -294,6 +294,8 @@ mod tests {
             id: "sha256:1".into(),
             size: 0,
             config: BaseConfig::default(),
+            architecture: "amd64".into(),
+            os: "linux".into(),
         };
         let secrets = Resolved {
             env: vec![("TOKEN".into(), "secret-value".into())],

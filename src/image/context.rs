@@ -13,7 +13,6 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 use crate::artifacts::collect::Artifact;
-use crate::engine::BaseConfig;
 use crate::plan::RuntimePlan;
 
 /// The folder inside the context that holds the image's files; `COPY rootfs/ /` ships it.
@@ -27,9 +26,6 @@ pub const DEFAULT_EPOCH: u64 = 0;
 pub struct ContextSpec {
     /// The generated Dockerfile.
     pub dockerfile: String,
-    /// The runtime config as Dockerfile instructions (the Dockerfile's tail; an import's
-    /// changes).
-    pub metadata: Vec<String>,
     /// The artifacts, with their final paths relative to the image root.
     pub files: Vec<ContextFile>,
     /// The mtime of every entry, in seconds since the epoch.
@@ -82,7 +78,6 @@ impl ContextSpec {
         });
         ContextSpec {
             dockerfile: dockerfile(runtime),
-            metadata: metadata(runtime),
             files,
             mtime,
             extra: Vec::new(),
@@ -148,32 +143,6 @@ pub fn metadata(runtime: &RuntimePlan) -> Vec<String> {
     out
 }
 
-/// The changes that turn the committed runtime-steps container into the runtime image: the
-/// runtime config, and what the steps container changed put back to the base's (its
-/// entrypoint, cmd and user) unless the manifest sets them.
-pub fn commit_changes(
-    runtime: &RuntimePlan,
-    base: &BaseConfig,
-    labels: &[(String, String)],
-) -> Vec<String> {
-    let mut resolved = runtime.clone();
-    if resolved.entrypoint.is_none() {
-        resolved.entrypoint = Some(base.entrypoint.clone().unwrap_or_default());
-        if resolved.cmd.is_none() {
-            resolved.cmd = Some(base.cmd.clone().unwrap_or_default());
-        }
-    }
-    if resolved.cmd.is_none() {
-        // A new ENTRYPOINT resets CMD, as in a Dockerfile.
-        resolved.cmd = Some(Vec::new());
-    }
-    if resolved.user.is_none() {
-        resolved.user = base.user.clone();
-    }
-    resolved.labels.extend(labels.iter().cloned());
-    metadata(&resolved)
-}
-
 /// A double-quoted Dockerfile word: `"` and `\` escaped, newlines kept as the escape `\n`.
 fn quote(value: &str) -> String {
     serde_json::Value::String(value.to_string()).to_string()
@@ -182,12 +151,6 @@ fn quote(value: &str) -> String {
 /// The JSON array form, which runs without a shell.
 fn exec_form(argv: &[String]) -> String {
     serde_json::Value::from(argv.to_vec()).to_string()
-}
-
-/// The Dockerfile's metadata instructions (ENV, WORKDIR, USER, EXPOSE, LABEL, ENTRYPOINT, CMD)
-/// as `docker import --change` lines: the same image config without a build.
-pub fn import_changes(spec: &ContextSpec) -> Vec<String> {
-    spec.metadata.clone()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -324,64 +287,18 @@ pub fn write_rootfs(spec: &ContextSpec, out: impl Write) -> io::Result<u64> {
 /// The context as a stream of chunks, produced on a blocking thread so artifacts flow from disk
 /// to the daemon without being held in memory.
 pub fn stream(spec: ContextSpec) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
-    stream_tar(spec, Layout::Context, None)
-}
-
-/// The image's files alone as a tar stream (no Dockerfile, no `rootfs/` folder: the one layer
-/// of an image imported onto `scratch`), and a second reading of the same bytes: every chunk handed to the
-/// stream is also handed to the returned reader (shared, not copied), so what is sent can be
-/// measured without reading the artifacts from disk again. The reader may lag behind the
-/// stream by [`COPY_CHUNKS`] chunks, then the stream waits for it; a reader that is dropped
-/// is let go and the stream goes on.
-pub fn stream_rootfs_copied(
-    spec: ContextSpec,
-) -> (
-    impl Stream<Item = io::Result<Bytes>> + Send + 'static,
-    CopyReader,
-) {
-    let (copy, chunks) = std::sync::mpsc::sync_channel(COPY_CHUNKS);
-    let reader = CopyReader {
-        chunks,
-        current: Bytes::new(),
-    };
-    (stream_tar(spec, Layout::Rootfs, Some(copy)), reader)
-}
-
-/// How many chunks (of 256 KiB) a copy may lag behind its stream: 8 MiB.
-pub const COPY_CHUNKS: usize = 32;
-
-/// The reading side of [`stream_rootfs_copied`]: the tar's bytes, ending where the tar ends
-/// (or early, if producing it failed).
-pub struct CopyReader {
-    chunks: std::sync::mpsc::Receiver<Bytes>,
-    current: Bytes,
-}
-
-impl Read for CopyReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.current.is_empty() {
-            match self.chunks.recv() {
-                Ok(chunk) => self.current = chunk,
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current.split_to(n));
-        Ok(n)
-    }
+    stream_tar(spec, Layout::Context)
 }
 
 fn stream_tar(
     spec: ContextSpec,
     layout: Layout,
-    copy: Option<std::sync::mpsc::SyncSender<Bytes>>,
 ) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
     let (sender, receiver) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(8);
     tokio::task::spawn_blocking(move || {
         let writer = ChannelWriter {
             sender: sender.clone(),
             buffer: Vec::with_capacity(CHUNK),
-            copy,
         };
         let result = write_tar(&spec, writer, layout);
         if let Err(e) = result {
@@ -397,7 +314,6 @@ const CHUNK: usize = 256 * 1024;
 struct ChannelWriter {
     sender: tokio::sync::mpsc::Sender<io::Result<Bytes>>,
     buffer: Vec<u8>,
-    copy: Option<std::sync::mpsc::SyncSender<Bytes>>,
 }
 
 impl Write for ChannelWriter {
@@ -417,18 +333,12 @@ impl Write for ChannelWriter {
             &mut self.buffer,
             Vec::with_capacity(CHUNK),
         ));
-        self.sender.blocking_send(Ok(chunk.clone())).map_err(|_| {
+        self.sender.blocking_send(Ok(chunk)).map_err(|_| {
             io::Error::new(
                 io::ErrorKind::BrokenPipe,
                 "the daemon stopped reading the build context",
             )
-        })?;
-        if let Some(copy) = &self.copy {
-            if copy.send(chunk).is_err() {
-                self.copy = None;
-            }
-        }
-        Ok(())
+        })
     }
 }
 

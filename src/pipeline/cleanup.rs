@@ -4,17 +4,15 @@ use futures_util::stream::FuturesUnordered;
 
 use crate::engine::Engine;
 
-/// The containers and untagged images an engine tracks at one moment.
+/// The containers an engine tracks at one moment.
 pub(crate) struct Tracked {
     containers: Vec<String>,
-    images: Vec<String>,
 }
 
 impl Tracked {
     pub(crate) fn now(engine: &Engine) -> Tracked {
         Tracked {
             containers: engine.live_containers(),
-            images: engine.untagged_images(),
         }
     }
 
@@ -28,17 +26,11 @@ impl Tracked {
                 .into_iter()
                 .filter(|c| !self.containers.contains(c))
                 .collect(),
-            images: now
-                .images
-                .into_iter()
-                .filter(|i| !self.images.contains(i))
-                .collect(),
         }
     }
 }
 
-/// After one target failed, stop the others (`running`): remove the containers and untagged
-/// images created since `before` first, while their futures still hold the run folders, so no
+/// After one target failed, stop the others (`running`): remove the containers created since `before` first, while their futures still hold the run folders, so no
 /// container writes into a folder being removed; then drop them, which removes the folders and
 /// stops their blocking work. A create request still in flight when they stopped may land a
 /// moment later, so the containers are removed by name once more. What the engine created
@@ -51,6 +43,6 @@ pub(crate) async fn stop_the_others<F>(
 ) {
     let created = before.new_since(engine);
     engine
-        .remove_created_then_sweep(&created.containers, &created.images, move || drop(running))
+        .remove_created_then_sweep(&created.containers, move || drop(running))
         .await;
 }

@@ -1,129 +1,257 @@
-//! Build the runtime image, through the engine, and tag it only once the build has succeeded,
-//! so a failed build never leaves a half-built image under a tag: from the context (artifacts
-//! copied in one layer), or by runtime steps with the artifacts mounted (run + commit).
+//! The runtime image, written by dockception: the base from the blob store (exported from
+//! the engine once, then kept by diff id), one layer of our own (the artifacts, or what the
+//! runtime steps changed), the config and the manifest; measured from what was written, then
+//! loaded into the engine, which tags it in the same call. Nothing is tagged before the image
+//! has been measured, and nothing is left untagged on the engine: a load either takes or does
+//! not.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use futures_util::StreamExt;
 
 use crate::artifacts::collect::{Artifact, Collected};
 use crate::artifacts::pid1;
 use crate::artifacts::run_dir::RunDir;
-use crate::engine::BaseConfig;
-use crate::engine::Engine;
+use crate::deliver;
+use crate::engine::{Engine, ImageFacts};
 use crate::error::{Error, Result};
 use crate::fsutil::FromIo as _;
-use crate::image::context::{self, ContextSpec};
-use crate::plan::{Plan, RuntimePlan, LABEL, PROJECT_LABEL};
+use crate::image::base::{self, BaseImage};
+use crate::image::blobs::BlobStore;
+use crate::image::config::{self, AddedLayer, Platform};
+use crate::image::context::ContextSpec;
+use crate::image::{changes, layer, manifest, WrittenImage, WrittenLayer};
+use crate::plan::{Plan, RuntimePlan, LABEL};
 use crate::progress::Progress;
-use crate::report::measure::{self, LayerScan};
+use crate::report::measure::{self, LayerScan, MeasureContext, RulePlan, SavedImage};
+use crate::report::Delivery;
 
-/// A runtime image the engine has built.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BuiltImage {
-    /// The image id.
-    pub id: String,
-    /// Bytes of build context streamed to the engine.
-    pub context_bytes: u64,
-    /// Layers of the image already scanned on the way to the engine (the import's one layer),
-    /// so measuring need not export them again.
-    pub scanned_layers: Vec<LayerScan>,
+/// A base image as the store keeps it, with its layers' listings for the report.
+pub(crate) struct Base {
+    pub(crate) image: BaseImage,
+    pub(crate) scans: Vec<LayerScan>,
 }
 
-/// Stream the context to the engine, build, then apply `tags`.
-pub async fn build(
+/// The blob store of `plan`'s project: shared by its targets, so a base is kept once.
+pub(crate) fn blob_store(plan: &Plan) -> BlobStore {
+    BlobStore::at(&plan.blobs_dir)
+}
+
+/// The base `base` (whose engine id is `facts.id`) from the store, or exported from the engine
+/// into it (once: later builds find it there).
+pub(crate) async fn base_image(
     engine: &Engine,
-    spec: ContextSpec,
-    project: &str,
-    tags: &[String],
+    store: &BlobStore,
+    base: &str,
+    facts: &ImageFacts,
     progress: &Progress,
-) -> Result<BuiltImage> {
-    let sent = Arc::new(AtomicU64::new(0));
-    let counter = Arc::clone(&sent);
-    let stream = context::stream(spec).inspect(move |chunk| {
-        if let Ok(bytes) = chunk {
-            counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+) -> Result<Base> {
+    if let Some(found) = cached_base(store, &facts.id) {
+        return Ok(found);
+    }
+    progress.phase(&format!(
+        "keeping the layers of the base {base} in {} (once)",
+        store.root().display()
+    ));
+    let exported_store = store.clone();
+    let name = base.to_string();
+    let stored = engine
+        .read_exported_image(base, move |reader| {
+            let mut scanning = Vec::new();
+            let stored = base::store_export(reader, &exported_store, &name, || {
+                let (copy, chunks) = layer::copy_channel();
+                scanning.push(std::thread::spawn(move || {
+                    measure::scan_layer_listing(chunks)
+                }));
+                Some(copy)
+            });
+            let scans: Vec<_> = scanning.into_iter().map(|s| s.join()).collect();
+            (stored, scans)
+        })
+        .await?;
+    let (stored, scans) = stored;
+    let image = stored?;
+    let mut by_diff_id = HashMap::new();
+    for scan in scans {
+        match scan {
+            Ok(Ok(scan)) => {
+                by_diff_id.insert(scan.diff_id.clone(), scan);
+            }
+            Ok(Err(e)) => return Err(measure_error(base, e.to_string())),
+            Err(_) => return Err(measure_error(base, "the scan thread panicked".into())),
         }
-    });
-    let id = engine.build_image(stream, project, progress).await?;
-    engine.tag(&id, tags).await?;
-    Ok(BuiltImage {
-        id,
-        context_bytes: sent.load(Ordering::Relaxed),
-        scanned_layers: Vec::new(),
+    }
+    let scans = image
+        .layers
+        .iter()
+        .map(|l| {
+            by_diff_id
+                .get(&l.diff_id)
+                .cloned()
+                .ok_or_else(|| measure_error(base, format!("layer {} was not read", l.diff_id)))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let path = scans_path(store, &image.image_id);
+    let bytes = serde_json::to_vec(&scans).map_err(|e| measure_error(base, e.to_string()))?;
+    crate::fsutil::write_atomic(&path, &bytes).map_err(|e| Error::io("writing", &path, e))?;
+    Ok(Base { image, scans })
+}
+
+fn cached_base(store: &BlobStore, image_id: &str) -> Option<Base> {
+    let image = base::cached(store, image_id)?;
+    let bytes = std::fs::read(scans_path(store, image_id)).ok()?;
+    let scans: Vec<LayerScan> = serde_json::from_slice(&bytes).ok()?;
+    (scans.len() == image.layers.len()).then_some(Base { image, scans })
+}
+
+fn scans_path(store: &BlobStore, image_id: &str) -> std::path::PathBuf {
+    store.root().join("bases").join(format!(
+        "{}.listing.json",
+        image_id.trim_start_matches("sha256:")
+    ))
+}
+
+fn measure_error(image: &str, message: String) -> Error {
+    Error::Report(crate::report::Error::Measure {
+        image: image.to_string(),
+        message,
     })
+}
+
+/// Write the layer of `spec`'s files into `store`, listing it for the report as it is written.
+pub(crate) async fn write_files_layer(
+    spec: ContextSpec,
+    store: &BlobStore,
+) -> Result<(WrittenLayer, LayerScan)> {
+    let store = store.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        let (copy, chunks) = layer::copy_channel();
+        let scanning = std::thread::spawn(move || measure::scan_layer_listing(chunks));
+        let written = layer::write_files(&spec, &store, Some(copy));
+        (written, scanning.join())
+    })
+    .await;
+    finish_layer(written)
+}
+
+type LayerAndScan = (
+    std::io::Result<WrittenLayer>,
+    std::thread::Result<std::result::Result<LayerScan, crate::report::scan::MeasureError>>,
+);
+
+fn finish_layer(
+    written: std::result::Result<LayerAndScan, tokio::task::JoinError>,
+) -> Result<(WrittenLayer, LayerScan)> {
+    let (written, scan) =
+        written.map_err(|e| Error::Image(crate::image::Error::Layer(std::io::Error::other(e))))?;
+    let written = written.map_err(crate::image::Error::Layer)?;
+    let mut scan = match scan {
+        Ok(Ok(scan)) => scan,
+        Ok(Err(e)) => return Err(measure_error("the runtime image", e.to_string())),
+        Err(_) => {
+            return Err(measure_error(
+                "the runtime image",
+                "the scan thread panicked".into(),
+            ))
+        }
+    };
+    scan.gzip_bytes = written.blob.size;
+    Ok((written, scan))
 }
 
 /// The folder the init binary is staged in, inside the artifacts mount.
 const INIT_STAGE: &str = ".dockception-init";
 
-/// Build the runtime image by running `runtime.steps` in a container of the base with the
-/// artifacts mounted read-only, then committing it with the runtime config: the image holds
-/// what the steps installed, in one layer, and never the artifacts themselves.
-///
-/// Run + commit rather than a Dockerfile: the classic builder cannot mount anything into a
-/// RUN, and a COPY would put the packages into a layer of their own, which is what this mode
-/// exists to avoid.
-pub async fn build_with_steps(
+/// Run `runtime.steps` in a container of the base with the artifacts mounted read-only, and
+/// write what they changed as our layer: the image holds what the steps installed, in one
+/// layer, and never the artifacts themselves. Each step runs as its own `sh -c`, in order,
+/// and the first that fails stops the build.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn write_steps_layer(
     engine: &Engine,
     plan: &Plan,
     runtime: &RuntimePlan,
-    base: &BaseConfig,
+    base_user: Option<&str>,
     init: Option<&pid1::Init>,
     collected: &Collected,
+    store: &BlobStore,
     progress: &Progress,
-) -> Result<BuiltImage> {
+) -> Result<(WrittenLayer, LayerScan)> {
     let stage = RunDir::create(&plan.out_dir)?;
     let root = stage.output();
     for artifact in &collected.artifacts {
         stage_artifact(&root, artifact)?;
     }
-    let mut script = format!("set -e\n{}", runtime.steps.join("\n"));
+    let mut script = steps_script(&runtime.steps);
     if let Some(binary) = init.and_then(|i| i.binary.as_ref()) {
         let staged = root.join(INIT_STAGE).join("tini");
         write_file(&staged, binary)?;
         script.push_str(&format!(
-            "\ncp {mount}/{INIT_STAGE}/tini {path} && chmod 0755 {path}",
+            "cp {mount}/{INIT_STAGE}/tini {path} && chmod 0755 {path}\n",
             mount = runtime.artifacts_mount,
             path = pid1::COPIED_PATH
         ));
     }
-    let labels = [
-        (LABEL.to_string(), "image".to_string()),
-        (PROJECT_LABEL.to_string(), plan.project.clone()),
-    ];
-    let changes = context::commit_changes(runtime, base, &labels);
-    let committed = engine
-        .run_steps_and_commit(
+    let staging = RunDir::create(&plan.out_dir)?;
+    let staging_dir = staging.output();
+    std::fs::create_dir_all(&staging_dir).map_err(|e| Error::io("creating", &staging_dir, e))?;
+    let mount = runtime.artifacts_mount.clone();
+    let epoch = super::up_to_date::context_epoch();
+    let store = store.clone();
+    let written = engine
+        .run_steps_and_read(
             &runtime.base,
-            base.user.as_deref(),
+            base_user,
             &script,
             &root,
             &runtime.artifacts_mount,
-            &changes,
             &plan.project,
             progress,
+            move |list, export| {
+                let set = changes::change_set(&list, &mount);
+                let (copy, chunks) = layer::copy_channel();
+                let scanning = std::thread::spawn(move || measure::scan_layer_listing(chunks));
+                let written =
+                    changes::write_changes(export, &set, &staging_dir, epoch, &store, Some(copy));
+                (written, scanning.join())
+            },
         )
         .await?;
-    let id = committed.map_err(|exit| Error::RuntimeStepFailed {
+    let written = written.map_err(|exit| Error::RuntimeStepFailed {
         code: exit.code,
         base: runtime.base.clone(),
         mount: runtime.artifacts_mount.clone(),
         tail: exit.tail,
     })?;
-    engine.tag(&id, &plan.tags).await?;
-    Ok(BuiltImage {
-        id,
-        context_bytes: 0,
-        scanned_layers: Vec::new(),
-    })
+    drop(staging);
+    finish_layer(Ok(written))
 }
 
-/// Hard-link (or copy, across file systems) an artifact into the staging folder at its path.
+/// The steps as one POSIX sh script that runs each with its own `sh -c` (as Dockerfile RUN
+/// lines do: a `cd` or a variable does not carry over) and stops at the first that fails, with
+/// its status.
+pub(crate) fn steps_script(steps: &[String]) -> String {
+    let mut script = String::new();
+    for (n, step) in steps.iter().enumerate() {
+        script.push_str(&format!(
+            "sh -c {} || {{ status=$?; echo \"dockception: runtime step {} failed with exit status $status\" >&2; exit $status; }}\n",
+            single_quoted(step),
+            n + 1
+        ));
+    }
+    script
+}
+
+/// `text` as one sh word: single quotes, with each `'` written as `'\''`.
+fn single_quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+/// Hard-link (or copy, across file systems) an artifact into the staging folder at its path,
+/// byte for byte (a name that is not UTF-8, or holds a newline, stays as it is).
 fn stage_artifact(root: &Path, artifact: &Artifact) -> Result<()> {
-    let target = root.join(&artifact.path);
+    let target = root.join(&artifact.relative);
     if let Some(parent) = target.parent() {
         std::fs::create_dir_all(parent).map_err(|e| Error::io("creating", parent, e))?;
     }
@@ -145,38 +273,114 @@ fn write_file(path: &Path, content: &[u8]) -> Result<()> {
     std::fs::write(path, content).map_err(|e| Error::io("writing", path, e))
 }
 
-/// Make the runtime image on `scratch` by importing the artifacts as its one layer with the
-/// config applied (no builder container, no Dockerfile steps), then apply `tags`.
-pub async fn import(
-    engine: &Engine,
-    spec: ContextSpec,
-    project: &str,
-    tags: &[String],
-) -> Result<BuiltImage> {
-    let changes = context::import_changes(&spec);
-    let sent = Arc::new(AtomicU64::new(0));
-    let counter = Arc::clone(&sent);
-    // The tar sent is the image's layer byte for byte (its sha256 is the layer's diff id):
-    // scan it while the engine imports it, on the other core, instead of exporting it after.
-    let (stream, copy) = context::stream_rootfs_copied(spec);
-    let scan = tokio::task::spawn_blocking(move || measure::scan_layer(copy));
-    let stream = stream.inspect(move |chunk| {
-        if let Ok(bytes) = chunk {
-            counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+/// The config and manifest of the image made of `base` (none for scratch) and `ours`.
+pub(crate) fn assemble(
+    store: &BlobStore,
+    runtime: &RuntimePlan,
+    base: Option<&Base>,
+    platform: Platform,
+    ours: (WrittenLayer, String),
+) -> Result<WrittenImage> {
+    let (layer, created_by) = ours;
+    let labels = [(LABEL.to_string(), "image".to_string())];
+    let added = [AddedLayer {
+        diff_id: layer.diff_id.clone(),
+        created_by,
+    }];
+    let config = config::write(&config::ConfigInput {
+        base: base.map(|b| b.image.config.as_bytes()),
+        base_name: &runtime.base,
+        platform,
+        runtime,
+        labels: &labels,
+        layers: &added,
+        epoch: super::up_to_date::context_epoch(),
+    })?;
+    let mut layers: Vec<WrittenLayer> = base.map(|b| b.image.layers.clone()).unwrap_or_default();
+    layers.push(layer);
+    manifest::assemble(store, config, layers, None)
+        .map_err(|e| Error::io("writing the image into", store.root(), e))
+}
+
+/// The image's measurement, from what was written: its config, the base's listings and ours.
+pub(crate) fn measure_written(
+    written: &WrittenImage,
+    plan: &Plan,
+    base: Option<&Base>,
+    ours: LayerScan,
+) -> Result<measure::Measurement> {
+    let config: measure::ImageConfig = serde_json::from_slice(&written.config)
+        .map_err(|e| measure_error(written.image_id(), e.to_string()))?;
+    let mut layers: Vec<LayerScan> = Vec::new();
+    if let Some(base) = base {
+        for (scan, blob) in base.scans.iter().zip(&base.image.layers) {
+            let mut scan = scan.clone();
+            scan.gzip_bytes = blob.blob.size;
+            layers.push(scan);
         }
-    });
-    let id = engine.import_image(stream, changes, project).await?;
-    engine.tag(&id, tags).await?;
-    // A scan that failed only means the image is measured from its export.
-    let scanned_layers = match scan.await {
-        Ok(Ok(layer)) => vec![layer],
-        _ => Vec::new(),
+    }
+    layers.push(ours);
+    let base_history_len = base
+        .and_then(|b| serde_json::from_str::<measure::ImageConfig>(&b.image.config).ok())
+        .map_or(0, |c| c.history.len());
+    let context = MeasureContext {
+        base_layers: base
+            .map(|b| b.image.layers.iter().map(|l| l.diff_id.clone()).collect())
+            .unwrap_or_default(),
+        base_history_len,
+        rules: Some(RulePlan {
+            include: plan.artifacts.include.clone(),
+            dest: plan.artifacts.dest.clone(),
+        }),
     };
-    Ok(BuiltImage {
-        id,
-        context_bytes: sent.load(Ordering::Relaxed),
-        scanned_layers,
+    Ok(measure::measure(&SavedImage { config, layers }, &context))
+}
+
+/// Load `written` into the engine as `tags` (only the layers it lacks when it has the base),
+/// and remove the images the tags named before, when nothing else names them.
+pub(crate) async fn load(
+    engine: &Engine,
+    written: &WrittenImage,
+    tags: &[String],
+    engine_has_base: bool,
+) -> Result<Delivery> {
+    let mut replaced = Vec::new();
+    for tag in tags {
+        if let Some(facts) = engine.image_facts(tag).await? {
+            if facts.id != written.image_id() {
+                replaced.push(facts.id);
+            }
+        }
+    }
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = std::sync::Arc::clone(&sent);
+    let archive = deliver::load::archive(written.clone(), tags.to_vec(), engine_has_base).inspect(
+        move |chunk| {
+            if let Ok(bytes) = chunk {
+                counter.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+        },
+    );
+    engine.load_archive(archive, written.image_id()).await?;
+    replaced.sort();
+    replaced.dedup();
+    for id in replaced {
+        engine.remove_if_replaced(&id).await?;
+    }
+    Ok(Delivery {
+        to: "engine".into(),
+        destination: engine_destination(tags),
+        sent_bytes: sent.load(std::sync::atomic::Ordering::Relaxed),
+        skipped_bytes: deliver::load::skipped_bytes(written, engine_has_base),
     })
+}
+
+fn engine_destination(tags: &[String]) -> String {
+    if tags.is_empty() {
+        "the engine (untagged)".into()
+    } else {
+        format!("the engine as {}", tags.join(", "))
+    }
 }
 
 /// A warning when the runtime image would run as root: `[runtime] user` is unset and the base

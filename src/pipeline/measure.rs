@@ -7,8 +7,6 @@ use crate::progress::Progress;
 use crate::report::measure::{self, MeasureContext, RulePlan};
 use crate::report::{Report, SizedImage};
 
-use super::image;
-
 /// What measuring an image of `plan` knows: the base's layers and the artifact rules.
 pub(crate) async fn measure_context(engine: &Engine, plan: &Plan) -> Result<MeasureContext> {
     let base = if plan.runtime.is_scratch() {
@@ -24,41 +22,6 @@ pub(crate) async fn measure_context(engine: &Engine, plan: &Plan) -> Result<Meas
             dest: plan.artifacts.dest.clone(),
         }),
     })
-}
-
-/// The size the engine gives the image `built`, and its measurement: from the layers scanned
-/// on their way to the engine when they are the whole image (then its history is all the
-/// engine is asked for), else from its export.
-pub(crate) async fn measure_built(
-    engine: &Engine,
-    built: &image::BuiltImage,
-    context: MeasureContext,
-) -> Result<(u64, measure::Measurement)> {
-    let missing = || {
-        Error::Engine(crate::engine::Error::ImageBuild {
-            message: format!("the engine built {} but does not list it", built.id),
-        })
-    };
-    if built.scanned_layers.is_empty() {
-        let runtime = engine.image_facts(&built.id).await?.ok_or_else(missing)?;
-        let measured = measure_export(engine, &built.id, context).await?;
-        return Ok((runtime.size, measured));
-    }
-    let runtime = engine.image_details(&built.id).await?.ok_or_else(missing)?;
-    let history = runtime
-        .history
-        .iter()
-        .map(|step| measure::HistoryItem {
-            created_by: Some(step.created_by.clone()),
-            comment: Some(step.comment.clone()),
-            empty_layer: false,
-        })
-        .collect();
-    let measured = match measure::assemble_known(&runtime.layers, history, &built.scanned_layers) {
-        Some(saved) => measure::measure(&saved, &context),
-        None => measure_export(engine, &built.id, context).await?,
-    };
-    Ok((runtime.size, measured))
 }
 
 /// Export `image` and measure it as it streams past.

@@ -6,14 +6,14 @@ use crate::artifacts::run_dir::RunDir;
 use crate::engine::{self, Engine};
 use crate::error::{Error, Result};
 use crate::fsutil::FromIo as _;
+use crate::image::config::Platform;
 use crate::image::context::{self, ContextSpec};
 use crate::plan::{self, Plan};
 use crate::progress::Progress;
+use crate::report::measure;
 use crate::report::store::{self as baseline};
 use crate::report::{BuildFacts, Report, SizedImage};
 
-use super::measure::measure_built;
-use super::measure::measure_context;
 use super::up_to_date::context_epoch;
 use super::{image, shared_libs};
 
@@ -21,6 +21,8 @@ use super::{image, shared_libs};
 pub(crate) struct PreparedRuntime {
     pub(crate) runtime: plan::RuntimePlan,
     pub(crate) base: engine::BaseConfig,
+    /// The base's facts from the engine; `None` for scratch.
+    pub(crate) base_facts: Option<engine::ImageFacts>,
     pub(crate) base_bytes: u64,
     pub(crate) init: Option<pid1::Init>,
 }
@@ -30,11 +32,11 @@ pub(crate) async fn prepare_runtime(
     plan: &Plan,
     progress: &Progress,
 ) -> Result<PreparedRuntime> {
-    let (base_bytes, base) = if plan.runtime.is_scratch() {
-        (0, engine::BaseConfig::default())
+    let (base_bytes, base, base_facts) = if plan.runtime.is_scratch() {
+        (0, engine::BaseConfig::default(), None)
     } else {
         let facts = engine.ensure_image(&plan.runtime.base, progress).await?;
-        (facts.size, facts.config)
+        (facts.size, facts.config.clone(), Some(facts))
     };
     let base_user = base.user.clone().unwrap_or_default();
     if let Some(warning) = image::root_warning(&plan.runtime, Some(&base_user)) {
@@ -57,6 +59,7 @@ pub(crate) async fn prepare_runtime(
     Ok(PreparedRuntime {
         runtime,
         base,
+        base_facts,
         base_bytes,
         init,
     })
@@ -160,7 +163,8 @@ pub(crate) async fn copy_out(
     std::fs::read(&dest).map_err(|e| Error::io("reading", &dest, e))
 }
 
-/// Build and tag the runtime image from the collected artifacts, and report on it.
+/// Write the runtime image from the collected artifacts, measure it, deliver it, and report
+/// on it.
 pub(crate) async fn build_image(
     engine: &Engine,
     plan: &Plan,
@@ -169,6 +173,13 @@ pub(crate) async fn build_image(
 ) -> Result<(Report, Option<String>)> {
     let builder = engine.ensure_image(&plan.builder.image, progress).await?;
     let prepared = prepare_runtime(engine, plan, progress).await?;
+    let store = image::blob_store(plan);
+    let base = match &prepared.base_facts {
+        None => None,
+        Some(facts) => {
+            Some(image::base_image(engine, &store, &plan.runtime.base, facts, progress).await?)
+        }
+    };
     let steps = !prepared.runtime.steps.is_empty();
     // What dynamically linked artifacts need (checked, or copied from the builder): shipped
     // with the artifacts. Runtime steps install into a base that has its own libraries.
@@ -177,42 +188,63 @@ pub(crate) async fn build_image(
     } else {
         shared_libs::find_libraries(engine, plan, collected, progress).await?
     };
-    let built = if steps {
+    let (layer, scan, created_by) = if steps {
         progress.phase(&format!(
             "running {} runtime step(s) in {} with the artifacts at {}",
             prepared.runtime.steps.len(),
             plan.runtime.base,
             plan.runtime.artifacts_mount
         ));
-        image::build_with_steps(
+        let (layer, scan) = image::write_steps_layer(
             engine,
             plan,
             &prepared.runtime,
-            &prepared.base,
+            prepared.base.user.as_deref(),
             prepared.init.as_ref(),
             collected,
+            &store,
             progress,
         )
-        .await?
+        .await?;
+        let created_by = format!(
+            "dockception: runtime steps: {}",
+            prepared.runtime.steps.join(" && ")
+        );
+        (layer, scan, created_by)
     } else {
         let mut spec = context_spec(plan, &prepared, collected);
         spec.add_files(std::mem::take(&mut libraries.files));
         progress.phase(&format!(
-            "building the runtime image on {}",
+            "writing the runtime image on {}",
             plan.runtime.base
         ));
-        // On scratch the image is exactly one layer of files plus config: import it, no build.
-        if plan.runtime.is_scratch() {
-            image::import(engine, spec, &plan.project, &plan.tags).await?
-        } else {
-            image::build(engine, spec, &plan.project, &plan.tags, progress).await?
-        }
+        let (layer, scan) = image::write_files_layer(spec, &store).await?;
+        (layer, scan, measure::ARTIFACTS_STEP.to_string())
     };
-    progress.phase("measuring the runtime image");
-    let context = measure_context(engine, plan).await?;
-    let (runtime_bytes, measured) = measure_built(engine, &built, context).await?;
+    let platform = match &prepared.base_facts {
+        Some(facts) => platform_of(facts),
+        None => platform_of(&builder),
+    };
+    let written = image::assemble(
+        &store,
+        &prepared.runtime,
+        base.as_ref(),
+        platform,
+        (layer, created_by),
+    )?;
+    let measured = image::measure_written(&written, plan, base.as_ref(), scan)?;
+    progress.phase(&format!("loading {} into the engine", written.image_id()));
+    let delivery = image::load(engine, &written, &plan.tags, base.is_some()).await?;
+    let keep = written
+        .layers
+        .iter()
+        .map(|l| l.blob.digest.clone())
+        .chain([written.image_id().to_string(), written.digest().to_string()])
+        .collect();
+    store.prune(crate::image::blobs::DEFAULT_LIMIT, &keep);
+    let runtime_bytes = measured.layers.iter().map(|l| l.sizes.content_bytes).sum();
     let report = Report::from_measurement(
-        &built.id,
+        written.image_id(),
         plan.tags.clone(),
         runtime_bytes,
         Some(SizedImage {
@@ -227,12 +259,29 @@ pub(crate) async fn build_image(
             bytes: builder.size,
         },
         unshipped: (collected.unshipped_files as u64, collected.unshipped_bytes),
-        context_bytes: built.context_bytes,
+        context_bytes: None,
     });
     let mut report = report;
+    report.digest = Some(written.digest().to_string());
+    report.delivered = vec![delivery];
     report.libs = libraries.linkage;
     baseline::save(&plan.out_dir, &report)?;
     Ok((report, prepared.init.map(|i| i.description)))
+}
+
+/// What an image runs on, from the engine's facts (amd64 and linux when it does not say).
+fn platform_of(facts: &engine::ImageFacts) -> Platform {
+    let or = |value: &str, default: &str| {
+        if value.is_empty() {
+            default.to_string()
+        } else {
+            value.to_string()
+        }
+    };
+    Platform {
+        architecture: or(&facts.architecture, "amd64"),
+        os: or(&facts.os, "linux"),
+    }
 }
 
 pub(crate) fn context_spec(

@@ -128,6 +128,9 @@ pub struct Plan {
     pub project: String,
     /// The tool's own output folder on the host for this target.
     pub out_dir: PathBuf,
+    /// The project's blob store (image layers, configs, manifests and the bases' layers, by
+    /// digest), shared by its targets: `blobs/` in the output folder.
+    pub blobs_dir: PathBuf,
     /// When set, this target runs no builder: its artifacts come from that target's output.
     pub artifacts_from: Option<String>,
     /// How the builder runs; for a target with `artifacts_from`, the builder of that target

@@ -47,6 +47,7 @@ pub fn plan(loaded: &LoadedManifest, options: &PlanOptions) -> Result<PlanSet> {
             &manifest_path,
             &project,
             out_dir_for(&base_out, loaded.manifest.has_named_targets(), name),
+            base_out.join("blobs"),
             origin,
             tags.get(name.as_str()).cloned().unwrap_or_default(),
         ));
@@ -134,6 +135,7 @@ fn target_plan(
     manifest: &Path,
     project: &str,
     out_dir: PathBuf,
+    blobs_dir: PathBuf,
     origin: Origin,
     tags: Vec<String>,
 ) -> Plan {
@@ -143,6 +145,7 @@ fn target_plan(
         manifest: manifest.to_path_buf(),
         project: project.to_string(),
         out_dir,
+        blobs_dir,
         artifacts_from: origin.artifacts_from,
         builder: origin.builder,
         artifacts: ArtifactPlan {

@@ -221,7 +221,7 @@ pub(crate) fn sample_report(extra: Option<u64>) -> Report {
             bytes: 368 * 1024 * 1024,
         },
         unshipped: (2, 4096),
-        context_bytes: 800 * 1024 + 2048,
+        context_bytes: Some(800 * 1024 + 2048),
     })
 }
 

@@ -11,11 +11,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::artifacts::collect::matches_self_or_ancestor;
 use crate::manifest::glob::compile_glob;
-use crate::report::scan::{FileKind, SavedImage};
+use crate::report::scan::FileKind;
 use crate::report::waste::{self, Merged, Waste};
 
 // The stages that measure an image reach the scan through here.
-pub use crate::report::scan::{assemble_known, scan, scan_layer, HistoryItem, LayerScan};
+pub use crate::report::scan::{
+    scan, scan_layer_listing, HistoryItem, ImageConfig, LayerScan, SavedImage,
+};
+
+/// How the history of an image dockception wrote names the step that added the artifacts.
+pub const ARTIFACTS_STEP: &str = "dockception: the artifacts";
 
 /// How many of the largest files a report lists.
 pub const LARGEST_FILES: usize = 10;
@@ -322,6 +327,9 @@ fn is_import(created_by: &str) -> bool {
 /// The classic builder records `COPY`/`ADD` as `/bin/sh -c #(nop) COPY dir:… in / `; BuildKit
 /// as `COPY rootfs/ / # buildkit`.
 fn is_copy(created_by: &str) -> bool {
+    if created_by.starts_with(ARTIFACTS_STEP) {
+        return true;
+    }
     let step = created_by
         .trim_start_matches("/bin/sh -c ")
         .trim_start_matches("#(nop)")

@@ -101,6 +101,27 @@ pub struct Report {
     /// How the ELF artifacts are linked, and the shared libraries added for them.
     #[serde(default)]
     pub libs: crate::artifacts::linkage::Linkage,
+    /// The image's manifest digest (`sha256:…`), what a registry names it by; absent for an
+    /// image dockception did not write.
+    #[serde(default)]
+    pub digest: Option<String>,
+    /// Where the image went, one entry per destination (build only).
+    #[serde(default)]
+    pub delivered: Vec<Delivery>,
+}
+
+/// One destination the image was delivered to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Delivery {
+    /// The kind: `engine` (loaded), `registry` (pushed), `oci` or `docker` (an archive or
+    /// layout written).
+    pub to: String,
+    /// Where exactly, e.g. `the engine as app:1` or a registry reference.
+    pub destination: String,
+    /// Bytes sent (the archive loaded, the blobs uploaded or the file written).
+    pub sent_bytes: u64,
+    /// Compressed bytes of layers not sent because the destination had them already.
+    pub skipped_bytes: u64,
 }
 
 /// An image and its size.
@@ -120,7 +141,7 @@ pub struct BuildFacts {
     /// Output files not shipped, and their bytes.
     pub unshipped: (u64, u64),
     /// Bytes of build context sent.
-    pub context_bytes: u64,
+    pub context_bytes: Option<u64>,
 }
 
 impl Report {
@@ -151,6 +172,8 @@ impl Report {
             build_command_ms: None,
             up_to_date: false,
             libs: crate::artifacts::linkage::Linkage::default(),
+            digest: None,
+            delivered: Vec::new(),
         }
     }
 
@@ -187,7 +210,7 @@ impl Report {
         self.builder = Some(build.builder);
         self.unshipped_files = Some(build.unshipped.0);
         self.unshipped_bytes = Some(build.unshipped.1);
-        self.context_bytes = Some(build.context_bytes);
+        self.context_bytes = build.context_bytes;
         self
     }
 

@@ -11,6 +11,7 @@ fn plan(root: &Path, out_dir: &Path) -> Plan {
         manifest: root.join("dockception.toml"),
         project: "p-00000000".into(),
         out_dir: out_dir.to_path_buf(),
+        blobs_dir: out_dir.join("blobs"),
         builder: BuilderPlan {
             image: "gcc:local".into(),
             workdir: Some("/src".into()),

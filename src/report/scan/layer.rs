@@ -11,7 +11,17 @@ use crate::report::scan::{FileKind, LayerEntry, LayerScan, MeasureError};
 
 /// Read one layer tar: list its entries, whiteouts and opaque folders; hash and gzip it.
 pub fn scan_layer(reader: impl Read) -> Result<LayerScan, MeasureError> {
-    let mut archive = tar::Archive::new(Tee::start(reader)?);
+    scan_tee(Tee::start(reader)?)
+}
+
+/// [`scan_layer`] without the gzip: for a layer whose compressed size is known (one we
+/// compressed); its `gzip_bytes` is 0 for the caller to fill in.
+pub fn scan_layer_listing(reader: impl Read) -> Result<LayerScan, MeasureError> {
+    scan_tee(Tee::start_unsized(reader))
+}
+
+fn scan_tee<R: Read>(tee: Tee<R>) -> Result<LayerScan, MeasureError> {
+    let mut archive = tar::Archive::new(tee);
     let mut entries = Vec::new();
     let mut whiteouts = Vec::new();
     let mut opaque_dirs = Vec::new();

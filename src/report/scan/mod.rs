@@ -10,7 +10,7 @@
 mod layer;
 mod tee;
 
-pub use layer::scan_layer;
+pub use layer::{scan_layer, scan_layer_listing};
 
 use std::collections::HashMap;
 use std::io::{self, Read};
@@ -50,7 +50,7 @@ pub enum FileKind {
 }
 
 /// One entry of a layer tar.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerEntry {
     /// Absolute path in the image, e.g. `/bin/busybox`.
     pub path: String,
@@ -68,8 +68,9 @@ pub struct LayerEntry {
     pub tar_bytes: u64,
 }
 
-/// One layer tar as read from the export.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One layer tar as read from the export (kept with a base's layers in the blob store, so the
+/// base is read once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerScan {
     /// `sha256:<hex>` of the uncompressed layer tar (the image config's diff id).
     pub diff_id: String,
@@ -195,40 +196,6 @@ fn read_blob(path: &str, mut blob: impl Read, size: u64) -> Result<Part, Measure
     }
 }
 
-/// The image made of `diff_ids`, bottom first, when every one of them is among `known`
-/// (layers scanned on their way to the engine): no export is needed to measure it. The
-/// engine's history does not say which steps made a layer, so it is used only when it has one
-/// step per layer; `None` otherwise, or when a layer is unknown.
-pub fn assemble_known(
-    diff_ids: &[String],
-    history: Vec<HistoryItem>,
-    known: &[LayerScan],
-) -> Option<SavedImage> {
-    if history.len() != diff_ids.len() {
-        return None;
-    }
-    let layers = diff_ids
-        .iter()
-        .map(|id| known.iter().find(|scan| &scan.diff_id == id).cloned())
-        .collect::<Option<Vec<LayerScan>>>()?;
-    Some(SavedImage {
-        config: ImageConfig {
-            rootfs: RootFs {
-                diff_ids: diff_ids.to_vec(),
-            },
-            history: history
-                .into_iter()
-                .map(|step| HistoryItem {
-                    empty_layer: false,
-                    ..step
-                })
-                .collect(),
-            created: None,
-        },
-        layers,
-    })
-}
-
 /// The image `manifest.json` of an export lists first.
 #[derive(Deserialize)]
 struct ManifestItem {
@@ -329,48 +296,6 @@ mod tests {
     use super::*;
     use crate::report::fixtures::{layer_tar, save_tar, sha, Item};
     use crate::report::measure::{measure, MeasureContext, Role};
-
-    #[test]
-    fn an_image_of_known_layers_needs_no_export() {
-        let tar = layer_tar(&[Item::Dir("./"), Item::File("./app", b"binary", 0o755)]);
-        let layer = scan_layer(&tar[..]).expect("scan");
-        let step = HistoryItem {
-            created_by: Some(String::new()),
-            comment: Some("Imported from -".into()),
-            empty_layer: false,
-        };
-        let known = assemble_known(
-            std::slice::from_ref(&layer.diff_id),
-            vec![step.clone()],
-            std::slice::from_ref(&layer),
-        )
-        .expect("every layer is known");
-        assert_eq!(known.layers, std::slice::from_ref(&layer));
-        assert_eq!(
-            known.config.rootfs.diff_ids,
-            std::slice::from_ref(&layer.diff_id)
-        );
-        assert_eq!(known.config.history, std::slice::from_ref(&step));
-        // The same layers as an export of that image would give.
-        let saved = scan(&save_tar(&[tar], &[("", false)])[..]).expect("scan the export");
-        assert_eq!(saved.layers, known.layers);
-
-        let other = "sha256:0000".to_string();
-        assert_eq!(
-            assemble_known(&[other], vec![step.clone()], std::slice::from_ref(&layer)),
-            None,
-            "a layer that was not scanned needs the export"
-        );
-        assert_eq!(
-            assemble_known(
-                std::slice::from_ref(&layer.diff_id),
-                vec![step.clone(), step],
-                std::slice::from_ref(&layer)
-            ),
-            None,
-            "a history that does not say which steps made layers needs the export"
-        );
-    }
 
     #[test]
     fn a_save_archive_is_read_in_manifest_order() {

@@ -13,7 +13,7 @@ use crate::fsutil::hex;
 pub(super) struct Tee<R> {
     inner: R,
     hasher: Sha256,
-    gzip: BackgroundGzip,
+    gzip: Option<BackgroundGzip>,
     bytes: u64,
 }
 
@@ -32,13 +32,27 @@ impl<R: Read> Tee<R> {
         Ok(Tee {
             inner,
             hasher: Sha256::new(),
-            gzip: BackgroundGzip::start()?,
+            gzip: Some(BackgroundGzip::start()?),
             bytes: 0,
         })
     }
 
+    /// A tee that does not gzip: for a layer whose compressed size is known already (one we
+    /// compressed ourselves).
+    pub(super) fn start_unsized(inner: R) -> Tee<R> {
+        Tee {
+            inner,
+            hasher: Sha256::new(),
+            gzip: None,
+            bytes: 0,
+        }
+    }
+
     pub(super) fn finish(self) -> io::Result<TeeTotals> {
-        let gzip_bytes = self.gzip.finish()?;
+        let gzip_bytes = match self.gzip {
+            Some(gzip) => gzip.finish()?,
+            None => 0,
+        };
         Ok(TeeTotals {
             sha256: hex(&self.hasher.finalize()),
             bytes: self.bytes,
@@ -51,7 +65,9 @@ impl<R: Read> Read for Tee<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
-        self.gzip.write(&buf[..n])?;
+        if let Some(gzip) = &mut self.gzip {
+            gzip.write(&buf[..n])?;
+        }
         self.bytes += n as u64;
         Ok(n)
     }

@@ -1,0 +1,175 @@
+//! `--load`: the written image as a docker archive for `docker load`. The engine tags the image
+//! with the archive's `RepoTags` in the same call, and keeps the config's bytes, so the image id
+//! is the config's digest. Layers the engine already has (the base's, when the base came from
+//! the engine) are left out: the engine does not open them (moby's `tarexport`), so a rebuild
+//! sends only the layers that changed.
+
+use std::fs::File;
+use std::io::{self, Write};
+
+use bytes::Bytes;
+use futures_util::Stream;
+
+use crate::image::manifest::{archive_path, docker_archive_manifest};
+use crate::image::WrittenImage;
+
+/// Compressed bytes of the layers [`archive`] leaves out when the engine has the base.
+pub fn skipped_bytes(image: &WrittenImage, engine_has_base: bool) -> u64 {
+    image
+        .layers
+        .iter()
+        .filter(|l| engine_has_base && l.from_base)
+        .map(|l| l.blob.size)
+        .sum()
+}
+
+/// The docker archive of `image` tagged `tags`, as a stream of chunks produced on a blocking
+/// thread (blobs are read from the store, never held whole in memory). With `engine_has_base`,
+/// the base's layers are named in `manifest.json` but left out.
+pub fn archive(
+    image: WrittenImage,
+    tags: Vec<String>,
+    engine_has_base: bool,
+) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
+    let (sender, receiver) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(8);
+    tokio::task::spawn_blocking(move || {
+        let out = ChunkSender {
+            sender: sender.clone(),
+            buffer: Vec::with_capacity(CHUNK),
+        };
+        if let Err(e) = write_archive(&image, &tags, engine_has_base, out) {
+            // The receiver is gone when the engine hung up; nothing else to tell then.
+            let _ = sender.blocking_send(Err(e));
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(receiver)
+}
+
+fn write_archive(
+    image: &WrittenImage,
+    tags: &[String],
+    engine_has_base: bool,
+    out: impl Write,
+) -> io::Result<()> {
+    let mut tar = tar::Builder::new(out);
+    tar.mode(tar::HeaderMode::Deterministic);
+    append(&mut tar, &archive_path(image.image_id()), &image.config)?;
+    let mut sent = std::collections::HashSet::new();
+    for layer in &image.layers {
+        if (engine_has_base && layer.from_base) || !sent.insert(&layer.blob.digest) {
+            continue;
+        }
+        let path = image.blob_path(&layer.blob.digest);
+        let file = File::open(&path).map_err(|e| {
+            io::Error::new(e.kind(), format!("opening layer {}: {e}", path.display()))
+        })?;
+        let mut h = header(layer.blob.size);
+        tar.append_data(&mut h, archive_path(&layer.blob.digest), file)?;
+    }
+    append(
+        &mut tar,
+        "manifest.json",
+        &docker_archive_manifest(image, tags),
+    )?;
+    tar.into_inner()?.flush()
+}
+
+fn append<W: Write>(tar: &mut tar::Builder<W>, path: &str, bytes: &[u8]) -> io::Result<()> {
+    let mut h = header(bytes.len() as u64);
+    tar.append_data(&mut h, path, bytes)
+}
+
+fn header(size: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_size(size);
+    h.set_mtime(0);
+    h
+}
+
+const CHUNK: usize = 256 * 1024;
+
+struct ChunkSender {
+    sender: tokio::sync::mpsc::Sender<io::Result<Bytes>>,
+    buffer: Vec<u8>,
+}
+
+impl Write for ChunkSender {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buffer.extend_from_slice(data);
+        if self.buffer.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buffer,
+            Vec::with_capacity(CHUNK),
+        ));
+        self.sender
+            .blocking_send(Ok(chunk))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the engine stopped reading"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::blobs::BlobStore;
+    use crate::image::{manifest, media, WrittenLayer};
+
+    fn image(store: &BlobStore) -> WrittenImage {
+        let base = store.put(media::LAYER_GZIP, b"base").expect("put");
+        let ours = store.put(media::LAYER_GZIP, b"ours").expect("put");
+        let layer = |blob, from_base| WrittenLayer {
+            blob,
+            diff_id: "sha256:x".into(),
+            tar_bytes: 4,
+            from_base,
+        };
+        manifest::assemble(
+            store,
+            b"{}".to_vec(),
+            vec![layer(base, true), layer(ours, false)],
+            None,
+        )
+        .expect("assemble")
+    }
+
+    fn names(tar: &[u8]) -> Vec<String> {
+        tar::Archive::new(tar)
+            .entries()
+            .expect("entries")
+            .map(|e| {
+                e.expect("entry")
+                    .path()
+                    .expect("path")
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_archive_leaves_out_what_the_engine_has_and_names_everything() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = BlobStore::at(dir.path());
+        let image = image(&store);
+        let mut all = Vec::new();
+        write_archive(&image, &["app:1".into()], false, &mut all).expect("write");
+        let mut lean = Vec::new();
+        write_archive(&image, &["app:1".into()], true, &mut lean).expect("write");
+        assert_eq!(names(&all).len(), 4, "{:?}", names(&all));
+        let lean_names = names(&lean);
+        assert_eq!(lean_names.len(), 3, "{lean_names:?}");
+        assert!(!lean_names.contains(&archive_path(&image.layers[0].blob.digest)));
+        assert_eq!(skipped_bytes(&image, true), 4);
+        assert_eq!(skipped_bytes(&image, false), 0);
+    }
+}
