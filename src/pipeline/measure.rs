@@ -51,7 +51,7 @@ pub(crate) async fn measure_built(
         .map(|step| measure::HistoryItem {
             created_by: Some(step.created_by.clone()),
             comment: Some(step.comment.clone()),
-            empty_layer: false,
+            empty_layer: step.empty_layer,
         })
         .collect();
     let measured = match measure::assemble_known(&runtime.layers, history, &built.scanned_layers) {

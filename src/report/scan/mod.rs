@@ -197,14 +197,15 @@ fn read_blob(path: &str, mut blob: impl Read, size: u64) -> Result<Part, Measure
 
 /// The image made of `diff_ids`, bottom first, when every one of them is among `known`
 /// (layers scanned on their way to the engine): no export is needed to measure it. The
-/// engine's history does not say which steps made a layer, so it is used only when it has one
-/// step per layer; `None` otherwise, or when a layer is unknown.
+/// engine's history marks a step that made no layer only by its size 0, which a layer of
+/// folders alone has too; so the history is used only when as many of its steps made a layer
+/// as there are layers. `None` otherwise, or when a layer is unknown.
 pub fn assemble_known(
     diff_ids: &[String],
     history: Vec<HistoryItem>,
     known: &[LayerScan],
 ) -> Option<SavedImage> {
-    if history.len() != diff_ids.len() {
+    if history.iter().filter(|step| !step.empty_layer).count() != diff_ids.len() {
         return None;
     }
     let layers = diff_ids
@@ -216,13 +217,7 @@ pub fn assemble_known(
             rootfs: RootFs {
                 diff_ids: diff_ids.to_vec(),
             },
-            history: history
-                .into_iter()
-                .map(|step| HistoryItem {
-                    empty_layer: false,
-                    ..step
-                })
-                .collect(),
+            history,
             created: None,
         },
         layers,
@@ -373,6 +368,42 @@ mod tests {
     }
 
     #[test]
+    fn steps_that_made_no_layer_stay_metadata_without_an_export() {
+        let tar = layer_tar(&[Item::File("app", b"binary", 0o755)]);
+        let layer = scan_layer(&tar[..]).expect("scan");
+        let step = |created_by: &str, empty_layer| HistoryItem {
+            created_by: Some(created_by.into()),
+            comment: None,
+            empty_layer,
+        };
+        let history = vec![
+            step("/bin/sh -c #(nop) COPY dir:1 in / ", false),
+            step("/bin/sh -c #(nop)  ENTRYPOINT [\"/app\"]", true),
+            step("/bin/sh -c #(nop)  USER 65534", true),
+        ];
+        let known = assemble_known(
+            std::slice::from_ref(&layer.diff_id),
+            history.clone(),
+            std::slice::from_ref(&layer),
+        )
+        .expect("one step made the one layer");
+        assert_eq!(known.config.history, history, "emptiness is kept");
+        let context = MeasureContext {
+            rules: Some(crate::report::measure::RulePlan {
+                include: vec!["app".into()],
+                dest: "/".into(),
+            }),
+            ..Default::default()
+        };
+        let roles: Vec<Role> = measure(&known, &context)
+            .layers
+            .iter()
+            .map(|l| l.role)
+            .collect();
+        assert_eq!(roles, [Role::Artifacts, Role::Metadata, Role::Metadata]);
+    }
+
+    #[test]
     fn a_save_archive_is_read_in_manifest_order() {
         let base = layer_tar(&[Item::File("bin/busybox", &[1u8; 3000], 0o755)]);
         let app = layer_tar(&[Item::File("app", &[2u8; 700], 0o755)]);
@@ -428,7 +459,8 @@ mod tests {
         assert_eq!(saved.layers.len(), 2);
         assert_eq!(saved.layers[0], saved.layers[1]);
         let m = measure(&saved, &MeasureContext::default());
-        assert_eq!(m.layers[1].role, Role::Artifacts);
+        // Not an image dockception built (no rules): its COPY layers are `other`.
+        assert_eq!(m.layers[1].role, Role::Other);
         assert_eq!(m.waste.reclaimable_bytes, 5, "the same file copied twice");
     }
 
