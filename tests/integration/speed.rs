@@ -305,7 +305,7 @@ fn cache_rm_by_target_name_removes_only_that_targets_caches() {
         text(&result.stdout),
         format!("removed {one} (/cache/one)\n")
     );
-    assert_eq!(volumes.names(), [two.clone()]);
+    assert_eq!(volumes.names(), std::slice::from_ref(&two));
 
     let result = dockception(&["cache", "rm", "two"], dir.path());
     assert!(result.status.success(), "{}", text(&result.stderr));
