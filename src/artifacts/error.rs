@@ -59,6 +59,18 @@ pub enum Error {
         missing: Vec<crate::artifacts::shared_libs::MissingLibrary>,
     },
 
+    /// A library the search took from the builder was not copied out of it, so the image
+    /// would ship an artifact that cannot start.
+    #[error("the library {from} of the builder {builder}, needed at {path} in the image, was found but not copied out of the builder, so the image would ship an artifact that cannot start\n  help: build again; if it stays, ship the library as an artifact, install it in the base, or link statically")]
+    LibraryNotCopied {
+        /// Where it goes in the image.
+        path: String,
+        /// Its path in the builder.
+        from: String,
+        /// The builder image.
+        builder: String,
+    },
+
     /// A file system operation failed.
     #[error(transparent)]
     Io(#[from] crate::fsutil::IoError),

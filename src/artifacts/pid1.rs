@@ -131,14 +131,16 @@ mod tests {
 
     #[test]
     fn only_static_elf_runs_anywhere() {
-        // /bin/sh on the machine running the tests is dynamically linked (Debian); busybox from
-        // busybox-static (scripts/engine.sh installs it) is static.
-        if let Ok(sh) = std::fs::read("/bin/sh") {
-            assert!(!runs_anywhere(&sh));
-        }
-        if let Ok(busybox) = std::fs::read("/bin/busybox") {
-            assert!(runs_anywhere(&busybox));
-        }
+        use crate::artifacts::elf::tests::tiny_elf;
+        let static_exe = tiny_elf(None, &[], None, None);
+        assert!(runs_anywhere(&static_exe));
+        let dynamic = tiny_elf(
+            Some("/lib64/ld-linux-x86-64.so.2"),
+            &["libc.so.6"],
+            None,
+            None,
+        );
+        assert!(!runs_anywhere(&dynamic));
         assert!(!runs_anywhere(b"#!/bin/sh\necho not an ELF\n"));
         assert!(!runs_anywhere(b"\x7fELF but broken"));
     }

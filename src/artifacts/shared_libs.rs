@@ -443,6 +443,55 @@ fn basename(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
+/// The first of 256 private-use code points that stand for single bytes in [`search_path`].
+const BYTE_ESCAPE: u32 = 0x10_FF00;
+
+/// An exact image path (its bytes) as the text the search works on, losslessly: valid UTF-8 stays
+/// as it is, and each byte that is not (and each byte of a code point in U+10FF00..=U+10FFFF,
+/// which would otherwise be ambiguous) becomes the private-use code point U+10FF00 + byte. `/`
+/// and `.` are never escaped, so joining, `$ORIGIN` and [`normalise`] work on the text as on
+/// the bytes; [`exact_path`] gives the bytes back.
+pub fn search_path(bytes: &[u8]) -> String {
+    let escape = |out: &mut String, b: u8| {
+        out.push(char::from_u32(BYTE_ESCAPE + u32::from(b)).unwrap_or(char::REPLACEMENT_CHARACTER))
+    };
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if u32::from(c) >= BYTE_ESCAPE {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    escape(&mut out, b);
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        for &b in chunk.invalid() {
+            escape(&mut out, b);
+        }
+    }
+    out
+}
+
+/// The exact path a [`search_path`] text stands for, byte for byte.
+pub fn exact_path(text: &str) -> std::path::PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let mut bytes = Vec::with_capacity(text.len());
+    for c in text.chars() {
+        match u32::from(c).checked_sub(BYTE_ESCAPE) {
+            Some(b) => bytes.push(b as u8),
+            None => bytes.extend_from_slice(c.encode_utf8(&mut [0u8; 4]).as_bytes()),
+        }
+    }
+    std::path::PathBuf::from(std::ffi::OsString::from_vec(bytes))
+}
+
+/// A [`search_path`] text for people: bytes that are not UTF-8 shown as `\xNN`.
+pub fn display_search_path(text: &str) -> String {
+    crate::artifacts::collect::display_path(&exact_path(text))
+}
+
 /// `/a/./b/../c/` -> `/a/c`, lexically.
 pub(crate) fn normalise(path: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();

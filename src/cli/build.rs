@@ -114,16 +114,16 @@ pub(super) fn finish_all(
             }
         }
     }
-    let worst = documents
+    // 1 wins over 3, as a single report's gates decide it.
+    let status =
+        crate::report::gates::combined_exit_code(documents.iter().map(|(_, _, d)| d.exit_code()));
+    let summary = documents
         .iter()
-        .filter_map(|(_, _, d)| {
-            let code = d.exit_code();
-            (code != 0).then(|| (code, d.gates.as_ref().map(|g| g.summary.clone())))
-        })
-        .max_by_key(|(code, _)| *code);
-    match worst {
-        None => Ok(()),
-        Some((status, summary)) => Err(Error::Gates {
+        .find(|(_, _, d)| d.exit_code() == status)
+        .and_then(|(_, _, d)| d.gates.as_ref().map(|g| g.summary.clone()));
+    match status {
+        0 => Ok(()),
+        status => Err(Error::Gates {
             summary: summary.unwrap_or_default(),
             status,
         }),

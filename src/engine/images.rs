@@ -58,6 +58,7 @@ impl Engine {
                 .map(|step| HistoryStep {
                     created_by: step.created_by,
                     comment: step.comment,
+                    empty_layer: step.size == 0,
                 })
                 .collect(),
         }))

@@ -130,6 +130,10 @@ pub(crate) struct HistoryStep {
     pub created_by: String,
     /// Its comment, e.g. `Imported from -`.
     pub comment: String,
+    /// The step made no layer (ENV, ENTRYPOINT, ...): the engine lists such steps with size 0.
+    /// A layer of folders alone has size 0 too, so this is exact only when as many steps made a
+    /// layer as the image has layers; `report::scan::assemble_known` checks that.
+    pub empty_layer: bool,
 }
 
 /// A cache volume as the engine knows it.

@@ -28,7 +28,7 @@ use crate::report::Report;
 pub const STATE_FILE: &str = "state.json";
 
 /// Bumped when the state file's meaning changes; an older file is ignored.
-const STATE_VERSION: u32 = 1;
+const STATE_VERSION: u32 = 2;
 
 /// A cached digest is trusted only for files last modified this long before they were hashed.
 const RACY_MARGIN_NS: i64 = 2_000_000_000;
@@ -64,6 +64,8 @@ pub struct LastBuild {
     pub fingerprint: String,
     /// The report of that build (its image id and tags say what must still exist).
     pub report: Report,
+    /// The init it put first in the entrypoint and where it came from, as it reported it.
+    pub init: Option<String>,
 }
 
 /// The mounted sources as they are now.
@@ -132,7 +134,12 @@ impl State {
     }
 
     /// The state after a successful build of `sources` with `fingerprint`.
-    pub fn after_build(sources: Sources, fingerprint: String, report: Report) -> State {
+    pub fn after_build(
+        sources: Sources,
+        fingerprint: String,
+        report: Report,
+        init: Option<String>,
+    ) -> State {
         State {
             version: STATE_VERSION,
             scanned_at_ns: sources.scanned_at_ns,
@@ -140,6 +147,7 @@ impl State {
             last: Some(LastBuild {
                 fingerprint,
                 report,
+                init,
             }),
         }
     }

@@ -3,6 +3,7 @@
 //! takes from the builder.
 
 use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::PathBuf;
 
 use crate::artifacts::collect::{Artifact, Collected};
@@ -67,18 +68,35 @@ pub(crate) async fn find_libraries(
     let (resolution, facts) = outcome?;
 
     libraries.linkage.elf_artifacts = linked_artifacts(&resolution);
-    libraries.linkage.on_base = resolution.on_base.clone();
+    libraries.linkage.on_base = resolution
+        .on_base
+        .iter()
+        .map(|(name, path)| (name.clone(), display_search_path(path)))
+        .collect();
     if !resolution.missing.is_empty() {
         return Err(Error::Artifacts(
             crate::artifacts::Error::MissingLibraries {
                 base: plan.runtime.base.clone(),
                 builder: plan.builder.image.clone(),
                 searched_builder: input.from_builder,
-                missing: resolution.missing,
+                missing: resolution
+                    .missing
+                    .into_iter()
+                    .map(|m| MissingLibrary {
+                        needed_by: m.needed_by.iter().map(|p| display_search_path(p)).collect(),
+                        ..m
+                    })
+                    .collect(),
             },
         ));
     }
-    add_copied(&mut libraries, &resolution, &copied, &facts)?;
+    add_copied(
+        &mut libraries,
+        &resolution,
+        &copied,
+        &facts,
+        &plan.builder.image,
+    )?;
     libraries._copies = copies;
     Ok(libraries)
 }
@@ -101,14 +119,21 @@ fn library_input(plan: &Plan, collected: &Collected) -> Result<Input> {
             .unwrap_or_default(),
     };
     for artifact in &collected.artifacts {
-        let image_path = normalise(&format!("/{dest}/{}", artifact.path));
+        let image_path = image_search_path(dest, artifact);
         let shipped = match &artifact.symlink_target {
-            Some(target) => Shipped::Symlink(target.to_string_lossy().into_owned()),
+            Some(target) => Shipped::Symlink(search_path(target.as_os_str().as_bytes())),
             None => Shipped::File(read_elf(&artifact.host_path)?),
         };
         input.artifacts.insert(image_path, shipped);
     }
     Ok(input)
+}
+
+/// An artifact's path in the image as the search's text: from its exact bytes, never its
+/// display name, so `$ORIGIN` and the files added beside it name its real folder.
+fn image_search_path(dest: &str, artifact: &Artifact) -> String {
+    let relative = search_path(artifact.relative.as_os_str().as_bytes());
+    normalise(&format!("/{dest}/{relative}"))
 }
 
 /// Say what is searched, when a dynamically linked artifact needs anything.
@@ -137,7 +162,7 @@ fn linked_artifacts(resolution: &Resolution) -> Vec<LinkedArtifact> {
         .elf_artifacts
         .iter()
         .map(|(path, info)| LinkedArtifact {
-            path: path.clone(),
+            path: display_search_path(path),
             linking: if info.is_static() {
                 "static".to_string()
             } else {
@@ -149,16 +174,24 @@ fn linked_artifacts(resolution: &Resolution) -> Vec<LinkedArtifact> {
         .collect()
 }
 
-/// Add the libraries copied out of the builder to the image's files and the report.
+/// Add the libraries copied out of the builder to the image's files and the report. One that
+/// was found but not copied stops the build: without it the artifact would not start.
 fn add_copied(
     libraries: &mut Libraries,
     resolution: &Resolution,
     copied: &BTreeMap<String, std::path::PathBuf>,
     facts: &Facts,
+    builder: &str,
 ) -> Result<()> {
     for (image_path, real) in &resolution.from_builder {
         let Some(host_path) = copied.get(real) else {
-            continue;
+            return Err(Error::Artifacts(
+                crate::artifacts::Error::LibraryNotCopied {
+                    path: display_search_path(image_path),
+                    from: display_search_path(real),
+                    builder: builder.to_string(),
+                },
+            ));
         };
         let size = std::fs::metadata(host_path)
             .map_err(|e| Error::io("reading the copied library", host_path, e))?
@@ -168,16 +201,16 @@ fn add_copied(
             Some(Entry::File { executable: true })
         );
         libraries.linkage.added.push(AddedLibrary {
-            path: image_path.clone(),
-            from: real.clone(),
+            path: display_search_path(image_path),
+            from: display_search_path(real),
             bytes: size,
         });
-        let relative = image_path.trim_start_matches('/').to_string();
+        let relative = exact_path(image_path.trim_start_matches('/'));
         libraries.files.push(ContextFile {
-            image_path: std::path::PathBuf::from(&relative),
+            image_path: relative.clone(),
             artifact: Artifact {
-                relative: std::path::PathBuf::from(&relative),
-                path: relative,
+                path: crate::artifacts::collect::display_path(&relative),
+                relative,
                 host_path: host_path.clone(),
                 size,
                 executable,
@@ -242,14 +275,14 @@ impl Session<'_> {
                     );
                 }
                 if let Some(base) = &self.base {
-                    let entry = self.engine.stat_image_file(base, &path).await?;
+                    let entry = stat(self.engine, base, &path).await?;
                     facts.base.insert(path, entry);
                 }
             }
             Query::StatBuilder(path) => {
                 let engine = self.engine;
                 let builder = self.builder().await?;
-                let entry = engine.stat_image_file(builder, &path).await?;
+                let entry = stat(engine, builder, &path).await?;
                 facts.builder.insert(path, entry);
             }
             Query::ReadBuilder(path) => {
@@ -257,10 +290,14 @@ impl Session<'_> {
                     self.copies = Some(RunDir::create(&self.plan.out_dir)?);
                 }
                 let root = self.copies.as_ref().map(RunDir::output).unwrap_or_default();
-                let host = root.join(path.trim_start_matches('/'));
+                let exact = exact_path(&path);
+                let host = root.join(exact.strip_prefix("/").unwrap_or(&exact));
                 let engine = self.engine;
                 let builder = self.builder().await?;
-                engine.copy_image_file(builder, &path, &host).await?;
+                // Only a path `stat` found is read, and `stat` finds only text paths.
+                engine
+                    .copy_image_file(builder, &exact.to_string_lossy(), &host)
+                    .await?;
                 let info = match elf::parse_file(&host) {
                     Ok(Ok(info)) => info,
                     // A broken or unreadable file is no library; the search goes on.
@@ -293,5 +330,104 @@ impl Session<'_> {
         for files in [self.base, self.builder].into_iter().flatten() {
             let _ = self.engine.close_image_files(files).await;
         }
+    }
+}
+
+/// What is at the [`search_path`] `path` of an image, its symlink target as a search path too.
+/// The engine's archive API takes paths as text: a path whose bytes are not UTF-8 (below an
+/// artifact's folder, through `$ORIGIN`) is not looked for and counts as missing.
+async fn stat(engine: &Engine, files: &ImageFiles, path: &str) -> Result<Entry> {
+    let exact = exact_path(path);
+    let Some(text) = exact.to_str() else {
+        return Ok(Entry::Missing);
+    };
+    Ok(match engine.stat_image_file(files, text).await? {
+        Entry::Symlink { target } => Entry::Symlink {
+            target: search_path(target.as_bytes()),
+        },
+        other => other,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt as _;
+    use std::path::Path;
+
+    use super::*;
+
+    fn artifact(relative: &[u8]) -> Artifact {
+        let relative = PathBuf::from(OsStr::from_bytes(relative));
+        Artifact {
+            path: crate::artifacts::collect::display_path(&relative),
+            relative,
+            host_path: PathBuf::from("/nonexistent"),
+            size: 0,
+            executable: true,
+            symlink_target: None,
+        }
+    }
+
+    #[test]
+    fn the_search_sees_an_artifact_by_its_exact_bytes_not_its_display_name() {
+        let latin1 = artifact(b"caf\xe9/app");
+        assert_eq!(latin1.path, "caf\\xe9/app");
+        let at = image_search_path("usr", &latin1);
+        assert_eq!(
+            exact_path(&at),
+            Path::new(OsStr::from_bytes(b"/usr/caf\xe9/app"))
+        );
+        // A folder really named `caf\xe9` (a backslash, an x, an e, a 9) is another folder.
+        let literal = artifact(b"caf\\xe9/app");
+        assert_eq!(literal.path, latin1.path);
+        assert_ne!(image_search_path("usr", &literal), at);
+        // `$ORIGIN` expands to the real folder.
+        let mut info = ElfInfo {
+            loadable: true,
+            is_64: true,
+            machine: 62,
+            interpreter: Some("/lib64/ld-linux-x86-64.so.2".into()),
+            needed: vec!["libfoo.so".into()],
+            soname: None,
+            rpath: Vec::new(),
+            runpath: vec!["$ORIGIN/lib".into()],
+        };
+        let dirs = search_dirs(&info, &at, &[], &[]);
+        assert_eq!(
+            exact_path(&dirs[0]),
+            Path::new(OsStr::from_bytes(b"/usr/caf\xe9/lib"))
+        );
+        info.runpath.clear();
+        assert!(!search_dirs(&info, &at, &[], &[]).contains(&dirs[0]));
+    }
+
+    #[test]
+    fn a_library_found_but_not_copied_stops_the_build_naming_it() {
+        let mut libraries = Libraries::default();
+        let resolution = Resolution {
+            from_builder: vec![(
+                "/lib/x86_64-linux-gnu/libfoo.so.1".into(),
+                "/usr/lib/x86_64-linux-gnu/libfoo.so.1.2".into(),
+            )],
+            ..Default::default()
+        };
+        let err = add_copied(
+            &mut libraries,
+            &resolution,
+            &BTreeMap::new(),
+            &Facts::default(),
+            "gcc:local",
+        )
+        .expect_err("a library that was not copied is an error");
+        let message = err.to_string();
+        assert!(
+            message.contains("/usr/lib/x86_64-linux-gnu/libfoo.so.1.2")
+                && message.contains("/lib/x86_64-linux-gnu/libfoo.so.1")
+                && message.contains("gcc:local")
+                && message.contains("help:"),
+            "{message}"
+        );
+        assert!(libraries.files.is_empty());
     }
 }

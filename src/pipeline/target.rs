@@ -55,7 +55,7 @@ pub(crate) async fn build_target(
                     return Ok(Built {
                         report: Some(TargetReport {
                             target: plan.target.clone(),
-                            init: None,
+                            init: last.init.clone(),
                             report,
                         }),
                         output: Some(last_output),
@@ -70,7 +70,8 @@ pub(crate) async fn build_target(
         let (mut report, init) = build_image(engine, plan, &produced.collected, progress).await?;
         report.build_command_ms = produced.ran_ms;
         if let Some((sources, print, _)) = fingerprinted {
-            let state = fingerprint::State::after_build(sources, print, report.clone());
+            let state =
+                fingerprint::State::after_build(sources, print, report.clone(), init.clone());
             if let Err(e) = state.save(&plan.out_dir) {
                 progress.warn(&format!(
                     "{e}; the next build cannot tell whether it is up to date"

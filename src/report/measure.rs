@@ -300,7 +300,8 @@ fn layer_row(
 ) -> Layer {
     let role = if context.base_layers.get(position) == Some(&scan.diff_id) {
         Role::Base
-    } else if is_copy(&created_by) || (context.rules.is_some() && is_import(&created_by)) {
+    } else if context.rules.is_some() && (is_copy(&created_by) || is_import(&created_by)) {
+        // Only an image dockception built has an artifacts layer; anyone else's COPY is other.
         Role::Artifacts
     } else {
         Role::Other
@@ -517,6 +518,20 @@ mod tests {
         let m = measure(&scan(&tar[..]).expect("scan"), &MeasureContext::default());
         assert_eq!(m.layers.len(), 1);
         assert_eq!(m.layers[0].role, Role::Other);
+    }
+
+    #[test]
+    fn a_copy_layer_of_an_image_dockception_did_not_build_is_other() {
+        let a = layer_tar(&[Item::File("a", b"a", 0o644)]);
+        let tar = save_tar(
+            std::slice::from_ref(&a),
+            &[("/bin/sh -c #(nop) COPY file:0a1b in /a ", false)],
+        );
+        let saved = scan(&tar[..]).expect("scan");
+        let foreign = measure(&saved, &MeasureContext::default());
+        assert_eq!(foreign.layers[0].role, Role::Other);
+        let ours = measure(&saved, &rules(&["a"], "/"));
+        assert_eq!(ours.layers[0].role, Role::Artifacts);
     }
 
     #[test]

@@ -143,3 +143,35 @@ fn a_static_binary_needs_nothing_and_the_report_says_so() {
         text(&out.stdout)
     );
 }
+
+#[test]
+fn libs_off_looks_at_nothing_and_ships_the_dynamic_binary_as_it_is() {
+    if !engine_with(&["gcc:local"]) {
+        return;
+    }
+    let dir = project("libs-off");
+    let image = TestImage::new("libs-off");
+    // The same binary that `check` refuses on scratch: with "off" nothing is looked at.
+    let out = build(dir.path(), &image, &manifest("", "libs = \"off\""));
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("looking for the shared libraries"),
+        "{stderr}"
+    );
+    let reports: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let libs = &reports[0]["libs"];
+    assert_eq!(libs["mode"], "off", "{libs}");
+    assert_eq!(libs["elf_artifacts"], serde_json::json!([]), "{libs}");
+    assert_eq!(libs["added"], serde_json::json!([]), "{libs}");
+    let files: Vec<&str> = reports[0]["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| f["path"].as_str().expect("path"))
+        .collect();
+    assert_eq!(files, ["/hello"], "no library was added");
+    // And, as the README warns, it cannot start there.
+    let ran = docker(&["run", "--rm", &image.0]);
+    assert!(!ran.status.success(), "a dynamic binary started on scratch");
+}

@@ -14,6 +14,7 @@ mod libs;
 mod manifest;
 mod manifest_input;
 mod report;
+mod reproducible;
 mod runtime_steps;
 mod safety;
 mod schema;

@@ -143,18 +143,42 @@ fn pathological_inputs_are_handled_or_refused_clearly() {
     let deep_array = format!("a = {}{}", "[".repeat(200_000), "]".repeat(200_000));
     let deep_table = format!("[{}]", vec!["a"; 100_000].join("."));
     let many_keys: String = (0..30_000).map(|i| format!("k{i} = {i}\n")).collect();
-    let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("empty", Vec::new()),
-        ("a NUL byte", b"\0".to_vec()),
+    // Each case has one outcome: the loader refuses it with diagnostics inside the input
+    // (the nesting ones at their spot, not as a crash or an unlocated error), or as too large.
+    let diagnosed = |needle: &'static str| Outcome::Diagnosed(needle);
+    let cases: Vec<(&str, Vec<u8>, Outcome)> = vec![
+        ("empty", Vec::new(), diagnosed("describes no image")),
+        ("a NUL byte", b"\0".to_vec(), diagnosed("expected `=`")),
         (
             "a lone UTF-8 lead byte at the end",
             b"[builder]\n\xe2".to_vec(),
+            diagnosed("not valid UTF-8"),
         ),
-        ("a BOM", "\u{feff}[builder]".as_bytes().to_vec()),
-        ("CR line ends", b"[builder]\r\nimage = 1\r\n".to_vec()),
-        ("deep arrays", deep_array.into_bytes()),
-        ("deep tables", deep_table.into_bytes()),
-        ("many keys", many_keys.into_bytes()),
+        (
+            "a BOM",
+            "\u{feff}[builder]".as_bytes().to_vec(),
+            diagnosed("missing key `image`"),
+        ),
+        (
+            "CR line ends",
+            b"[builder]\r\nimage = 1\r\n".to_vec(),
+            diagnosed("missing key `run`"),
+        ),
+        (
+            "deep arrays",
+            deep_array.into_bytes(),
+            diagnosed("recursion"),
+        ),
+        (
+            "deep tables",
+            deep_table.into_bytes(),
+            diagnosed("recursion limit"),
+        ),
+        (
+            "many keys",
+            many_keys.into_bytes(),
+            diagnosed("unknown key `k0`"),
+        ),
         (
             "one line of a megabyte",
             format!(
@@ -162,16 +186,37 @@ fn pathological_inputs_are_handled_or_refused_clearly() {
                 "x".repeat(dockception::MAX_MANIFEST_BYTES as usize - 10)
             )
             .into_bytes(),
+            diagnosed("describes no image"),
         ),
         (
             "over the size limit",
             vec![b'\n'; dockception::MAX_MANIFEST_BYTES as usize + 1],
+            Outcome::TooLarge,
         ),
     ];
-    for (what, bytes) in cases {
+    for (what, bytes, expected) in cases {
         let outcome = std::panic::catch_unwind(|| load_or_locate(dir.path(), &bytes));
         assert!(outcome.is_ok(), "{what} was not handled");
+        let err = Options::from_bytes(dir.path().join("dockception.toml"), bytes)
+            .load()
+            .err();
+        match (expected, &err) {
+            (Outcome::Diagnosed(needle), Some(e)) if !e.diagnostics().is_empty() => {
+                let text = e.to_string();
+                assert!(text.contains(needle), "{what}: {text}");
+            }
+            (Outcome::TooLarge, Some(Error::Manifest(ManifestError::ManifestTooLarge { .. }))) => {}
+            (_, err) => panic!("{what}: expected {expected:?}, got {err:?}"),
+        }
     }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    /// Refused with diagnostics inside the input; the error's text contains this.
+    Diagnosed(&'static str),
+    /// Refused before it is read whole.
+    TooLarge,
 }
 
 #[test]

@@ -242,6 +242,60 @@ fn a_rebuild_with_one_more_file_diffs_as_exactly_that_file() {
 }
 
 #[test]
+fn copy_and_add_layers_of_an_image_dockception_did_not_build_are_other() {
+    if !engine_with(&["busybox:local"]) {
+        return;
+    }
+    let dir = project("foreign-copy");
+    write_files(
+        dir.path(),
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox:local\nCOPY app.txt /app.txt\nADD conf.txt /etc/conf.txt\n",
+            ),
+            ("app.txt", "an app\n"),
+            ("conf.txt", "a conf\n"),
+        ],
+    );
+    let foreign = TestImage::new("foreign-copy");
+    // The classic builder records the steps as `#(nop) COPY` and `#(nop) ADD`.
+    let built = std::process::Command::new("/usr/bin/docker")
+        .args(["build", "-q", "-t", &foreign.0, "."])
+        .env("DOCKER_BUILDKIT", "0")
+        .current_dir(dir.path())
+        .output()
+        .expect("docker build runs");
+    assert!(built.status.success(), "{}", text(&built.stderr));
+
+    let report = run(
+        &["report", "--current", &foreign.0, "--format", "json"],
+        dir.path(),
+    );
+    assert!(report.status.success(), "{}", text(&report.stderr));
+    let report = checked_json(&report.stdout);
+    let layers: Vec<(&str, &str)> = report["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .filter(|l| !l["diff_id"].is_null())
+        .map(|l| {
+            (
+                l["role"].as_str().expect("role"),
+                l["created_by"].as_str().expect("created_by"),
+            )
+        })
+        .collect();
+    assert_eq!(layers.len(), 3, "{layers:?}");
+    assert!(layers[1].1.contains("COPY "), "{layers:?}");
+    assert!(layers[2].1.contains("ADD "), "{layers:?}");
+    assert!(
+        layers.iter().all(|(role, _)| *role == "other"),
+        "{layers:?}"
+    );
+}
+
+#[test]
 fn a_wasteful_image_reports_what_it_wastes_and_a_dockception_image_nothing() {
     if !engine_with(&["gcc:local", "busybox:local"]) {
         return;

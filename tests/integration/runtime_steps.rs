@@ -173,15 +173,34 @@ fn build_orphans(dir: &Path, with_init: bool) -> (TestImage, serde_json::Value) 
     (image, reports[0].clone())
 }
 
-fn start(image: &str) -> Running {
+/// Run `image` until its program said ready; also the orphan's pid in the container.
+fn start(image: &str) -> (Running, String) {
     let id = docker_stdout(&["run", "-d", image]).trim().to_string();
     let running = Running(id);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !docker_stdout(&["logs", &running.0]).contains("ready") {
+    loop {
+        let logs = docker_stdout(&["logs", &running.0]);
+        let orphan = logs
+            .lines()
+            .find_map(|l| l.strip_prefix("orphan "))
+            .map(str::to_string);
+        if let (Some(orphan), true) = (orphan, logs.contains("ready")) {
+            return (running, orphan);
+        }
         assert!(Instant::now() < deadline, "the program never said ready");
         std::thread::sleep(Duration::from_millis(100));
     }
-    running
+}
+
+/// The state of process `pid` in the container (`Z` for a zombie), `None` once it is gone.
+fn state_of(container: &str, pid: &str) -> Option<String> {
+    docker_stdout(&["exec", container, "ps", "-o", "pid,stat"])
+        .lines()
+        .skip(1)
+        .find_map(|l| {
+            let mut fields = l.split_whitespace();
+            (fields.next() == Some(pid)).then(|| fields.next().unwrap_or("").to_string())
+        })
 }
 
 /// The process states in the container, as busybox's ps prints them.
@@ -191,6 +210,22 @@ fn states(container: &str) -> Vec<String> {
         .skip(1)
         .map(str::to_string)
         .collect()
+}
+
+/// Poll until `done` holds for the orphan's state, at most 30 s; the last state seen.
+fn wait_for_orphan(
+    container: &str,
+    pid: &str,
+    done: impl Fn(&Option<String>) -> bool,
+) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let state = state_of(container, pid);
+        if done(&state) || Instant::now() > deadline {
+            return state;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
@@ -203,16 +238,14 @@ fn init_reaps_orphans_and_passes_signals_on() {
     let plain = project("noinit");
     let (image, report) = build_orphans(plain.path(), false);
     assert!(report["init"].is_null());
-    let container = start(&image.0);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !states(&container.0).iter().any(|s| s.starts_with('Z')) {
-        assert!(
-            Instant::now() < deadline,
-            "no zombie without init: {:?}",
-            states(&container.0)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let (container, orphan) = start(&image.0);
+    let state = wait_for_orphan(&container.0, &orphan, |s| {
+        s.as_deref().is_some_and(|s| s.starts_with('Z'))
+    });
+    assert!(
+        state.as_deref().is_some_and(|s| s.starts_with('Z')),
+        "the orphan {orphan} never became a zombie without init: {state:?}"
+    );
     drop(container);
 
     let with = project("init");
@@ -233,12 +266,20 @@ fn init_reaps_orphans_and_passes_signals_on() {
         entrypoint.trim(),
         r#"["/sbin/tini","--","/usr/local/bin/orphans"]"#
     );
-    let container = start(&image.0);
-    // The orphan exits a second after "ready"; give tini time to reap it, then look.
-    let settle = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < settle {
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    // Up to date, the build reports the init the real build chose.
+    let again = dockception(
+        &["build", "--tag", &image.0, "--format", "json"],
+        with.path(),
+    );
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    let again: serde_json::Value = serde_json::from_slice(&again.stdout).expect("JSON");
+    assert_eq!(again[0]["up_to_date"], true);
+    assert_eq!(again[0]["init"], init);
+
+    let (container, orphan) = start(&image.0);
+    // The orphan exits a second after it started; tini reaps it, so it goes away entirely.
+    let state = wait_for_orphan(&container.0, &orphan, Option::is_none);
+    assert_eq!(state, None, "the orphan {orphan} was not reaped with init");
     let seen = states(&container.0);
     assert!(
         !seen.iter().any(|s| s.starts_with('Z')),

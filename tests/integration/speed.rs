@@ -148,7 +148,7 @@ fn nothing_changed_means_no_work_and_one_byte_rebuilds() {
 
 #[test]
 fn cache_ls_and_rm_manage_the_projects_volumes() {
-    if !engine_with(&["gcc:local"]) {
+    if !engine_with(&["gcc:local", "busybox:local"]) {
         return;
     }
     let dir = project("caches");
@@ -186,7 +186,29 @@ fn cache_ls_and_rm_manage_the_projects_volumes() {
         assert!(line.contains(target), "{line}");
         assert!(line.trim_end().ends_with("KiB"), "a measured size: {line}");
     }
-    assert!(ls(&["--all"]).contains(&names[0]));
+    // --all adds another project's caches, named by their project.
+    let other = project("caches-other");
+    let other_volumes = Volumes::of(other.path());
+    write_files(
+        other.path(),
+        &[("dockception.toml", &busybox_targets(&["solo"]))],
+    );
+    let other_image = TestImage::new("caches-other");
+    let built = dockception(&["build", "-q", "--tag", &other_image.0], other.path());
+    assert!(built.status.success(), "{}", text(&built.stderr));
+    let other_names = other_volumes.names();
+    assert_eq!(other_names.len(), 1, "{other_names:?}");
+    assert!(!ls(&[]).contains(&other_names[0]), "only with --all");
+    let all = ls(&["--all"]);
+    assert!(all.contains(&names[0]), "{all}");
+    let line = all
+        .lines()
+        .find(|l| l.starts_with(&other_names[0]))
+        .unwrap_or_else(|| panic!("{} not listed:\n{all}", other_names[0]));
+    assert!(
+        line.contains(&format!("(project {})", project_label(other.path()))),
+        "{line}"
+    );
 
     let result = dockception(&["cache", "rm", "/cache/nope"], dir.path());
     assert_eq!(result.status.code(), Some(1));
@@ -214,6 +236,82 @@ fn cache_ls_and_rm_manage_the_projects_volumes() {
             "removed {} (/cache/a)\ndid not exist: {} (/cache/b)\n",
             names[0], names[1]
         )
+    );
+    assert_eq!(volumes.names(), Vec::<String>::new());
+}
+
+/// Targets on busybox:local with one cache each, at `/cache/NAME`.
+fn busybox_targets(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|name| {
+            format!(
+                "[targets.{name}]\nbuilder.image = \"busybox:local\"\n\
+                 builder.run = \"echo {name} > /cache/{name}/seen && cp /bin/busybox /out/busybox\"\n\
+                 artifacts.include = [\"busybox\"]\nruntime.entrypoint = [\"/busybox\", \"true\"]\n\n\
+                 [[targets.{name}.cache]]\ntarget = \"/cache/{name}\"\n\n"
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn cache_rm_by_target_name_removes_only_that_targets_caches() {
+    if !engine_with(&["busybox:local"]) {
+        return;
+    }
+    let dir = project("caches-targets");
+    let volumes = Volumes::of(dir.path());
+    write_files(
+        dir.path(),
+        &[("dockception.toml", &busybox_targets(&["one", "two"]))],
+    );
+    let images = [TestImage::new("one"), TestImage::new("two")];
+    let built = dockception(
+        &[
+            "build",
+            "-q",
+            "--tag",
+            &format!("one={}", images[0].0),
+            "--tag",
+            &format!("two={}", images[1].0),
+        ],
+        dir.path(),
+    );
+    assert!(built.status.success(), "{}", text(&built.stderr));
+    let names = volumes.names();
+    assert_eq!(names.len(), 2, "{names:?}");
+    let plans = dockception::Options::new(
+        dir.path()
+            .canonicalize()
+            .expect("path")
+            .join("dockception.toml"),
+    )
+    .load()
+    .expect("loads");
+    let volume_of = |target: &str| {
+        plans
+            .targets
+            .iter()
+            .find(|p| p.target == target)
+            .map(|p| p.builder.caches[0].volume.clone())
+            .expect("a cache")
+    };
+    let (one, two) = (volume_of("one"), volume_of("two"));
+
+    let result = dockception(&["cache", "rm", "one"], dir.path());
+    assert!(result.status.success(), "{}", text(&result.stderr));
+    assert_eq!(
+        text(&result.stdout),
+        format!("removed {one} (/cache/one)\n")
+    );
+    assert_eq!(volumes.names(), std::slice::from_ref(&two));
+
+    let result = dockception(&["cache", "rm", "two"], dir.path());
+    assert!(result.status.success(), "{}", text(&result.stderr));
+    assert_eq!(
+        text(&result.stdout),
+        format!("removed {two} (/cache/two)\n")
     );
     assert_eq!(volumes.names(), Vec::<String>::new());
 }

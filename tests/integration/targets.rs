@@ -338,3 +338,46 @@ fn each_targets_gates_check_its_own_report_whatever_order_the_command_line_names
     assert_eq!(of("big")["gates"]["checks"][0]["gate"], "image_size");
     assert_eq!(of("big")["gates"]["checks"][0]["status"], "FAIL");
 }
+
+#[test]
+fn a_failed_gate_wins_over_a_missing_baseline_across_targets() {
+    if !engine_with(&["busybox:local"]) {
+        return;
+    }
+    let dir = project("targets-exit");
+    let run = "busybox cp /bin/busybox /out/busybox && echo hi > /out/msg";
+    // `aaa` (first in the plan) asks for a baseline it cannot have (3), `zzz` fails a size
+    // gate (1): the run ends with 1, as one report's gates would.
+    let manifest = [
+        target("aaa", run, &[]),
+        "[targets.aaa.gates]\nrequire_baseline = true\n\n".to_string(),
+        target("zzz", run, &[]),
+        "[targets.zzz.gates]\nmax_image_size = 1\n".to_string(),
+    ]
+    .concat();
+    write_files(dir.path(), &[("dockception.toml", &manifest)]);
+    let images = [TestImage::new("aaa"), TestImage::new("zzz")];
+    let result = dockception(
+        &[
+            "build",
+            "--format",
+            "json",
+            "--tag",
+            &format!("aaa={}", images[0].0),
+            "--tag",
+            &format!("zzz={}", images[1].0),
+        ],
+        dir.path(),
+    );
+    let stderr = text(&result.stderr);
+    let reports: serde_json::Value = serde_json::from_slice(&result.stdout).expect("JSON");
+    let codes: Vec<_> = reports
+        .as_array()
+        .expect("reports")
+        .iter()
+        .map(|r| r["gates"]["exit_code"].clone())
+        .collect();
+    assert_eq!(codes, [3, 1], "{stderr}");
+    assert_eq!(result.status.code(), Some(1), "{stderr}");
+    assert_eq!(containers_of(dir.path()), Vec::<String>::new());
+}

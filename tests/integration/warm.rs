@@ -42,12 +42,16 @@ impl Drop for WarmContainers {
 }
 
 fn manifest(run: &str, env: &str) -> String {
+    manifest_warm(run, env, "60s")
+}
+
+fn manifest_warm(run: &str, env: &str, warm: &str) -> String {
     format!(
         r#"
 [builder]
 image = "busybox:local"
 run = "{run}"
-warm = "60s"
+warm = "{warm}"
 {env}
 
 [[mount]]
@@ -259,12 +263,189 @@ fn clean_keeps_a_warm_container_while_a_build_runs_in_it() {
     assert!(said.contains("a build is running in it"), "{said}");
     assert_eq!(warm.ids(), kept, "clean removed the warm builder in use");
 
+    // A third build of the same target at the same time cannot have the warm builder: it
+    // says so and runs in a fresh container, which goes when it is done.
+    let third = Running::start(&["build", "--force", "--tag", &image.0], dir.path(), &[]);
+    third.wait_for(
+        "another dockception is building target default in its warm builder; this build runs in a fresh container",
+        60,
+    );
+    // It makes the fresh container after the warning: wait for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while containers_of(dir.path()).len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no fresh container beside the warm one: {:?}\n{}",
+            containers_of(dir.path()),
+            third.stderr_so_far()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
     std::fs::write(dir.path().join("signal/go"), "").expect("go");
+    let (code, _, stderr) = third.finish(120);
+    assert_eq!(code, Some(0), "{stderr}");
     let second = second.wait_with_output().expect("second build ends");
     assert!(second.status.success(), "{}", text(&second.stderr));
+    assert_eq!(warm.ids(), kept, "the warm builder is kept");
+    assert_eq!(
+        containers_of(dir.path()).len(),
+        1,
+        "the fresh container is gone, the warm one stays"
+    );
     assert_eq!(
         docker_stdout(&["run", "--rm", &image.0]).trim(),
         "hi",
         "the build that clean left alone made its image"
     );
+}
+
+/// `docker events` of the project's warm builders so far: (event, time in ns).
+fn warm_events(warm: &WarmContainers, since: &str) -> Vec<(String, u128)> {
+    let until = format!("{}", now_secs() + 1);
+    docker_stdout(&[
+        "events",
+        "--since",
+        since,
+        "--until",
+        &until,
+        "--filter",
+        "type=container",
+        "--filter",
+        &format!("label=dockception.project={}", warm.0),
+        "--filter",
+        "label=dockception.warm",
+        "--format",
+        "{{.Action}} {{.TimeNano}}",
+    ])
+    .lines()
+    .filter_map(|l| {
+        let (action, time) = l.rsplit_once(' ')?;
+        Some((action.to_string(), time.parse().ok()?))
+    })
+    .collect()
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_warm_builder_removes_itself_once_idle() {
+    if !engine_with(&["busybox:local"]) {
+        return;
+    }
+    let dir = project("warm-idle");
+    write_files(
+        dir.path(),
+        &[
+            (
+                "dockception.toml",
+                &manifest_warm("cp /src/msg /out/app", "", "2s"),
+            ),
+            ("msg", "hi\n"),
+        ],
+    );
+    let warm = WarmContainers::of(dir.path());
+    let since = format!("{}", now_secs().saturating_sub(1));
+    let image = TestImage::new("warm-idle");
+    let built = build(dir.path(), &image);
+    assert!(built.status.success(), "{}", text(&built.stderr));
+    // The condition: no warm builder of the project is left (any state), within a deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !warm.ids().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle warm builder is still there after 60 s: {:?}",
+            warm.ids()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // It was made, the build ran in it, and it ended by itself at least 2 s after that exec.
+    let events = warm_events(&warm, &since);
+    let at = |action: &str| {
+        events
+            .iter()
+            .rev()
+            .find(|(a, _)| a.starts_with(action))
+            .map(|(_, t)| *t)
+            .unwrap_or_else(|| panic!("no {action} event in {events:?}"))
+    };
+    let (exec_done, died) = (at("exec_die"), at("die"));
+    assert!(at("create") < exec_done, "{events:?}");
+    assert!(
+        died >= exec_done + 2_000_000_000,
+        "it ended less than 2 s after the build: {events:?}"
+    );
+    at("destroy");
+}
+
+#[test]
+fn an_interrupted_build_removes_the_warm_container_it_ran_in() {
+    if !engine_with(&["busybox:local"]) {
+        return;
+    }
+    let dir = project("warm-int");
+    write_files(
+        dir.path(),
+        &[("dockception.toml", &manifest("echo started; sleep 120", ""))],
+    );
+    let warm = WarmContainers::of(dir.path());
+    let image = TestImage::new("warm-int");
+    let build = Running::start(&["build", "--tag", &image.0], dir.path(), &[]);
+    build.wait_for("| started", 120);
+    assert_eq!(warm.ids().len(), 1, "the build runs in a warm builder");
+    build.signal(rustix::process::Signal::INT);
+    let (code, _, stderr) = build.finish(60);
+    assert_eq!(code, Some(130), "{stderr}");
+    assert_eq!(warm.ids(), Vec::<String>::new(), "{stderr}");
+    assert_eq!(containers_of(dir.path()), Vec::<String>::new());
+}
+
+#[test]
+fn env_from_host_reaches_each_exec_and_never_the_warm_containers_config() {
+    if !engine_with(&["busybox:local"]) {
+        return;
+    }
+    let dir = project("warm-env");
+    write_files(
+        dir.path(),
+        &[(
+            "dockception.toml",
+            &manifest(
+                "echo $DCPT_WARM_TOKEN > /out/app",
+                "env_from_host = [\"DCPT_WARM_TOKEN\"]",
+            ),
+        )],
+    );
+    let warm = WarmContainers::of(dir.path());
+    let image = TestImage::new("warm-env");
+    let mut kept = Vec::new();
+    for round in ["first", "second"] {
+        let token = unique_token(round);
+        let run = Running::start(
+            &["build", "--force", "--tag", &image.0],
+            dir.path(),
+            &[("DCPT_WARM_TOKEN", &token)],
+        );
+        let (code, _, stderr) = run.finish(120);
+        assert_eq!(code, Some(0), "{stderr}");
+        // This exec saw this build's value.
+        assert_eq!(docker_stdout(&["run", "--rm", &image.0]).trim(), token);
+        let ids = warm.ids();
+        assert_eq!(ids.len(), 1, "{ids:?}");
+        if kept.is_empty() {
+            kept = ids.clone();
+        }
+        assert_eq!(ids, kept, "both builds ran in the same warm builder");
+        let config = docker_stdout(&["inspect", &ids[0]]);
+        assert!(
+            !config.contains(&token),
+            "the value is in the container's config"
+        );
+        assert!(!config.contains("DCPT_WARM_TOKEN"), "{config}");
+    }
 }

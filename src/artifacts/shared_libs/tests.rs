@@ -333,3 +333,46 @@ fn paths_normalise() {
     assert_eq!(parent("/app"), "/");
     assert_eq!(parent("/usr/bin/app"), "/usr/bin");
 }
+
+#[test]
+fn search_paths_keep_every_byte_and_never_collide() {
+    for bytes in [
+        &b"/caf\xe9/app"[..],
+        b"/caf\\xe9/app",
+        "/\u{10FF41}/x".as_bytes(),
+        b"/\xf4\x8f\xbd\x81/x",
+        b"/a\nb/c",
+        b"/plain/lib",
+    ] {
+        let text = search_path(bytes);
+        assert_eq!(
+            std::os::unix::ffi::OsStrExt::as_bytes(exact_path(&text).as_os_str()),
+            bytes,
+            "{text:?}"
+        );
+    }
+    assert_ne!(search_path(b"/caf\xe9"), search_path(b"/caf\\xe9"));
+    assert_eq!(search_path(b"/plain/lib"), "/plain/lib");
+    assert_eq!(
+        display_search_path(&search_path(b"/caf\xe9/app")),
+        "/caf\\xe9/app"
+    );
+}
+
+#[test]
+fn origin_in_a_folder_whose_name_is_not_utf8_finds_the_library_beside_it() {
+    let app = search_path(b"/caf\xe9/bin/app");
+    let lib_path = search_path(b"/caf\xe9/lib/libfoo.so");
+    let mut app_info = info(Some(LD), &["libfoo.so"]);
+    app_info.runpath = vec!["$ORIGIN/../lib".into()];
+    let mut input = input(&[
+        (app.as_str(), app_info),
+        (lib_path.as_str(), lib("libfoo.so", &[])),
+    ]);
+    input.empty_base = true;
+    input.from_builder = false;
+    let facts = Facts::default();
+    let resolution = resolve(&input, &facts).expect("no question on scratch");
+    let missing: Vec<&str> = resolution.missing.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(missing, [LD], "libfoo.so is found beside the artifact");
+}

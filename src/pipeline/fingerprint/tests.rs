@@ -99,6 +99,7 @@ fn state(sources: &Sources, fingerprint: &str) -> State {
         last: Some(LastBuild {
             fingerprint: fingerprint.to_string(),
             report: crate::report::Report::empty("sha256:0123456789ab"),
+            init: None,
         }),
     }
 }
@@ -285,6 +286,7 @@ fn the_state_round_trips_atomically_and_a_bad_file_is_ignored() {
         sources,
         print.clone(),
         crate::report::Report::empty("sha256:0123456789ab"),
+        Some("tini from the base (/sbin/tini)".into()),
     );
     saved.save(dir.path()).expect("save");
     let loaded = State::load(dir.path());

@@ -12,6 +12,18 @@ mod config;
 
 pub use check::evaluate;
 
+/// The exit status of a run whose reports' gates asked for `codes` (0, 1 or 3 each): 1 when any
+/// gate failed, even when another report's baseline is missing (1 wins over 3); 3 when only a
+/// required baseline is missing; 0 otherwise.
+pub fn combined_exit_code(codes: impl IntoIterator<Item = u8>) -> u8 {
+    let codes: Vec<u8> = codes.into_iter().collect();
+    if codes.contains(&1) {
+        1
+    } else {
+        codes.into_iter().max().unwrap_or(0)
+    }
+}
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -159,4 +171,24 @@ pub struct GateOutcome {
     pub checks: Vec<GateCheck>,
     /// The result line, e.g. `gates: PASS (3 passed, 1 skipped)`.
     pub summary: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::combined_exit_code;
+
+    #[test]
+    fn a_failed_gate_wins_over_a_missing_baseline_in_any_order() {
+        for (codes, expected) in [
+            (vec![], 0),
+            (vec![0, 0], 0),
+            (vec![3], 3),
+            (vec![0, 3], 3),
+            (vec![1, 3], 1),
+            (vec![3, 1], 1),
+            (vec![3, 0, 1, 3], 1),
+        ] {
+            assert_eq!(combined_exit_code(codes.clone()), expected, "{codes:?}");
+        }
+    }
 }

@@ -353,7 +353,8 @@ mod tests {
         assert_eq!(saved.layers.len(), 2);
         assert_eq!(saved.layers[0], saved.layers[1]);
         let m = measure(&saved, &MeasureContext::default());
-        assert_eq!(m.layers[1].role, Role::Artifacts);
+        // Not an image dockception built (no rules): its COPY layers are `other`.
+        assert_eq!(m.layers[1].role, Role::Other);
         assert_eq!(m.waste.reclaimable_bytes, 5, "the same file copied twice");
     }
 
