@@ -15,11 +15,6 @@ use crate::manifest::{
     check, expand, json_schema, Diagnostic, Error, LoadedManifest, Manifest, Result,
 };
 
-/// Read and check a manifest file, with variables from the manifest only.
-pub fn load(path: &Path) -> Result<LoadedManifest> {
-    load_with(path, &Overrides::default())
-}
-
 /// Read and check a manifest file, with variables overridden from outside.
 pub fn load_with(path: &Path, overrides: &Overrides) -> Result<LoadedManifest> {
     use std::io::Read;

@@ -1,7 +1,7 @@
 //! `dockception.toml`: the serde types that are also the JSON Schema, loading, and the checks
 //! that need nothing but the file itself. Every error points at `file:line:col`.
 //!
-//! The stage's contract is here: [`load()`] / [`load_with`] / [`parse_bytes_with`] give a
+//! The stage's contract is here: [`load_with`] / [`parse_bytes_with`] give a
 //! [`LoadedManifest`] whose targets ([`Manifest::targets`]) later stages resolve. `document`
 //! holds the types, `load` the reading, `expand` the variables, `schema_check` the key and type
 //! check against the schema, `check` and `check_target` the semantic checks, `suggest` the
@@ -33,7 +33,7 @@ pub use document::{
     json_schema, ArtifactSource, Artifacts, Builder, Command, Init, Libs, Manifest, Mount, Port,
     Runtime, Target,
 };
-pub use load::{load, load_with, parse_bytes_with, MAX_MANIFEST_BYTES};
+pub use load::{load_with, parse_bytes_with, MAX_MANIFEST_BYTES};
 pub use values::parse_duration;
 pub(crate) use values::{normalise_container_path, parse_port_spec};
 
