@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
-use toml::de::DeTable;
+use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use crate::manifest::schema_check::{self, Problem};
@@ -150,6 +150,29 @@ fn check_shape(document: &mut Spanned<DeTable<'_>>, problems: &mut Vec<Problem>)
         problems.extend(schema_check::check(document, &schema));
         schema_check::strip_unknown(document.get_mut(), &schema);
     }
+    default_under_groups(document.get_mut(), problems);
+}
+
+/// `default` written under `[groups]` (where it reads as a group named `default`, or a type
+/// error) instead of at the top level, where it selects what a bare `build` builds.
+fn default_under_groups(document: &mut DeTable<'_>, problems: &mut Vec<Problem>) {
+    let Some(DeValue::Table(groups)) = document.get_mut("groups").map(|g| g.get_mut()) else {
+        return;
+    };
+    let Some((key, value)) = groups.get_key_value("default") else {
+        return;
+    };
+    let (key, value) = (key.span(), value.span());
+    problems.retain(|p| p.span != value);
+    problems.push(Problem {
+        span: key,
+        message: "`default` is a top-level key, not a group".into(),
+        help: Some(
+            "move `default = ...` above the first [table]: there it says what a bare `dockception build` builds"
+                .into(),
+        ),
+    });
+    groups.remove("default");
 }
 
 /// Mistakes only inside `[gates]` tables are a misconfigured gate (exit status 2), anything
