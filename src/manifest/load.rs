@@ -148,9 +148,9 @@ fn parse_toml<'s>(source: &'s str, diagnostic: &Locate<'_>) -> Result<Spanned<De
 fn check_shape(document: &mut Spanned<DeTable<'_>>, problems: &mut Vec<Problem>) {
     if let Ok(schema) = serde_json::from_str::<serde_json::Value>(&json_schema()) {
         problems.extend(schema_check::check(document, &schema));
+        default_under_groups(document.get_mut(), problems);
         schema_check::strip_unknown(document.get_mut(), &schema);
     }
-    default_under_groups(document.get_mut(), problems);
 }
 
 /// `default` written under `[groups]` (where it reads as a group named `default`, or a type
