@@ -187,6 +187,24 @@ fn the_compilation_images_example_orders_and_selects_targets() {
     let (code, _, stderr) = plan(&["-f", m, "--tag", "app:1"], &repo());
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("write --tag TARGET=app:1"), "{stderr}");
+
+    // A --tag is checked like the manifest's tags, and two targets never share one.
+    let (code, _, stderr) = plan(&["-f", m, "--tag", "run=App:1"], &repo());
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--tag App:1: the image reference has uppercase letters")
+            && stderr.contains("help: write \"app:1\""),
+        "{stderr}"
+    );
+    let (code, _, stderr) = plan(&["-f", m, "--tag", "run=compilation-build"], &repo());
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("targets `build` and `run` would both be tagged compilation-build"),
+        "{stderr}"
+    );
+    // The same tag is fine for a target whose image is not built this time.
+    let (code, _, stderr) = plan(&["-f", m, "run", "--tag", "run=compilation-build"], &repo());
+    assert_eq!(code, Some(0), "{stderr}");
 }
 
 /// `default` where README.md and the example put it (a top-level key, above the first table)
