@@ -224,7 +224,9 @@ impl Options {
 
     /// Load and check the manifest (variables from `[vars]`, the `DOCKCEPTION_VAR_*`
     /// environment and [`Options::set`]), then resolve the selected targets into a plan for the
-    /// invoking user. Nothing runs yet.
+    /// invoking user. Everything a build checks before it starts is checked, every target's
+    /// `[gates]` included (a misconfigured gate is `Error::Manifest` with exit status 2).
+    /// Nothing runs yet.
     pub fn load(&self) -> Result<PlanSet> {
         load_plan(self)
     }
@@ -309,5 +311,27 @@ mod tests {
         };
         assert_eq!(diagnostics[0].path, PathBuf::from("inline.toml"));
         assert_eq!(diagnostics[0].line, 1);
+    }
+
+    #[test]
+    fn the_gates_see_the_plans_variables_and_every_target_is_checked() {
+        let target = |name: &str, gate: &str| {
+            format!("[targets.{name}]\nbuilder.image = \"gcc:local\"\nbuilder.run = \"make\"\nartifacts.include = [\"app\"]\ngates.{gate}\n\n")
+        };
+        let good = target("a", "max_image_size = \"${LIMIT}\"");
+        let options = Options::from_text("inline.toml", good.clone())
+            .set("LIMIT", "1 MiB")
+            .targets(["a"]);
+        let checked = load_checked(&options, &GateFlags::default()).expect("loads");
+        assert_eq!(checked.gates["a"].max_image_size, Some(1 << 20));
+
+        let bad = format!("{good}{}", target("b", "max_waste = \"lots\""));
+        let err = Options::from_text("inline.toml", bad)
+            .set("LIMIT", "1 MiB")
+            .targets(["a"])
+            .load()
+            .expect_err("b's gate is misconfigured, though only a is selected");
+        assert_eq!(err.exit_status(), 2, "{err}");
+        assert!(err.to_string().contains("gates.max_waste"), "{err}");
     }
 }
