@@ -62,6 +62,7 @@ use std::collections::BTreeMap;
 
 use crate::manifest::{self, vars};
 use crate::plan::{self, PlanSet, Selection, TagOverride};
+use crate::report::gates::{GateFlags, GateSet};
 
 /// Where the manifest is and what the caller overrides.
 #[derive(Debug, Clone, Default)]
@@ -81,18 +82,71 @@ pub struct Options {
     pub source: Option<Vec<u8>>,
 }
 
+/// A manifest read once for a run: the plan, and the gates of each selected target, both from
+/// the same variables (`[vars]`, the environment, `--set`).
+pub(crate) struct Checked {
+    /// The resolved plan.
+    pub(crate) plan: PlanSet,
+    /// The gates of each selected target (its `[gates]` with the flags on top), by target name.
+    pub(crate) gates: BTreeMap<String, GateSet>,
+}
+
 /// Load and check the manifest (variables from `[vars]`, the `DOCKCEPTION_VAR_*` environment
 /// and `--set`), then resolve the selected targets into a plan for the invoking user.
+/// Everything `build` checks before it starts is checked here, `[gates]` included.
 pub(crate) fn load_plan(options: &Options) -> Result<PlanSet> {
+    Ok(load_checked(options, &GateFlags::default())?.plan)
+}
+
+/// [`load_plan`], and the gates: each selected target's `[gates]` with `flags` on top; every
+/// other target's `[gates]` is checked too, so `dockception plan` catches what any build would.
+/// The manifest is read once, so the gates see the same variables as the plan.
+pub(crate) fn load_checked(options: &Options, flags: &GateFlags) -> Result<Checked> {
+    let loaded = load_manifest(options)?;
+    let plan = plan::plan(&loaded, &plan_options(options))?;
+    let mut gates = BTreeMap::new();
+    let mut problems = Vec::new();
+    for target in loaded.manifest.targets() {
+        let selected = plan.is_selected(&target.name);
+        let no_flags = GateFlags::default();
+        let flags = if selected { flags } else { &no_flags };
+        match GateSet::resolve(Some(&loaded), Some(&target.name), flags) {
+            Ok(set) if selected => {
+                gates.insert(target.name, set);
+            }
+            Ok(_) => {}
+            Err(manifest::Error::GateConfig { problems: more }) => {
+                // The flags are the same for every target: report their problems once.
+                for problem in more {
+                    if !problems.contains(&problem) {
+                        problems.push(problem);
+                    }
+                }
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(manifest::Error::GateConfig { problems }.into());
+    }
+    Ok(Checked { plan, gates })
+}
+
+/// The manifest, checked, with the variables of the environment and [`Options::set`].
+fn load_manifest(options: &Options) -> Result<manifest::LoadedManifest> {
     let overrides = vars::Overrides {
         env: vars::Overrides::from_env(std::env::vars()),
         set: options.set.clone(),
     };
-    let loaded = match &options.source {
+    Ok(match &options.source {
         Some(bytes) => manifest::parse_bytes_with(&options.manifest, bytes.clone(), &overrides)?,
         None => manifest::load_with(&options.manifest, &overrides)?,
-    };
-    let plan_options = plan::PlanOptions {
+    })
+}
+
+/// What the plan needs beyond the manifest: the invoking user, tags, output folder, selection.
+fn plan_options(options: &Options) -> plan::PlanOptions {
+    plan::PlanOptions {
         invoking_user: Some((
             rustix::process::getuid().as_raw(),
             rustix::process::getgid().as_raw(),
@@ -100,8 +154,7 @@ pub(crate) fn load_plan(options: &Options) -> Result<PlanSet> {
         tags: options.tags.clone(),
         out_dir: options.out_dir.clone(),
         selection: options.selection.clone(),
-    };
-    Ok(plan::plan(&loaded, &plan_options)?)
+    }
 }
 
 impl Options {
@@ -171,7 +224,9 @@ impl Options {
 
     /// Load and check the manifest (variables from `[vars]`, the `DOCKCEPTION_VAR_*`
     /// environment and [`Options::set`]), then resolve the selected targets into a plan for the
-    /// invoking user. Nothing runs yet.
+    /// invoking user. Everything a build checks before it starts is checked, every target's
+    /// `[gates]` included (a misconfigured gate is `Error::Manifest` with exit status 2).
+    /// Nothing runs yet.
     pub fn load(&self) -> Result<PlanSet> {
         load_plan(self)
     }
@@ -256,5 +311,27 @@ mod tests {
         };
         assert_eq!(diagnostics[0].path, PathBuf::from("inline.toml"));
         assert_eq!(diagnostics[0].line, 1);
+    }
+
+    #[test]
+    fn the_gates_see_the_plans_variables_and_every_target_is_checked() {
+        let target = |name: &str, gate: &str| {
+            format!("[targets.{name}]\nbuilder.image = \"gcc:local\"\nbuilder.run = \"make\"\nartifacts.include = [\"app\"]\ngates.{gate}\n\n")
+        };
+        let good = target("a", "max_image_size = \"${LIMIT}\"");
+        let options = Options::from_text("inline.toml", good.clone())
+            .set("LIMIT", "1 MiB")
+            .targets(["a"]);
+        let checked = load_checked(&options, &GateFlags::default()).expect("loads");
+        assert_eq!(checked.gates["a"].max_image_size, Some(1 << 20));
+
+        let bad = format!("{good}{}", target("b", "max_waste = \"lots\""));
+        let err = Options::from_text("inline.toml", bad)
+            .set("LIMIT", "1 MiB")
+            .targets(["a"])
+            .load()
+            .expect_err("b's gate is misconfigured, though only a is selected");
+        assert_eq!(err.exit_status(), 2, "{err}");
+        assert!(err.to_string().contains("gates.max_waste"), "{err}");
     }
 }

@@ -20,15 +20,12 @@ pub(super) async fn build(
     force: bool,
 ) -> Result<(), Error> {
     let progress = progress(common.quiet);
-    let plan = crate::api::load_plan(&options(common, targets.selection(), tags)?)?;
-    // By target name: reports come back in the manifest's order, not the command line's.
-    let mut gate_sets = std::collections::HashMap::new();
-    for target in &plan.selected {
-        gate_sets.insert(
-            target.clone(),
-            crate::pipeline::load_gates(Some(&common.manifest), Some(target), &gates.flags())?,
-        );
-    }
+    // The gates come from the same reading of the manifest as the plan, with the same
+    // variables; by target name, as reports come back in the manifest's order.
+    let crate::api::Checked {
+        plan,
+        gates: mut gate_sets,
+    } = crate::api::load_checked(&options(common, targets.selection(), tags)?, &gates.flags())?;
     let engine = Engine::connect().await?;
     // An explicit baseline is read before the build, which may retag its image.
     let explicit = match gates.baseline.as_deref().map(Source::parse) {

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use crate::report::gates::GateSet;
 use crate::report::store::{self, Source};
 use crate::report::{Document, Report, LAST_BUILD};
 use crate::{Engine, Error, Options, Progress, Selection};
@@ -17,9 +18,7 @@ pub(super) async fn report(args: ReportArgs) -> Result<(), Error> {
         let default = Path::new("dockception.toml");
         default.exists().then(|| default.to_path_buf())
     });
-    let (plan, target) = the_target(&args, manifest.as_deref())?;
-    let gate_set =
-        crate::pipeline::load_gates(manifest.as_deref(), target.as_deref(), &args.gates.flags())?;
+    let (plan, gate_set) = the_target(&args, manifest.as_deref())?;
     let current_source = args.current.as_deref().map(Source::parse);
     let baseline_source = args.gates.baseline.as_deref().map(Source::parse);
     let engine = if [&current_source, &baseline_source]
@@ -56,25 +55,32 @@ pub(super) async fn report(args: ReportArgs) -> Result<(), Error> {
     )
 }
 
-/// The plan of the one target reported on, and its name, when there is a manifest.
+/// The plan of the one target reported on, when there is a manifest, and its gates (read with
+/// the plan, so with the same variables).
 fn the_target(
     args: &ReportArgs,
     manifest: Option<&Path>,
-) -> Result<(Option<crate::Plan>, Option<String>), Error> {
+) -> Result<(Option<crate::Plan>, GateSet), Error> {
     let Some(path) = manifest else {
-        return Ok((None, None));
+        return Ok((None, GateSet::resolve(None, None, &args.gates.flags())?));
     };
-    let plans = crate::api::load_plan(&Options {
-        manifest: path.to_path_buf(),
-        selection: match &args.target {
-            Some(t) => Selection::Names(vec![t.clone()]),
-            None => Selection::Default,
+    let checked = crate::api::load_checked(
+        &Options {
+            manifest: path.to_path_buf(),
+            selection: match &args.target {
+                Some(t) => Selection::Names(vec![t.clone()]),
+                None => Selection::Default,
+            },
+            out_dir: args.out_dir.clone(),
+            ..Default::default()
         },
-        out_dir: args.out_dir.clone(),
-        ..Default::default()
-    })?;
-    let target = only_selected(&plans, "report")?.to_string();
-    Ok((plans.target(&target).cloned(), Some(target)))
+        &args.gates.flags(),
+    )?;
+    let mut gates = checked.gates;
+    let plans = checked.plan;
+    let target = only_selected(&plans, "report")?;
+    let gate_set = gates.remove(target).unwrap_or_default();
+    Ok((plans.target(target).cloned(), gate_set))
 }
 
 /// The last build's report, from the output folder.

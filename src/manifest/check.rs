@@ -6,7 +6,7 @@ use toml::Spanned;
 
 use crate::manifest::check_target::check_target;
 use crate::manifest::suggest::{quoted, suggestion};
-use crate::manifest::{ArtifactSource, Diagnostic, LoadedManifest, NamedTarget};
+use crate::manifest::{canonical_tag, ArtifactSource, Diagnostic, LoadedManifest, NamedTarget};
 
 /// Every problem the manifest's text shows, in file order.
 pub(crate) fn check(loaded: &LoadedManifest) -> Vec<Diagnostic> {
@@ -19,6 +19,7 @@ pub(crate) fn check(loaded: &LoadedManifest) -> Vec<Diagnostic> {
     }
     check_cycles(loaded, &targets, &mut out);
     check_groups(loaded, &names, &mut out);
+    check_shared_tags(loaded, &targets, &mut out);
     out.sort_by_key(|d| (d.line, d.column));
     out
 }
@@ -103,6 +104,33 @@ fn check_cycles(loaded: &LoadedManifest, targets: &[NamedTarget], out: &mut Vec<
             chain.push(following);
             current = following;
         }
+    }
+}
+
+/// Two targets with one tag: the image built last would take it from the other.
+fn check_shared_tags(loaded: &LoadedManifest, targets: &[NamedTarget], out: &mut Vec<Diagnostic>) {
+    let mut seen: Vec<(String, &str)> = Vec::new();
+    for named in targets {
+        let mut own: Vec<String> = Vec::new();
+        for tag in &named.target.image.tags {
+            let canonical = canonical_tag(tag.get_ref());
+            if own.contains(&canonical) {
+                continue;
+            }
+            if let Some((_, other)) = seen.iter().find(|(t, _)| *t == canonical) {
+                out.push(loaded.diagnostic(
+                    tag.span(),
+                    format!(
+                        "targets `{other}` and `{}` both tag their image {:?}: the one built last would take the tag from the other",
+                        named.name,
+                        tag.get_ref()
+                    ),
+                    Some("give each target's image its own tag".into()),
+                ));
+            }
+            own.push(canonical);
+        }
+        seen.extend(own.into_iter().map(|t| (t, named.name.as_str())));
     }
 }
 

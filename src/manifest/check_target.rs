@@ -4,6 +4,7 @@
 
 use toml::Spanned;
 
+use crate::manifest::check_engine::check_engine_values;
 use crate::manifest::suggest::{quoted, suggestion};
 use crate::manifest::{
     glob, normalise_container_path, parse_duration, parse_port_spec, vars, ArtifactSource,
@@ -30,6 +31,7 @@ pub(crate) fn check_target(
     check_artifact_rules(loaded, &t.artifacts, out);
     check_paths_used_twice(loaded, t, out);
     check_ports(loaded, &t.runtime, out);
+    check_engine_values(loaded, named, out);
 }
 
 /// Paths inside the container are written from its root.
@@ -134,6 +136,7 @@ fn check_other_target_source(
             let root = normalise_container_path(root);
             let inside =
                 path == root || path.starts_with(&format!("{}/", root.trim_end_matches('/')));
+            let root = root.as_str();
             if !inside || has_parent_component(path) {
                 out.push(loaded.diagnostic(
                     artifacts.from.span(),
@@ -300,9 +303,10 @@ fn check_artifact_rules(loaded: &LoadedManifest, artifacts: &Artifacts, out: &mu
     }
 }
 
-/// One container path takes one mount: a host folder, a cache, or the build's output folder.
+/// One container path takes one mount: a host folder, a cache, a secret file, or the build's
+/// output folder (the engine refuses a container with two mounts on one path).
 fn check_paths_used_twice(loaded: &LoadedManifest, t: &Target, out: &mut Vec<Diagnostic>) {
-    let mut seen: Vec<(&str, std::ops::Range<usize>)> = Vec::new();
+    let mut seen: Vec<(String, std::ops::Range<usize>)> = Vec::new();
     for mount in &t.mounts {
         let path = normalise_container_path(mount.target.get_ref());
         if let Some((_, first)) = seen.iter().find(|(p, _)| *p == path) {
@@ -326,6 +330,20 @@ fn check_paths_used_twice(loaded: &LoadedManifest, t: &Target, out: &mut Vec<Dia
             ));
         } else {
             seen.push((path, cache.target.span()));
+        }
+    }
+    for (name, path) in t.builder.iter().flat_map(|b| &b.secrets) {
+        let target = format!("/run/secrets/{name}");
+        if seen.iter().any(|(p, _)| *p == target) {
+            out.push(loaded.diagnostic(
+                path.span(),
+                format!(
+                    "secret {name} is mounted on {target}, which is also a mount or cache target"
+                ),
+                Some("rename the secret, or move the other mount".into()),
+            ));
+        } else {
+            seen.push((target, path.span()));
         }
     }
     if let ArtifactSource::Builder(from) = t.artifacts.source() {

@@ -134,7 +134,8 @@ pub struct Builder {
     pub workdir: Option<Spanned<String>>,
     /// Environment variables for the build command. They never reach the runtime image.
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub env: BTreeMap<Spanned<String>, String>,
     /// The build command: a shell string (run with `/bin/sh -c`) or an argv list (run as is).
     /// It writes the artifacts into `artifacts.from`.
     #[schemars(with = "Command")]
@@ -204,9 +205,10 @@ pub struct Cache {
     #[schemars(with = "String")]
     pub target: Spanned<String>,
     /// The volume name. Defaults to one derived from the project folder and the target, so two
-    /// projects never share a cache by accident.
+    /// projects never share a cache by accident. The engine takes `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
     #[serde(default)]
-    pub name: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub name: Option<Spanned<String>>,
 }
 
 /// The files that are shipped.
@@ -244,27 +246,32 @@ pub struct Runtime {
     pub base: Spanned<String>,
     /// The program the container runs, exec form, e.g. `["/app"]`.
     #[serde(default)]
-    pub entrypoint: Option<Vec<String>>,
+    #[schemars(with = "Option<Vec<String>>")]
+    pub entrypoint: Option<Spanned<Vec<String>>>,
     /// Default arguments, exec form.
     #[serde(default)]
-    pub cmd: Option<Vec<String>>,
+    #[schemars(with = "Option<Vec<String>>")]
+    pub cmd: Option<Spanned<Vec<String>>>,
     /// Environment variables set in the runtime image.
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub env: BTreeMap<Spanned<String>, String>,
     /// The working directory in the runtime image (absolute).
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub workdir: Option<Spanned<String>>,
     /// The user the runtime image runs as, e.g. `65534:65534`.
     #[serde(default)]
-    pub user: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub user: Option<Spanned<String>>,
     /// Ports the image listens on: a number (TCP) or `"53/udp"`.
     #[serde(default)]
     #[schemars(with = "Vec<Port>")]
     pub expose: Vec<Spanned<Port>>,
     /// Labels set on the runtime image.
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub labels: BTreeMap<Spanned<String>, String>,
     /// Commands run inside the runtime image, in one container, with the artifacts mounted
     /// read-only at `artifacts_mount` instead of copied: `["dpkg -i /artifacts/*.deb"]` installs
     /// packages and the image keeps what they install, never the packages. The image gets one
@@ -353,7 +360,7 @@ fn default_artifacts_mount() -> Spanned<String> {
 #[serde(untagged)]
 pub enum Port {
     /// A TCP port number.
-    Number(u16),
+    Number(#[schemars(range(min = 1))] u16),
     /// `PORT/tcp` or `PORT/udp`.
     Spec(String),
 }
@@ -365,7 +372,8 @@ pub struct Image {
     /// Tags given to the runtime image, e.g. `["hello:latest"]`. `--tag` on the command line
     /// replaces them.
     #[serde(default)]
-    pub tags: Vec<String>,
+    #[schemars(with = "Vec<String>")]
+    pub tags: Vec<Spanned<String>>,
 }
 
 fn default_true() -> bool {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
-use toml::de::DeTable;
+use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use crate::manifest::schema_check::{self, Problem};
@@ -14,11 +14,6 @@ use crate::manifest::vars::Overrides;
 use crate::manifest::{
     check, expand, json_schema, Diagnostic, Error, LoadedManifest, Manifest, Result,
 };
-
-/// Read and check a manifest file, with variables from the manifest only.
-pub fn load(path: &Path) -> Result<LoadedManifest> {
-    load_with(path, &Overrides::default())
-}
 
 /// Read and check a manifest file, with variables overridden from outside.
 pub fn load_with(path: &Path, overrides: &Overrides) -> Result<LoadedManifest> {
@@ -153,8 +148,31 @@ fn parse_toml<'s>(source: &'s str, diagnostic: &Locate<'_>) -> Result<Spanned<De
 fn check_shape(document: &mut Spanned<DeTable<'_>>, problems: &mut Vec<Problem>) {
     if let Ok(schema) = serde_json::from_str::<serde_json::Value>(&json_schema()) {
         problems.extend(schema_check::check(document, &schema));
+        default_under_groups(document.get_mut(), problems);
         schema_check::strip_unknown(document.get_mut(), &schema);
     }
+}
+
+/// `default` written under `[groups]` (where it reads as a group named `default`, or a type
+/// error) instead of at the top level, where it selects what a bare `build` builds.
+fn default_under_groups(document: &mut DeTable<'_>, problems: &mut Vec<Problem>) {
+    let Some(DeValue::Table(groups)) = document.get_mut("groups").map(|g| g.get_mut()) else {
+        return;
+    };
+    let Some((key, value)) = groups.get_key_value("default") else {
+        return;
+    };
+    let (key, value) = (key.span(), value.span());
+    problems.retain(|p| p.span != value);
+    problems.push(Problem {
+        span: key,
+        message: "`default` is a top-level key, not a group".into(),
+        help: Some(
+            "move `default = ...` above the first [table]: there it says what a bare `dockception build` builds"
+                .into(),
+        ),
+    });
+    groups.remove("default");
 }
 
 /// Mistakes only inside `[gates]` tables are a misconfigured gate (exit status 2), anything

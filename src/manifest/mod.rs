@@ -1,11 +1,12 @@
 //! `dockception.toml`: the serde types that are also the JSON Schema, loading, and the checks
 //! that need nothing but the file itself. Every error points at `file:line:col`.
 //!
-//! The stage's contract is here: [`load()`] / [`load_with`] / [`parse_bytes_with`] give a
+//! The stage's contract is here: [`load_with`] / [`parse_bytes_with`] give a
 //! [`LoadedManifest`] whose targets ([`Manifest::targets`]) later stages resolve. `document`
 //! holds the types, `load` the reading, `expand` the variables, `schema_check` the key and type
-//! check against the schema, `check` and `check_target` the semantic checks, `suggest` the
-//! "did you mean" of every rejected name.
+//! check against the schema, `check` and `check_target` the semantic checks, `check_engine` what
+//! the engine would refuse later (with `reference`, Docker's image reference grammar), `suggest`
+//! the "did you mean" of every rejected name.
 
 pub mod diagnostic;
 mod error;
@@ -14,12 +15,14 @@ pub use diagnostic::Diagnostic;
 pub use error::{Error, Result};
 
 mod check;
+mod check_engine;
 mod check_target;
 mod document;
 mod expand;
 pub mod gates;
 pub mod glob;
 mod load;
+mod reference;
 pub mod schema_check;
 pub mod starter;
 pub mod suggest;
@@ -33,7 +36,8 @@ pub use document::{
     json_schema, ArtifactSource, Artifacts, Builder, Command, Init, Libs, Manifest, Mount, Port,
     Runtime, Target,
 };
-pub use load::{load, load_with, parse_bytes_with, MAX_MANIFEST_BYTES};
+pub use load::{load_with, parse_bytes_with, MAX_MANIFEST_BYTES};
+pub(crate) use reference::{canonical_tag, reference_help, reference_problem, Use as ReferenceUse};
 pub use values::parse_duration;
 pub(crate) use values::{normalise_container_path, parse_port_spec};
 

@@ -449,7 +449,7 @@ mod tests {
             [
                 "`builder.run` must be a string or an array, not an integer",
                 "`runtime.expose[0]` must be an integer or a string, not a boolean",
-                "`runtime.expose[1]` is 70000, outside 0..=65535",
+                "`runtime.expose[1]` is 70000, outside 1..=65535",
             ]
         );
     }

@@ -19,7 +19,7 @@ mod up_to_date;
 
 pub(crate) use caches::{list_caches, remove_caches};
 pub(crate) use context::write_context;
-pub(crate) use review::{load_gates, load_source, review};
+pub(crate) use review::{load_source, review};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 

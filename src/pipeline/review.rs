@@ -1,28 +1,14 @@
 //! `report` and gates: load a report or an image as a baseline, compare, check the gates.
 
-use std::path::Path;
-
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::manifest;
 use crate::plan::Plan;
 use crate::progress::Progress;
-use crate::report::gates::{self, GateFlags, GateSet};
+use crate::report::gates::{self, GateSet};
 use crate::report::store::{self as baseline, Source};
 use crate::report::{diff, Document, Report};
 
 use super::measure::measure_image;
-
-/// The gates of the manifest at `manifest` (when given) with `flags` on top; every problem is
-/// one misconfigured-gate error (`ManifestError::GateConfig`, exit status 2).
-pub fn load_gates(
-    manifest: Option<&Path>,
-    target: Option<&str>,
-    flags: &GateFlags,
-) -> Result<GateSet> {
-    let loaded = manifest.map(manifest::load).transpose()?;
-    Ok(GateSet::resolve(loaded.as_ref(), target, flags)?)
-}
 
 /// Load a report file, or measure an image (which needs `engine`). A file or image that does
 /// not exist is [`Error::BaselineMissing`] when `as_baseline`.

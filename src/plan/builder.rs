@@ -35,7 +35,7 @@ pub(crate) fn builder_plan(
         (None, None) => None,
     };
     let output_target = match t.artifacts.source() {
-        ArtifactSource::Builder(from) => manifest::normalise_container_path(from).to_string(),
+        ArtifactSource::Builder(from) => manifest::normalise_container_path(from),
         ArtifactSource::Target { .. } => "/out".to_string(),
     };
     Ok(BuilderPlan {
@@ -74,7 +74,7 @@ fn bind_mounts(
         match std::fs::metadata(&host) {
             Ok(_) => out.push(BindMount {
                 source: host,
-                target: manifest::normalise_container_path(mount.target.get_ref()).to_string(),
+                target: manifest::normalise_container_path(mount.target.get_ref()),
                 read_only: mount.read_only,
             }),
             Err(e) => problems.push(loaded.diagnostic(
@@ -126,7 +126,7 @@ fn cache_volumes(loaded: &LoadedManifest, project: &str, named: &NamedTarget) ->
         .caches
         .iter()
         .map(|c| {
-            let target = manifest::normalise_container_path(c.target.get_ref()).to_string();
+            let target = manifest::normalise_container_path(c.target.get_ref());
             let scope = if loaded.manifest.has_named_targets() {
                 format!("{}-{}", slug(&named.name), slug(&target))
             } else {
@@ -135,10 +135,62 @@ fn cache_volumes(loaded: &LoadedManifest, project: &str, named: &NamedTarget) ->
             CacheVolume {
                 volume: c
                     .name
-                    .clone()
+                    .as_ref()
+                    .map(|n| n.get_ref().clone())
                     .unwrap_or_else(|| format!("dockception-{project}-{scope}")),
                 target,
             }
         })
         .collect()
+}
+
+/// Cache volumes two caches would share without saying so: a derived name that another cache's
+/// name equals (`/a-b` and `/a/b` make one name, so do targets `my-app` and `my_app`), or one
+/// name twice in a target. A problem at the second cache of each pair.
+pub(crate) fn shared_volumes(
+    loaded: &LoadedManifest,
+    named: &[NamedTarget],
+    builders: &std::collections::BTreeMap<&str, BuilderPlan>,
+) -> Vec<Diagnostic> {
+    let mut problems = Vec::new();
+    // (volume, target, whether its name is written, the cache's path)
+    let mut seen: Vec<(&str, &str, bool, &str)> = Vec::new();
+    for t in named {
+        let Some(builder) = builders.get(t.name.as_str()) else {
+            continue;
+        };
+        for (cache, volume) in t.target.caches.iter().zip(&builder.caches) {
+            let written = cache.name.is_some();
+            let clash = seen.iter().find(|(v, target, other_written, _)| {
+                *v == volume.volume && (!written || !other_written || *target == t.name)
+            });
+            if let Some((_, target, _, path)) = clash {
+                let span = cache
+                    .name
+                    .as_ref()
+                    .map_or(cache.target.span(), |n| n.span());
+                // A derived name holds the project's path hash: name only what is written.
+                let named_as = match &cache.name {
+                    Some(name) => format!(", both named {}", name.get_ref()),
+                    None => String::new(),
+                };
+                let of_target = if *target == t.name {
+                    String::new()
+                } else {
+                    format!(" of target `{target}`")
+                };
+                problems.push(loaded.diagnostic(
+                    span,
+                    format!(
+                        "the cache on {} would share one volume with the cache on {path}{of_target}{named_as}",
+                        volume.target
+                    ),
+                    Some("give one of them a name of its own (name = \"...\" in its [[cache]])".into()),
+                ));
+            } else {
+                seen.push((&volume.volume, &t.name, written, &volume.target));
+            }
+        }
+    }
+    problems
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::manifest::{self, ArtifactSource, LoadedManifest, NamedTarget, Port};
-use crate::plan::builder::builder_plan;
+use crate::plan::builder::{builder_plan, shared_volumes};
 use crate::plan::paths::{absolute, folder_of};
 use crate::plan::project::project_name;
 use crate::plan::select::{build_order, select, with_dependencies};
@@ -81,6 +81,9 @@ fn builder_plans<'a>(
                 Err(mut more) => problems.append(&mut more),
             }
         }
+    }
+    if problems.is_empty() {
+        problems = shared_volumes(loaded, named, &builders);
     }
     if problems.is_empty() {
         Ok(builders)
@@ -163,7 +166,7 @@ fn target_plan(
                 .iter()
                 .map(|g| g.get_ref().clone())
                 .collect(),
-            dest: manifest::normalise_container_path(t.artifacts.dest.get_ref()).to_string(),
+            dest: manifest::normalise_container_path(t.artifacts.dest.get_ref()),
         },
         runtime: runtime_plan(&t.runtime),
         tags,
@@ -184,16 +187,15 @@ fn runtime_plan(runtime: &manifest::Runtime) -> RuntimePlan {
         .collect();
     RuntimePlan {
         base: runtime.base.get_ref().clone(),
-        entrypoint: runtime.entrypoint.clone(),
-        cmd: runtime.cmd.clone(),
+        entrypoint: runtime.entrypoint.as_ref().map(|e| e.get_ref().clone()),
+        cmd: runtime.cmd.as_ref().map(|c| c.get_ref().clone()),
         env: sorted(&runtime.env),
         workdir: runtime.workdir.as_ref().map(|w| w.get_ref().clone()),
-        user: runtime.user.clone(),
+        user: runtime.user.as_ref().map(|u| u.get_ref().clone()),
         expose,
         labels: sorted(&runtime.labels),
         steps: runtime.run.iter().map(|s| s.get_ref().clone()).collect(),
-        artifacts_mount: manifest::normalise_container_path(runtime.artifacts_mount.get_ref())
-            .to_string(),
+        artifacts_mount: manifest::normalise_container_path(runtime.artifacts_mount.get_ref()),
         init: match runtime.init.get_ref() {
             manifest::Init::Enabled(false) => InitPlan::None,
             manifest::Init::Enabled(true) => InitPlan::Auto,
@@ -204,8 +206,10 @@ fn runtime_plan(runtime: &manifest::Runtime) -> RuntimePlan {
 }
 
 /// A map's entries in name order.
-pub(crate) fn sorted(map: &BTreeMap<String, String>) -> Vec<(String, String)> {
-    map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+pub(crate) fn sorted(map: &BTreeMap<toml::Spanned<String>, String>) -> Vec<(String, String)> {
+    map.iter()
+        .map(|(k, v)| (k.get_ref().clone(), v.clone()))
+        .collect()
 }
 
 #[cfg(test)]

@@ -2,8 +2,9 @@
 //! manifest under tests/fixtures/bad/ gives exactly its snapshot (tests/fixtures/bad/*.stderr),
 //! and the examples plan, validate against the schema, and select targets as documented.
 //!
-//! To accept changed messages: `DOCKCEPTION_BLESS=1 cargo test --test manifest`, then review
-//! the diff of the .stderr files.
+//! A changed or missing snapshot fails. To accept new messages on purpose:
+//! `DOCKCEPTION_BLESS=1 cargo test --test integration -- manifest::`, then review the diff of
+//! the .stderr files.
 
 use std::path::Path;
 use std::process::Command;
@@ -25,7 +26,7 @@ fn plan(args: &[&str], cwd: &Path) -> (Option<i32>, String, String) {
 #[test]
 fn every_bad_manifest_gives_its_snapshot() {
     let dir = repo().join("tests/fixtures/bad");
-    let bless = std::env::var_os("DOCKCEPTION_BLESS").is_some();
+    let bless = blessing();
     let mut manifests: Vec<_> = std::fs::read_dir(&dir)
         .expect("tests/fixtures/bad")
         .map(|e| e.expect("entry").path())
@@ -42,7 +43,12 @@ fn every_bad_manifest_gives_its_snapshot() {
     for manifest in &manifests {
         let relative = manifest.strip_prefix(repo()).expect("inside the repo");
         let (code, stdout, stderr) = plan(&["-f", relative.to_str().expect("utf-8")], &repo());
-        assert_eq!(code, Some(1), "{}: {stderr}", relative.display());
+        // A misconfigured gate is exit status 2 (README: Gates), any other mistake 1.
+        let gates_only = relative
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("gates-"));
+        let status = if gates_only { 2 } else { 1 };
+        assert_eq!(code, Some(status), "{}: {stderr}", relative.display());
         assert!(stdout.is_empty(), "{}: printed a plan", relative.display());
         assert!(
             !stderr.contains("panicked"),
@@ -50,21 +56,13 @@ fn every_bad_manifest_gives_its_snapshot() {
             relative.display()
         );
         let got = stderr.replace(&root, "$REPO");
-        let snapshot = manifest.with_extension("stderr");
-        let expected = std::fs::read_to_string(&snapshot).unwrap_or_default();
-        if got != expected {
-            if bless || expected.is_empty() {
-                std::fs::write(&snapshot, &got).expect("write snapshot");
-            }
-            mismatches.push(format!(
-                "{}\n--- expected\n{expected}--- got\n{got}",
-                relative.display()
-            ));
+        if let Err(problem) = check_snapshot(&manifest.with_extension("stderr"), &got, bless) {
+            mismatches.push(problem);
         }
     }
     assert!(
         mismatches.is_empty(),
-        "{} snapshots differ (fresh ones were written; review and commit them):\n\n{}",
+        "{} snapshots differ or are missing:\n\n{}",
         mismatches.len(),
         mismatches.join("\n")
     );
@@ -79,6 +77,7 @@ fn every_error_points_at_file_line_and_column_with_a_caret_and_a_fix() {
             continue;
         }
         let text = std::fs::read_to_string(&path).expect("read");
+        let text = text.replacen("error: misconfigured gate: ", "error: ", 1);
         assert!(
             text.starts_with("error: tests/fixtures/bad/"),
             "{}",
@@ -188,6 +187,89 @@ fn the_compilation_images_example_orders_and_selects_targets() {
     let (code, _, stderr) = plan(&["-f", m, "--tag", "app:1"], &repo());
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("write --tag TARGET=app:1"), "{stderr}");
+
+    // A --tag is checked like the manifest's tags, and two targets never share one.
+    let (code, _, stderr) = plan(&["-f", m, "--tag", "run=App:1"], &repo());
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--tag App:1: the image reference has uppercase letters")
+            && stderr.contains("help: write \"app:1\""),
+        "{stderr}"
+    );
+    let (code, _, stderr) = plan(&["-f", m, "--tag", "run=compilation-build"], &repo());
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("targets `build` and `run` would both be tagged compilation-build"),
+        "{stderr}"
+    );
+    // The same tag is fine for a target whose image is not built this time.
+    let (code, _, stderr) = plan(&["-f", m, "run", "--tag", "run=compilation-build"], &repo());
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+/// `default` where README.md and the example put it (a top-level key, above the first table)
+/// is what a bare `plan`/`build` selects; names on the command line and `--all` replace it.
+#[test]
+fn the_default_selection_is_what_a_bare_run_builds() {
+    let example =
+        std::fs::read_to_string(repo().join("examples/compilation-images/dockception.toml"))
+            .expect("the example");
+    let first_table = example.find("\n[").expect("a table");
+    let at = example
+        .find("\ndefault = \"images\"\n")
+        .expect("the example sets default");
+    assert!(
+        at < first_table,
+        "default is a top-level key, above the first table"
+    );
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
+    let snippet = readme
+        .split_once("(`examples/compilation-images/dockception.toml`):\n\n```toml\n")
+        .map(|(_, rest)| rest.split("```").next().unwrap_or(rest))
+        .expect("README.md shows the targets example");
+    let line = snippet
+        .lines()
+        .position(|l| l.starts_with("default = "))
+        .expect("README shows default");
+    let table = snippet
+        .lines()
+        .position(|l| l.starts_with('['))
+        .expect("a table");
+    assert!(
+        line < table,
+        "README.md puts default above the first table:\n{snippet}"
+    );
+
+    // The example's default is every target, which is also what no default gives: select
+    // one target with it, at the same place, to see it work.
+    let dir = project("default");
+    let manifest = example.replace("\ndefault = \"images\"\n", "\ndefault = \"run\"\n");
+    write_files(
+        dir.path(),
+        &[("dockception.toml", &manifest), ("src/go.mod", "")],
+    );
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["--format", "json"];
+        all.extend_from_slice(args);
+        let (code, stdout, stderr) = plan(&all, dir.path());
+        assert_eq!(code, Some(0), "{stderr}");
+        serde_json::from_str(&stdout).expect("plan JSON")
+    };
+    let bare = json(&[]);
+    assert_eq!(bare["selected"], serde_json::json!(["run"]));
+    assert_eq!(
+        bare["order"],
+        serde_json::json!(["build", "run"]),
+        "run needs build"
+    );
+    assert_eq!(
+        json(&["--all"])["selected"],
+        serde_json::json!(["build", "run"])
+    );
+    assert_eq!(json(&["build"])["selected"], serde_json::json!(["build"]));
+    let list = manifest.replace("\ndefault = \"run\"\n", "\ndefault = [\"build\"]\n");
+    write_files(dir.path(), &[("dockception.toml", &list)]);
+    assert_eq!(json(&[])["selected"], serde_json::json!(["build"]));
 }
 
 #[test]

@@ -707,7 +707,8 @@ fn misconfigured_manifest_gates_exit_2_before_any_engine_is_asked() {
                 ("src/app.c", ""),
             ],
         );
-        for command in [&["build"][..], &["report"][..]] {
+        // `plan` is the dry run CI uses: it checks the gates as `build` does.
+        for command in [&["build"][..], &["report"][..], &["plan"][..]] {
             let (code, stderr) = offline(command, dir.path());
             assert_eq!(code, Some(2), "{command:?} {gates}: {stderr}");
             assert!(stderr.starts_with(expected), "{command:?} {gates}:\n{stderr}");
@@ -736,4 +737,55 @@ fn report_without_a_build_says_what_to_do() {
         stderr.contains("there is no dockception.toml here"),
         "{stderr}"
     );
+}
+
+/// `--set` and `DOCKCEPTION_VAR_*` reach `[gates]` too: the manifest is read once, so the gates
+/// see the variables the plan sees (they were read again without them: `${TAG}` was undefined
+/// and `${LIMIT}` kept its `[vars]` value).
+#[test]
+fn set_and_environment_variables_reach_the_gates() {
+    if !engine_with(&["busybox:local"]) {
+        return;
+    }
+    let image = TestImage::new("gatevars");
+    let dir = project("gatevars");
+    write_files(
+        dir.path(),
+        &[(
+            "dockception.toml",
+            "[vars]\nLIMIT = \"1 B\"\n\n[builder]\nimage = \"busybox:local\"\nrun = \"echo hi > /out/app\"\n\n[artifacts]\ninclude = [\"app\"]\n\n[image]\ntags = [\"${TAG}\"]\n\n[gates]\nmax_image_size = \"${LIMIT}\"\n",
+        )],
+    );
+    let tag = format!("TAG={}", image.0);
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("DOCKCEPTION_VAR_TAG")
+            .env_remove("DOCKCEPTION_VAR_LIMIT")
+            .envs(env.iter().copied())
+            .output()
+            .expect("dockception runs");
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let (code, stdout, stderr) = run(&["build", "-q", "--set", &tag, "--set", "LIMIT=1 MiB"], &[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("gates: PASS"), "{stdout}");
+    assert!(image_exists(&image.0), "tagged with --set TAG");
+
+    // From the environment, for `build` and `report` alike.
+    let env = [
+        ("DOCKCEPTION_VAR_TAG", image.0.as_str()),
+        ("DOCKCEPTION_VAR_LIMIT", "1 MiB"),
+    ];
+    let (code, stdout, stderr) = run(&["build", "-q"], &env);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let (code, stdout, stderr) = run(&["report"], &env);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("gates: PASS"), "{stdout}");
+
+    // Without the override the gate has the manifest's 1 B, and fails.
+    let (code, stdout, stderr) = run(&["build", "-q", "--set", &tag], &[]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("gates: FAIL"), "{stdout}");
 }

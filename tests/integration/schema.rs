@@ -3,17 +3,41 @@
 
 use std::path::PathBuf;
 
-/// Compare a checked-in schema with the fresh one; when stale, write the fresh one and fail.
+use crate::support::{blessing, check_snapshot};
+
+/// Compare a checked-in schema with the fresh one; a stale one fails, and is rewritten only
+/// with `DOCKCEPTION_BLESS=1` (or by `cargo xtask schema`).
 fn assert_fresh(relative: &str, fresh: String) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative);
-    let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
-    if checked_in != fresh {
-        std::fs::write(&path, &fresh).expect("write the fresh schema");
-        panic!(
-            "{} was stale; it has been regenerated (cargo xtask schema): commit it",
-            path.display()
-        );
+    if let Err(problem) = check_snapshot(&path, &fresh, blessing()) {
+        panic!("{problem}\n(or regenerate it with `cargo xtask schema`)");
     }
+}
+
+/// The snapshot check fails on a stale or missing file without touching it, every time, and
+/// writes the file only when blessed.
+#[test]
+fn a_stale_or_missing_snapshot_fails_until_it_is_blessed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("snapshot.txt");
+    for _ in 0..2 {
+        let missing = check_snapshot(&path, "new\n", false).expect_err("missing");
+        assert!(missing.contains("does not exist"), "{missing}");
+        assert!(missing.contains("DOCKCEPTION_BLESS=1"), "{missing}");
+        assert!(!path.exists(), "a missing snapshot is not written");
+    }
+    std::fs::write(&path, "old\n").expect("write");
+    for _ in 0..2 {
+        let stale = check_snapshot(&path, "new\n", false).expect_err("stale");
+        assert!(
+            stale.contains("differs") && stale.contains("DOCKCEPTION_BLESS=1"),
+            "{stale}"
+        );
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "old\n");
+    }
+    check_snapshot(&path, "new\n", true).expect("blessed");
+    assert_eq!(std::fs::read_to_string(&path).expect("read"), "new\n");
+    check_snapshot(&path, "new\n", false).expect("now up to date");
 }
 
 #[test]

@@ -128,6 +128,41 @@ pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
     }
 }
 
+/// The environment variable that accepts new snapshots and generated files on purpose, like
+/// rust-analyzer's `UPDATE_EXPECT=1`: `DOCKCEPTION_BLESS=1 cargo test --test integration`.
+pub const BLESS: &str = "DOCKCEPTION_BLESS";
+
+/// Whether this run accepts what it produces as the new snapshots (`DOCKCEPTION_BLESS=1`).
+pub fn blessing() -> bool {
+    std::env::var_os(BLESS).is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Compare `got` with the checked-in file at `path`. A file that differs or is missing is an
+/// error naming it and how to accept the change, and is left as it was; only when `bless` is
+/// it (re)written, and then it is no error.
+pub fn check_snapshot(path: &Path, got: &str, bless: bool) -> Result<(), String> {
+    let expected = match std::fs::read_to_string(path) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(format!("{}: cannot read it: {e}", path.display())),
+    };
+    if expected.as_deref() == Some(got) {
+        return Ok(());
+    }
+    if bless {
+        return std::fs::write(path, got)
+            .map_err(|e| format!("{}: cannot write it: {e}", path.display()));
+    }
+    let how = format!("rerun with {BLESS}=1 to accept it, then review and commit the diff");
+    Err(match expected {
+        None => format!("{} does not exist; {how}\n--- got\n{got}", path.display()),
+        Some(expected) => format!(
+            "{} differs; {how}\n--- expected\n{expected}--- got\n{got}",
+            path.display()
+        ),
+    })
+}
+
 /// Containers (any state) whose project label belongs to the project folder `dir`.
 pub fn containers_of(dir: &Path) -> Vec<String> {
     let name = slug(&dir.file_name().expect("name").to_string_lossy());
