@@ -33,7 +33,12 @@ pub(super) async fn clean(
     }
     let engine = Engine::connect().await?;
     let cleaned = engine
-        .clean((!all).then_some(project.as_str()), caches, force)
+        .clean(
+            (!all).then_some(project.as_str()),
+            &crate::deliver::load::loaded_images(&out_dir),
+            caches,
+            force,
+        )
         .await?;
     for name in &cleaned.containers {
         outln!("removed container {name}");

@@ -6,12 +6,47 @@
 
 use std::fs::File;
 use std::io::{self, Write};
+use std::path::Path;
 
 use bytes::Bytes;
 use futures_util::Stream;
 
 use crate::image::manifest::{archive_path, docker_archive_manifest};
 use crate::image::WrittenImage;
+
+/// The file in a project's output folder that lists the images its builds loaded, so that
+/// `clean` knows which untagged images are the project's: the images name no project (their
+/// bytes must not depend on the project's folder).
+pub const LOADED_LIST: &str = "loaded-images";
+
+/// How many loaded images the list remembers.
+const LOADED_KEPT: usize = 500;
+
+/// Add `image_id` to the list of images loaded from the output folder `out_base`.
+pub fn record_loaded(out_base: &Path, image_id: &str) -> io::Result<()> {
+    let mut ids = loaded_images(out_base);
+    if ids.iter().any(|id| id == image_id) {
+        return Ok(());
+    }
+    ids.push(image_id.to_string());
+    let skip = ids.len().saturating_sub(LOADED_KEPT);
+    let text: String = ids.iter().skip(skip).map(|id| format!("{id}\n")).collect();
+    std::fs::create_dir_all(out_base)?;
+    crate::fsutil::write_atomic(&out_base.join(LOADED_LIST), text.as_bytes())
+}
+
+/// The images loaded from the output folder `out_base`, oldest first (none when the list is
+/// missing).
+pub fn loaded_images(out_base: &Path) -> Vec<String> {
+    std::fs::read_to_string(out_base.join(LOADED_LIST))
+        .map(|text| {
+            text.lines()
+                .filter(|l| l.starts_with("sha256:"))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
 
 /// Compressed bytes of the layers [`archive`] leaves out when the engine has the base.
 pub fn skipped_bytes(image: &WrittenImage, engine_has_base: bool) -> u64 {
@@ -154,6 +189,16 @@ mod tests {
                     .into_owned()
             })
             .collect()
+    }
+
+    #[test]
+    fn loaded_images_are_listed_once_each() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(loaded_images(dir.path()).is_empty());
+        record_loaded(dir.path(), "sha256:a").expect("record");
+        record_loaded(dir.path(), "sha256:b").expect("record");
+        record_loaded(dir.path(), "sha256:a").expect("record");
+        assert_eq!(loaded_images(dir.path()), ["sha256:a", "sha256:b"]);
     }
 
     #[test]

@@ -114,12 +114,13 @@ impl Engine {
     pub(crate) async fn clean(
         &self,
         project: Option<&str>,
+        loaded: &[String],
         caches: bool,
         force: bool,
     ) -> Result<Cleaned> {
         let mut cleaned = Cleaned::default();
         self.clean_containers(project, force, &mut cleaned).await?;
-        self.clean_images(project, &mut cleaned).await?;
+        self.clean_images(project, loaded, &mut cleaned).await?;
         self.clean_volumes(project, caches, &mut cleaned).await?;
         Ok(cleaned)
     }
@@ -186,8 +187,16 @@ impl Engine {
         (name, labelled)
     }
 
-    async fn clean_images(&self, project: Option<&str>, cleaned: &mut Cleaned) -> Result<()> {
-        let mut filters = label_filter(None, project);
+    /// Dangling images of `project`: those labelled with it (made before dockception wrote its
+    /// images itself), and those of `loaded` (the images its builds loaded, which name no
+    /// project: their bytes must not depend on the project's folder).
+    async fn clean_images(
+        &self,
+        project: Option<&str>,
+        loaded: &[String],
+        cleaned: &mut Cleaned,
+    ) -> Result<()> {
+        let mut filters = label_filter(None, None);
         filters.insert("dangling".into(), vec!["true".into()]);
         let options = ListImagesOptionsBuilder::default()
             .filters(&filters)
@@ -198,6 +207,14 @@ impl Engine {
             .await
             .doing(On::Engine, || "listing dockception's images".into())?;
         for image in images {
+            let labelled = image.labels.get(PROJECT_LABEL).map(String::as_str);
+            let its = match labelled {
+                Some(_) => labelled == project,
+                None => loaded.contains(&image.id),
+            };
+            if project.is_some() && !its {
+                continue;
+            }
             match self.remove_image(&image.id).await {
                 Ok(true) => cleaned.images.push(image.id),
                 Ok(false) => {}

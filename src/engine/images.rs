@@ -217,26 +217,6 @@ impl Engine {
         }
     }
 
-    /// Remove `image_id` if it is dockception's and no tag names it any more (a rebuild moved
-    /// its tags to a new image); an image a container still uses stays.
-    pub(crate) async fn remove_if_replaced(&self, image_id: &str) -> Result<bool> {
-        let Some(inspect) = self.inspect_image(image_id).await? else {
-            return Ok(false);
-        };
-        let ours = inspect
-            .config
-            .as_ref()
-            .and_then(|c| c.labels.as_ref())
-            .and_then(|l| l.get(crate::plan::LABEL))
-            .map(String::as_str)
-            == Some("image");
-        let untagged = inspect.repo_tags.as_ref().is_none_or(|t| t.is_empty());
-        if !(ours && untagged) {
-            return Ok(false);
-        }
-        Ok(self.remove_image(image_id).await.unwrap_or(false))
-    }
-
     /// Run `script` in a container of `base` with `mount_dir` mounted read-only at
     /// `mount_at`; when it succeeds, hand `read` what the script changed (the engine's change
     /// list) and the container's file system as a tar stream (on a blocking thread, never

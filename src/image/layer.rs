@@ -143,9 +143,18 @@ impl Write for LayerWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         self.hasher.update(data);
         self.tar_bytes += data.len() as u64;
-        self.pending.extend_from_slice(data);
-        if self.pending.len() >= CHUNK {
-            self.send()?;
+        // The compressor sees chunks of exactly CHUNK bytes, whatever sizes the tar arrives in
+        // (an export comes as the network delivers it): deflate's output depends on how its
+        // input is fed, and the blob must not.
+        let mut rest = data;
+        while !rest.is_empty() {
+            let room = CHUNK - self.pending.len();
+            let (now, later) = rest.split_at(room.min(rest.len()));
+            self.pending.extend_from_slice(now);
+            rest = later;
+            if self.pending.len() == CHUNK {
+                self.send()?;
+            }
         }
         Ok(data.len())
     }
@@ -200,6 +209,15 @@ mod tests {
         assert_eq!(reading.join().expect("reader"), tar, "the copy is the tar");
         let second = write(None);
         assert_eq!(first, second, "same tar, same blob");
+        let mut pieces = LayerWriter::start(&store, None).expect("start");
+        for piece in tar.chunks(7919) {
+            pieces.write_all(piece).expect("write");
+        }
+        assert_eq!(
+            pieces.finish().expect("finish"),
+            first,
+            "the same blob whatever sizes the tar comes in"
+        );
         assert_eq!(
             first.diff_id,
             format!("sha256:{}", hex(&Sha256::digest(&tar)))

@@ -336,22 +336,15 @@ pub(crate) fn measure_written(
     Ok(measure::measure(&SavedImage { config, layers }, &context))
 }
 
-/// Load `written` into the engine as `tags` (only the layers it lacks when it has the base),
-/// and remove the images the tags named before, when nothing else names them.
+/// Load `written` into the engine as `tags` (only the layers it lacks when it has the base).
+/// The tags' previous images stay, untagged, as after a `docker build`; `clean` removes them.
 pub(crate) async fn load(
     engine: &Engine,
     written: &WrittenImage,
     tags: &[String],
     engine_has_base: bool,
 ) -> Result<Delivery> {
-    let mut replaced = Vec::new();
-    for tag in tags {
-        if let Some(facts) = engine.image_facts(tag).await? {
-            if facts.id != written.image_id() {
-                replaced.push(facts.id);
-            }
-        }
-    }
+    let blobs = written.blobs.clone();
     let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counter = std::sync::Arc::clone(&sent);
     let archive = deliver::load::archive(written.clone(), tags.to_vec(), engine_has_base).inspect(
@@ -362,10 +355,9 @@ pub(crate) async fn load(
         },
     );
     engine.load_archive(archive, written.image_id()).await?;
-    replaced.sort();
-    replaced.dedup();
-    for id in replaced {
-        engine.remove_if_replaced(&id).await?;
+    if let Some(out_base) = blobs.parent() {
+        deliver::load::record_loaded(out_base, written.image_id())
+            .map_err(|e| Error::io("writing", out_base.join(deliver::load::LOADED_LIST), e))?;
     }
     Ok(Delivery {
         to: "engine".into(),

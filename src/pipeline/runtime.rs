@@ -215,7 +215,7 @@ pub(crate) async fn build_image(
         let mut spec = context_spec(plan, &prepared, collected);
         spec.add_files(std::mem::take(&mut libraries.files));
         progress.phase(&format!(
-            "writing the runtime image on {}",
+            "building the runtime image on {}",
             plan.runtime.base
         ));
         let (layer, scan) = image::write_files_layer(spec, &store).await?;
@@ -242,7 +242,11 @@ pub(crate) async fn build_image(
         .chain([written.image_id().to_string(), written.digest().to_string()])
         .collect();
     store.prune(crate::image::blobs::DEFAULT_LIMIT, &keep);
-    let runtime_bytes = measured.layers.iter().map(|l| l.sizes.content_bytes).sum();
+    // The size as the engine counts it, as for any image; the rest is from what we wrote.
+    let runtime_bytes = match engine.image_facts(written.image_id()).await? {
+        Some(facts) => facts.size,
+        None => measured.layers.iter().map(|l| l.sizes.content_bytes).sum(),
+    };
     let report = Report::from_measurement(
         written.image_id(),
         plan.tags.clone(),

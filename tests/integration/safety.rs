@@ -65,13 +65,21 @@ user = "65534:65534"
         inspect("volume", &volumes[0], "{{index .Labels \"dockception\"}}"),
         "cache"
     );
+    // The image is labelled as dockception's, but names no project: its bytes must not depend
+    // on the project's folder. The project's output folder lists it instead, for `clean`.
     assert_eq!(
         inspect(
             "image",
             &image.0,
-            "{{index .Config.Labels \"dockception\"}} {{index .Config.Labels \"dockception.project\"}}"
+            "{{index .Config.Labels \"dockception\"}}|{{index .Config.Labels \"dockception.project\"}}"
         ),
-        format!("image {project}")
+        "image|"
+    );
+    let loaded = std::fs::read_to_string(dir.path().join(".dockception/loaded-images"))
+        .expect("the loaded images are listed");
+    assert!(
+        loaded.contains(&inspect("image", &image.0, "{{.Id}}")),
+        "{loaded}"
     );
 
     // Cache volumes survive a plain clean and go with --caches.
