@@ -34,6 +34,9 @@ mod api;
 mod artifacts;
 #[doc(hidden)]
 pub mod cli;
+// Public only for the integration tests until the pipeline calls it.
+#[doc(hidden)]
+pub mod deliver;
 mod engine;
 pub mod error;
 mod fsutil;
