@@ -75,7 +75,7 @@ pub enum Error {
     Registry {
         /// What was being done, e.g. "pushing to".
         action: &'static str,
-        /// The registry (host[:port]).
+        /// The registry (`host[:port]`).
         registry: String,
         /// The repository.
         repository: String,

@@ -5,9 +5,11 @@
 use std::io::{self, Write};
 use std::path::Path;
 
+pub use crate::image::base::BaseImage;
 use crate::image::blobs::BlobStore;
 use crate::image::layer::LayerWriter;
-use crate::image::{manifest, WrittenImage, WrittenLayer};
+use crate::image::manifest;
+pub use crate::image::{WrittenImage, WrittenLayer};
 
 /// An image in the store at `store` with one layer per entry of `layers` (each a list of
 /// `(path, content)` files), on no base.
@@ -56,4 +58,30 @@ pub fn layer(store: &BlobStore, files: &[(&str, Vec<u8>)]) -> io::Result<Written
     }
     writer.flush()?;
     writer.finish()
+}
+
+/// The blob store at `root`.
+pub fn store(root: &Path) -> BlobStore {
+    BlobStore::at(root)
+}
+
+/// An image in the store at `store` on `base_layers` (marked as the base's), with one more
+/// layer of `files`; `base_ref` names where the base came from.
+pub fn image_on(
+    store: &Path,
+    base_layers: &[WrittenLayer],
+    files: &[(&str, Vec<u8>)],
+    base_ref: Option<String>,
+) -> io::Result<WrittenImage> {
+    let store = BlobStore::at(store);
+    let mut layers: Vec<WrittenLayer> = base_layers
+        .iter()
+        .cloned()
+        .map(|mut l| {
+            l.from_base = true;
+            l
+        })
+        .collect();
+    layers.push(layer(&store, files)?);
+    image_of(&store, layers, base_ref)
 }

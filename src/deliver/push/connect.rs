@@ -50,12 +50,25 @@ pub(super) async fn connect(
     };
     let http = client(registry, settings, ClientProtocol::Http)?;
     match http.auth(reference, &auth, operation).await {
-        Ok(_) => Ok(Registry { client: http, auth }),
+        // A TLS server answers plain HTTP with a 400: then HTTPS was right, and its error says
+        // what is wrong (most often a certificate).
+        Ok(_) if speaks_registry(&http, reference).await => Ok(Registry { client: http, auth }),
+        Ok(_) => Err(registry_error(action, reference, failed)),
         Err(e) if is_connection(&e) => {
             // Neither answers: the HTTPS error says more (a refused connection, a certificate).
             Err(registry_error(action, reference, failed))
         }
         Err(e) => Err(registry_error(action, reference, e)),
+    }
+}
+
+/// Whether the registry answers `client` as a registry does (a blob that is not there is a
+/// 404, or credentials are asked for), not with a 400 as a TLS server asked in plain HTTP.
+async fn speaks_registry(client: &Client, reference: &Reference) -> bool {
+    let nothing = format!("sha256:{}", "0".repeat(64));
+    match client.blob_exists(reference, &nothing).await {
+        Ok(_) => true,
+        Err(e) => !matches!(status_of(&e), Some(400)),
     }
 }
 
@@ -130,6 +143,29 @@ fn is_connection(e: &OciDistributionError) -> bool {
     }
 }
 
+/// `text` without the query strings of the URLs in it (upload states, long and useless).
+fn without_queries(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_url = false;
+    let mut skipping = false;
+    for (at, c) in text.char_indices() {
+        if text[at..].starts_with("http://") || text[at..].starts_with("https://") {
+            in_url = true;
+        }
+        if c == ')' || c.is_whitespace() {
+            in_url = false;
+            skipping = false;
+        }
+        if in_url && c == '?' {
+            skipping = true;
+        }
+        if !skipping {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// `e`'s message and every cause under it.
 pub(super) fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
@@ -142,7 +178,7 @@ pub(super) fn chain(e: &dyn std::error::Error) -> String {
         }
         source = cause.source();
     }
-    text
+    without_queries(&text)
 }
 
 /// The HTTP status inside `e`, when the registry answered with one.
@@ -246,5 +282,16 @@ mod tests {
         for no in ["reg.internal", "10.0.0.1:5000", "example.com", "128.0.0.1"] {
             assert!(!http_allowed(no, &settings), "{no}");
         }
+    }
+
+    #[test]
+    fn urls_in_messages_lose_their_query_strings() {
+        assert_eq!(
+            without_queries(
+                "sending (http://r:1/v2/a/blobs/uploads/u?_state=xyz&digest=d): closed"
+            ),
+            "sending (http://r:1/v2/a/blobs/uploads/u): closed"
+        );
+        assert_eq!(without_queries("why? because"), "why? because");
     }
 }

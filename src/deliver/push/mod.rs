@@ -4,9 +4,9 @@
 //! A push skips the blobs the registry has (HEAD), mounts base layers from the base's
 //! repository when the base came from the same registry, streams the rest from the blob store,
 //! and puts our manifest bytes last, so a failed upload leaves no tag. Credentials are read the
-//! way the docker CLI reads them ([`credentials`]); plain HTTP is used only for loopback
+//! way the docker CLI reads them (`credentials.rs`); plain HTTP is used only for loopback
 //! registries and those named in [`RegistrySettings::http`], and skipping TLS verification is
-//! a separate setting ([`connect`]).
+//! a separate setting (`connect.rs`).
 
 mod connect;
 mod credentials;

@@ -36,7 +36,7 @@ const GZIP_LAYERS: &[&str] = &[
 ];
 
 /// Pull the base `reference` (e.g. `registry.example.com/base/busybox:1.36`) into `store`: its
-/// config and gzipped layers, by diff id, as [`base::store_export`] keeps an engine's export.
+/// config and gzipped layers, by diff id, as `image::base::store_export` keeps an engine's export.
 pub async fn pull_base(
     reference: &str,
     store: &BlobStore,
