@@ -93,6 +93,11 @@ make_debian() {
 ensure_engine
 # A real registry for the tests that pull (they start it themselves, on 127.0.0.1).
 command -v docker-registry >/dev/null || [ "$(id -u)" != 0 ] || apt_install docker-registry
+# skopeo reads what dockception writes and pushes (tests/integration/deliver.rs); htpasswd
+# (apache2-utils) makes the bcrypt file of the basic-auth registry; openssl its TLS certificate.
+command -v skopeo >/dev/null || [ "$(id -u)" != 0 ] || apt_install skopeo
+command -v htpasswd >/dev/null || [ "$(id -u)" != 0 ] || apt_install apache2-utils
+command -v openssl >/dev/null || [ "$(id -u)" != 0 ] || apt_install openssl
 # `ip` gives the engine-goes-away test's private dockerd a bridge of its own (tests/integration/daemon.rs).
 command -v ip >/dev/null || [ "$(id -u)" != 0 ] || apt_install iproute2
 images=("$@")

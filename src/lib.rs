@@ -34,7 +34,9 @@ mod api;
 mod artifacts;
 #[doc(hidden)]
 pub mod cli;
-mod deliver;
+// Public (hidden) for the integration tests, which drive the registry and file outputs directly.
+#[doc(hidden)]
+pub mod deliver;
 mod engine;
 pub mod error;
 mod fsutil;

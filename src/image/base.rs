@@ -133,12 +133,20 @@ pub fn store_export(
         config,
         layers: ordered,
     };
+    keep(store, &base)?;
+    Ok(base)
+}
+
+/// Record `base` (whose blobs are in `store`) in the store's index, so [`cached`] finds it.
+pub fn keep(store: &BlobStore, base: &BaseImage) -> Result<()> {
     let index = index_path(store, &base.image_id);
     let folder = index.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(folder).map_err(|e| Error::io("creating", folder, e))?;
-    let bytes = serde_json::to_vec(&base).map_err(|e| broken(e.to_string()))?;
-    write_atomic(&index, &bytes).map_err(|e| Error::io("writing", &index, e))?;
-    Ok(base)
+    let bytes = serde_json::to_vec(base).map_err(|e| Error::BaseExport {
+        image: base.image_id.clone(),
+        message: e.to_string(),
+    })?;
+    write_atomic(&index, &bytes).map_err(|e| Error::io("writing", &index, e))
 }
 
 /// One image of a `docker save` manifest.json.

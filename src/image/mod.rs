@@ -28,6 +28,8 @@ pub mod media {
     pub const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
     /// A gzipped OCI layer tar.
     pub const LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+    /// An OCI image index (an OCI layout's `index.json`).
+    pub const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 }
 
 /// What names a blob: its media type, digest and size (an OCI descriptor).

@@ -16,6 +16,7 @@ const ORDER: &[&str] = &[
     "engine",
     "artifacts",
     "image",
+    "deliver",
     "report",
     "error",
     "pipeline",

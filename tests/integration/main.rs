@@ -7,6 +7,7 @@ mod support;
 
 mod cli;
 mod daemon;
+mod deliver;
 mod engine;
 mod interrupt;
 mod layout;

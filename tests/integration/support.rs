@@ -418,3 +418,337 @@ pub fn unique_token(what: &str) -> String {
         .unwrap_or(0);
     format!("{what}-{}-{nanos:x}", std::process::id())
 }
+
+/// Whether the programs `tools` are on PATH. Without them the test is skipped with a printed
+/// reason, but fails under `CI=true`.
+pub fn tools(tools: &[&str]) -> bool {
+    let missing: Vec<&str> = tools
+        .iter()
+        .copied()
+        .filter(|tool| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .output()
+                .map(|o| !o.status.success())
+                .unwrap_or(true)
+        })
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let problem = format!("{} not installed", missing.join(", "));
+    if in_ci() {
+        panic!("CI=true and {problem}; run scripts/engine.sh before the tests");
+    }
+    eprintln!("SKIPPED: {problem} (run scripts/engine.sh to install them)");
+    false
+}
+
+/// How a test registry is set up.
+#[derive(Default, Clone)]
+pub struct RegistryOptions {
+    /// Basic auth with this user and password (an htpasswd file made with `htpasswd -B`).
+    pub basic: Option<(String, String)>,
+    /// Serve TLS with a certificate for 127.0.0.1 signed by a CA made for the test.
+    pub tls: bool,
+}
+
+/// A real registry (Debian's docker-registry) on a free 127.0.0.1 port, stopped and its
+/// storage removed on drop.
+pub struct Registry {
+    child: std::process::Child,
+    /// `127.0.0.1:PORT`.
+    pub address: String,
+    /// The CA's PEM file, when the registry serves TLS.
+    pub ca: Option<PathBuf>,
+    dir: tempfile::TempDir,
+}
+
+fn run_ok(program: &str, args: &[&str], cwd: &Path) {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        text(&out.stderr)
+    );
+}
+
+impl Registry {
+    pub fn start(options: RegistryOptions) -> Registry {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  delete:\n    enabled: true\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        let mut ca = None;
+        if options.tls {
+            let d = dir.path();
+            run_ok(
+                "openssl",
+                &[
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=dockception-test-ca",
+                ],
+                d,
+            );
+            run_ok(
+                "openssl",
+                &[
+                    "req",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-keyout",
+                    "leaf.key",
+                    "-out",
+                    "leaf.csr",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                ],
+                d,
+            );
+            std::fs::write(
+                d.join("leaf.ext"),
+                "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+            )
+            .expect("write ext");
+            run_ok(
+                "openssl",
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    "leaf.csr",
+                    "-CA",
+                    "ca.pem",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-out",
+                    "leaf.pem",
+                    "-days",
+                    "2",
+                    "-extfile",
+                    "leaf.ext",
+                ],
+                d,
+            );
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                d.join("leaf.pem").display(),
+                d.join("leaf.key").display()
+            ));
+            ca = Some(d.join("ca.pem"));
+        }
+        if let Some((user, password)) = &options.basic {
+            let out = Command::new("htpasswd")
+                .args(["-nbB", user, password])
+                .output()
+                .expect("htpasswd runs (apache2-utils)");
+            assert!(out.status.success(), "htpasswd: {}", text(&out.stderr));
+            std::fs::write(dir.path().join("htpasswd"), &out.stdout).expect("write htpasswd");
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: dockception-test\n    path: {}\n",
+                dir.path().join("htpasswd").display()
+            ));
+        }
+        let file = dir.path().join("config.yml");
+        std::fs::write(&file, config).expect("write config");
+        let log = std::fs::File::create(dir.path().join("registry.log")).expect("log");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry starts (scripts/engine.sh installs it)");
+        let registry = Registry {
+            child,
+            address: format!("127.0.0.1:{port}"),
+            ca,
+            dir,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(&registry.address).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the registry did not start: {}",
+                std::fs::read_to_string(registry.dir.path().join("registry.log"))
+                    .unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        registry
+    }
+
+    /// The HTTP status of a plain-HTTP `method path` on the registry, with basic credentials.
+    pub fn status(&self, method: &str, path: &str, basic: Option<(&str, &str)>) -> u16 {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&self.address).expect("connect");
+        let mut request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept: application/vnd.oci.image.manifest.v1+json\r\n",
+            self.address
+        );
+        if let Some((user, password)) = basic {
+            let pair = format!("{user}:{password}");
+            request.push_str(&format!(
+                "Authorization: Basic {}\r\n",
+                base64(pair.as_bytes())
+            ));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).expect("send");
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        let line = String::from_utf8_lossy(&answer);
+        line.split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ABC[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A TCP proxy on a free 127.0.0.1 port to `upstream` that drops each connection once more
+/// than `limit` bytes went upstream through it: a connection that breaks mid-upload.
+pub struct DroppingProxy {
+    pub address: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    accepting: Option<std::thread::JoinHandle<()>>,
+}
+
+impl DroppingProxy {
+    pub fn start(upstream: &str, limit: u64) -> DroppingProxy {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address").to_string();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = std::sync::Arc::clone(&stop);
+        let upstream = upstream.to_string();
+        let accepting = std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = std::net::TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                pump(client, server, limit);
+            }
+        });
+        DroppingProxy {
+            address,
+            stop,
+            accepting: Some(accepting),
+        }
+    }
+}
+
+/// Copy both ways between `client` and `server`; drop both once `limit` bytes went up.
+fn pump(client: std::net::TcpStream, server: std::net::TcpStream, limit: u64) {
+    use std::io::{Read, Write};
+    let (Ok(mut client_read), Ok(mut server_write)) = (client.try_clone(), server.try_clone())
+    else {
+        return;
+    };
+    let (mut server_read, mut client_write) = (server, client);
+    std::thread::spawn(move || {
+        let mut sent = 0u64;
+        let mut buf = [0u8; 16 * 1024];
+        while let Ok(n) = client_read.read(&mut buf) {
+            if n == 0 || server_write.write_all(&buf[..n]).is_err() {
+                break;
+            }
+            sent += n as u64;
+            if sent > limit {
+                break;
+            }
+        }
+        let _ = server_write.shutdown(std::net::Shutdown::Both);
+        let _ = client_read.shutdown(std::net::Shutdown::Both);
+    });
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut server_read, &mut client_write);
+        let _ = client_write.shutdown(std::net::Shutdown::Both);
+    });
+}
+
+impl Drop for DroppingProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(&self.address);
+        if let Some(thread) = self.accepting.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Bytes that do not compress: a xorshift stream from `seed`.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Run `work` on a fresh tokio runtime.
+pub fn block_on<F: std::future::Future>(work: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(work)
+}
