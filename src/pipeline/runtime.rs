@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::fsutil::FromIo as _;
 use crate::image::context::{self, ContextSpec};
 use crate::plan::{self, Plan};
-use crate::progress::Progress;
+use crate::progress::{Progress, Stage};
 use crate::report::store::{self as baseline};
 use crate::report::{BuildFacts, Report, SizedImage};
 
@@ -178,12 +178,15 @@ pub(crate) async fn build_image(
         shared_libs::find_libraries(engine, plan, collected, progress).await?
     };
     let built = if steps {
-        progress.phase(&format!(
-            "running {} runtime step(s) in {} with the artifacts at {}",
-            prepared.runtime.steps.len(),
-            plan.runtime.base,
-            plan.runtime.artifacts_mount
-        ));
+        progress.stage(
+            Stage::Image,
+            &format!(
+                "running {} runtime step(s) in {} with the artifacts at {}",
+                prepared.runtime.steps.len(),
+                plan.runtime.base,
+                plan.runtime.artifacts_mount
+            ),
+        );
         image::build_with_steps(
             engine,
             plan,
@@ -197,10 +200,10 @@ pub(crate) async fn build_image(
     } else {
         let mut spec = context_spec(plan, &prepared, collected);
         spec.add_files(std::mem::take(&mut libraries.files));
-        progress.phase(&format!(
-            "building the runtime image on {}",
-            plan.runtime.base
-        ));
+        progress.stage(
+            Stage::Image,
+            &format!("building the runtime image on {}", plan.runtime.base),
+        );
         // On scratch the image is exactly one layer of files plus config: import it, no build.
         if plan.runtime.is_scratch() {
             image::import(engine, spec, &plan.project, &plan.tags).await?
@@ -208,7 +211,7 @@ pub(crate) async fn build_image(
             image::build(engine, spec, &plan.project, &plan.tags, progress).await?
         }
     };
-    progress.phase("measuring the runtime image");
+    progress.stage(Stage::Report, "measuring the runtime image");
     let context = measure_context(engine, plan).await?;
     let (runtime_bytes, measured) = measure_built(engine, &built, context).await?;
     let report = Report::from_measurement(
