@@ -89,8 +89,9 @@ pub(super) enum Command {
     },
     /// Print the manifest's JSON Schema (for editors: save it and point `#:schema` at it).
     Schema,
-    /// Write a commented starter manifest for the project in the current folder (Go, Rust,
-    /// C/Make, JVM, or a generic one). Never overwrites an existing manifest.
+    /// Write a commented starter manifest for the project in the current folder (Go with or
+    /// without go.mod, a Rust crate or workspace, C with CMake, a Makefile or bare sources,
+    /// Node with a build script, JVM, or a generic one). Never overwrites an existing manifest.
     Init {
         /// Where to write it.
         #[arg(
