@@ -18,6 +18,8 @@ const TAIL_SHARED: usize = 2;
 pub(super) struct Live {
     multi: MultiProgress,
     targets: Vec<Lines>,
+    /// The terminal's settings before the view turned its `^C` echo off, to restore.
+    echo: Option<rustix::termios::Termios>,
 }
 
 /// One target's lines: its phase and the builder's last lines under it.
@@ -40,6 +42,7 @@ impl Live {
         Live {
             multi: MultiProgress::with_draw_target(target),
             targets: Vec::new(),
+            echo: quiet_ctrl_c_echo(),
         }
     }
 
@@ -54,14 +57,14 @@ impl Live {
             }
             lines.recent.clear();
             lines.text = text.to_string();
-            lines.phase.set_message(text.to_string());
+            lines.phase.set_message(fit(text, PHASE_ROOM));
             lines.phase.reset_elapsed();
             self.above(&done);
             return;
         }
         let phase = self.multi.add(ProgressBar::new_spinner());
         phase.set_style(phase_style());
-        phase.set_message(text.to_string());
+        phase.set_message(fit(text, PHASE_ROOM));
         phase.enable_steady_tick(Duration::from_millis(100));
         self.targets.push(Lines {
             label: label.to_string(),
@@ -102,7 +105,7 @@ impl Live {
             lines.tail.push(bar);
         }
         for (bar, text) in lines.tail.iter().zip(&lines.recent) {
-            bar.set_message(text.clone());
+            bar.set_message(fit(text, TAIL_ROOM));
         }
     }
 
@@ -138,6 +141,13 @@ impl Live {
             self.end(&label);
         }
         let _ = self.multi.clear();
+        if let Some(before) = self.echo.take() {
+            let _ = rustix::termios::tcsetattr(
+                std::io::stderr(),
+                rustix::termios::OptionalActions::Now,
+                &before,
+            );
+        }
     }
 
     fn find(&self, label: &str) -> Option<usize> {
@@ -145,9 +155,40 @@ impl Live {
     }
 }
 
-/// A running phase: spinner, the phase (cut to the terminal's width), its time at the right.
+/// The columns a phase line keeps for its spinner and time, and a builder line for its
+/// margin. Lines stay a few columns short of the terminal's width: a line exactly as wide
+/// leaves the cursor waiting to wrap, and the `^C` a terminal echoes on Ctrl-C then wraps onto
+/// a new line, which erasing the view would miss.
+const PHASE_ROOM: usize = 14;
+const TAIL_ROOM: usize = 8;
+
+/// `text` cut to the terminal's width less `room` columns.
+fn fit(text: &str, room: usize) -> String {
+    let width = usize::from(Term::stderr().size().1).max(40);
+    console::truncate_str(text, width.saturating_sub(room), "…").into_owned()
+}
+
+/// Turn off the terminal's echo of `^C` while the view draws; the settings before, to restore.
+/// indicatif leaves the cursor at the right edge of its last line, so an echoed `^C` would wrap
+/// onto a new line and the view, erased on Ctrl-C, would leave its first line behind.
+fn quiet_ctrl_c_echo() -> Option<rustix::termios::Termios> {
+    use rustix::termios::{tcgetattr, tcsetattr, LocalModes, OptionalActions};
+    let before = tcgetattr(std::io::stderr()).ok()?;
+    let mut quiet = before.clone();
+    quiet.local_modes.remove(LocalModes::ECHOCTL);
+    tcsetattr(std::io::stderr(), OptionalActions::Now, &quiet).ok()?;
+    Some(before)
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// A running phase: spinner, the phase (cut to the terminal's width), its time.
 fn phase_style() -> ProgressStyle {
-    ProgressStyle::with_template("{spinner:.cyan} {wide_msg} {seconds:.dim}")
+    ProgressStyle::with_template("{spinner:.cyan} {msg}  {seconds:.dim}")
         .unwrap_or_else(|_| ProgressStyle::default_spinner())
         .with_key(
             "seconds",
@@ -159,7 +200,7 @@ fn phase_style() -> ProgressStyle {
 
 /// A builder line under its phase, cut to the terminal's width.
 fn tail_style() -> ProgressStyle {
-    ProgressStyle::with_template("  │ {wide_msg:.dim}")
+    ProgressStyle::with_template("  │ {msg:.dim}")
         .unwrap_or_else(|_| ProgressStyle::default_spinner())
 }
 
