@@ -95,6 +95,8 @@ ensure_engine
 command -v docker-registry >/dev/null || [ "$(id -u)" != 0 ] || apt_install docker-registry
 # `ip` gives the engine-goes-away test's private dockerd a bridge of its own (tests/integration/daemon.rs).
 command -v ip >/dev/null || [ "$(id -u)" != 0 ] || apt_install iproute2
+# A real terminal for the progress tests (tests/integration/terminal.rs drive tmux).
+command -v tmux >/dev/null || [ "$(id -u)" != 0 ] || apt_install tmux
 images=("$@")
 [ ${#images[@]} -gt 0 ] || images=(busybox gcc golang debian-minimal)
 for image in "${images[@]}"; do
