@@ -153,7 +153,7 @@ mod tests {
 
     #[test]
     fn a_first_build_says_there_is_nothing_to_compare_with() {
-        let text = sample_report(None).to_short_text();
+        let text = Document::new(sample_report(None), None, None, None).to_short_text();
         assert_eq!(text.lines().count(), 2, "{text}");
         assert!(text.contains("no baseline yet"), "{text}");
     }

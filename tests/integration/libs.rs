@@ -136,7 +136,9 @@ fn a_static_binary_needs_nothing_and_the_report_says_so() {
     );
 
     let out = dockception(
-        &["build", "--tag", &image.0, "-q", "--force", "--report", "full"],
+        &[
+            "build", "--tag", &image.0, "-q", "--force", "--report", "full",
+        ],
         dir.path(),
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
