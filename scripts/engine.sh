@@ -100,6 +100,8 @@ command -v htpasswd >/dev/null || [ "$(id -u)" != 0 ] || apt_install apache2-uti
 command -v openssl >/dev/null || [ "$(id -u)" != 0 ] || apt_install openssl
 # `ip` gives the engine-goes-away test's private dockerd a bridge of its own (tests/integration/daemon.rs).
 command -v ip >/dev/null || [ "$(id -u)" != 0 ] || apt_install iproute2
+# A real terminal for the progress tests (tests/integration/terminal.rs drive tmux).
+command -v tmux >/dev/null || [ "$(id -u)" != 0 ] || apt_install tmux
 images=("$@")
 [ ${#images[@]} -gt 0 ] || images=(busybox gcc golang debian-minimal)
 for image in "${images[@]}"; do

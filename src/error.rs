@@ -49,7 +49,7 @@ pub enum Error {
     },
 
     /// The build command in the builder container exited with a non-zero status.
-    #[error("the build command failed with exit status {code}{}\n  help: fix the build, or run it by hand: docker run --rm -it {image} sh", render_tail(.tail))]
+    #[error("the build command failed with exit status {code}{}\n  help: fix the build, or run it by hand: docker run --rm -it {image} sh", render_build_tail(.tail, *.lines, .log.as_deref()))]
     BuildCommandFailed {
         /// The builder's exit status; the CLI exits with it.
         code: i64,
@@ -57,6 +57,10 @@ pub enum Error {
         image: String,
         /// The builder's last output lines.
         tail: Vec<String>,
+        /// How many lines the builder wrote in all (0 when unknown).
+        lines: usize,
+        /// The file holding its whole output (`build.log` in the output folder), when written.
+        log: Option<std::path::PathBuf>,
     },
 
     /// A `runtime.run` step exited with a non-zero status; no image was made.
@@ -193,6 +197,22 @@ fn render_tail(tail: &[String]) -> String {
     out
 }
 
+/// The builder's last lines, saying when they are not all of them, and where the whole output is.
+fn render_build_tail(tail: &[String], lines: usize, log: Option<&std::path::Path>) -> String {
+    let mut out = render_tail(tail);
+    if lines > tail.len() && !tail.is_empty() {
+        out = out.replacen(
+            "; its last lines were:",
+            &format!("; its last {} of {lines} lines were:", tail.len()),
+            1,
+        );
+    }
+    if let Some(log) = log {
+        out.push_str(&format!("\n  the whole output is in {}", log.display()));
+    }
+    out
+}
+
 fn render_known(known: &[String]) -> String {
     if known.is_empty() {
         "none (the manifest has no [[cache]])".to_string()
@@ -211,14 +231,33 @@ mod tests {
             code: 3,
             image: "gcc:local".into(),
             tail: vec![],
+            lines: 0,
+            log: None,
         };
         assert_eq!(e.exit_status(), 3);
         let e = Error::BuildCommandFailed {
             code: 300,
             image: "gcc:local".into(),
             tail: vec![],
+            lines: 0,
+            log: None,
         };
         assert_eq!(e.exit_status(), 1);
+    }
+
+    #[test]
+    fn a_long_build_failure_says_how_much_it_shows_and_where_the_rest_is() {
+        let e = Error::BuildCommandFailed {
+            code: 2,
+            image: "gcc:local".into(),
+            tail: vec!["line 249".into(), "line 250".into()],
+            lines: 250,
+            log: Some("/p/.dockception/build.log".into()),
+        };
+        assert_eq!(
+            e.to_string(),
+            "the build command failed with exit status 2; its last 2 of 250 lines were:\n  | line 249\n  | line 250\n  the whole output is in /p/.dockception/build.log\n  help: fix the build, or run it by hand: docker run --rm -it gcc:local sh"
+        );
     }
 
     #[test]
@@ -229,6 +268,8 @@ mod tests {
                 code: 3,
                 image: "gcc:local".into(),
                 tail: vec![],
+                lines: 0,
+                log: None,
             }),
         };
         assert_eq!(e.exit_status(), 3);

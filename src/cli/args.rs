@@ -39,6 +39,13 @@ pub(super) enum Command {
         /// How to print the report.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// How much of the text report to print: the short answer (the summary, what changed,
+        /// the gates) or every table (as `dockception report` prints it).
+        #[arg(long = "report", value_enum, default_value_t = ReportLength::Short)]
+        report: ReportLength,
+        /// The full report, as --report full.
+        #[arg(short, long)]
+        verbose: bool,
         #[command(flatten)]
         gates: GateArgs,
         /// Build even when nothing changed since the last build (by default a target whose
@@ -53,7 +60,7 @@ pub(super) enum Command {
         #[command(flatten)]
         common: Common,
         /// The target whose context to write (needed when several are selected).
-        #[arg(value_name = "TARGET")]
+        #[arg(value_name = "TARGET", add = super::completions::target_names())]
         target: Option<String>,
     },
     /// Print the fully resolved plan (images, mounts with absolute host paths, caches,
@@ -82,8 +89,9 @@ pub(super) enum Command {
     },
     /// Print the manifest's JSON Schema (for editors: save it and point `#:schema` at it).
     Schema,
-    /// Write a commented starter manifest for the project in the current folder (Go, Rust,
-    /// C/Make, JVM, or a generic one). Never overwrites an existing manifest.
+    /// Write a commented starter manifest for the project in the current folder (Go with or
+    /// without go.mod, a Rust crate or workspace, C with CMake, a Makefile or bare sources,
+    /// Node with a build script, JVM, or a generic one). Never overwrites an existing manifest.
     Init {
         /// Where to write it.
         #[arg(
@@ -94,6 +102,21 @@ pub(super) enum Command {
         )]
         manifest: PathBuf,
     },
+    /// Print a shell's completion script: subcommands, flags and the manifest's target names.
+    ///
+    /// bash: `source <(dockception completions bash)` in ~/.bashrc; zsh: the same in ~/.zshrc;
+    /// fish: `dockception completions fish | source` in ~/.config/fish/config.fish; elvish:
+    /// `eval (dockception completions elvish | slurp)`; PowerShell: `dockception completions
+    /// powershell | Out-String | Invoke-Expression`. The script asks dockception itself for
+    /// each completion, so target names come from the manifest at hand (`-f FILE`, else
+    /// ./dockception.toml); generate it anew when dockception is upgraded.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Print the man page (roff): `dockception man | man -l -`, or save it as dockception.1.
+    Man,
     /// Remove what interrupted or crashed runs left behind: builder containers whose
     /// dockception process is gone, dangling dockception images, and run folders in the output
     /// folder. Cache volumes are kept unless --caches is given. Builds in progress are not
@@ -173,7 +196,7 @@ impl GateArgs {
 #[derive(Debug, clap::Args)]
 pub(super) struct ReportArgs {
     /// The target to report on (needed when the manifest has several).
-    #[arg(value_name = "TARGET")]
+    #[arg(value_name = "TARGET", add = super::completions::target_names())]
     pub(super) target: Option<String>,
     /// The manifest (for the output folder, the gates, the base and the artifact rules)
     /// [default: dockception.toml when it exists].
@@ -194,6 +217,9 @@ pub(super) struct ReportArgs {
     /// Print only warnings and errors.
     #[arg(short, long)]
     pub(super) quiet: bool,
+    /// How to show progress, as for `build`.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = ProgressMode::Auto)]
+    pub(super) progress: ProgressMode,
 }
 
 #[derive(Debug, Subcommand)]
@@ -214,6 +240,7 @@ pub(super) enum CacheCommand {
         #[command(flatten)]
         common: Common,
         /// A target name, a cache's target path or a volume name [default: every cache].
+        #[arg(add = super::completions::target_names())]
         target: Option<String>,
     },
 }
@@ -234,15 +261,21 @@ pub(super) struct Common {
     /// The tool's output folder [default: .dockception next to the manifest].
     #[arg(long, value_name = "DIR")]
     pub(super) out_dir: Option<PathBuf>,
-    /// Print only warnings and errors (no phases, no build output).
+    /// Print only warnings and errors (no phases, no build output); as --progress quiet.
     #[arg(short, long)]
     pub(super) quiet: bool,
+    /// How to show progress on stderr (buildx's names): `tty` draws each running phase with
+    /// its elapsed time and the builder's last lines under it, `plain` prints lines without
+    /// escape sequences, `quiet` only warnings; `auto` is tty on a terminal, plain in CI (`CI`
+    /// set) or when stderr is not a terminal.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = ProgressMode::Auto)]
+    pub(super) progress: ProgressMode,
 }
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Targets {
     /// Targets or groups [default: the manifest's `default`, else every target].
-    #[arg(value_name = "TARGET")]
+    #[arg(value_name = "TARGET", add = super::completions::target_names())]
     pub(super) names: Vec<String>,
     /// Every target.
     #[arg(long, conflicts_with = "names")]
@@ -259,6 +292,43 @@ impl Targets {
             Selection::Names(self.names.clone())
         }
     }
+}
+
+/// `--progress`: buildx's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum ProgressMode {
+    /// tty on a terminal; plain in CI (`CI` set) or when stderr is not a terminal.
+    Auto,
+    /// The live view: running phases with their time, the builder's last lines under them.
+    Tty,
+    /// Plain lines, no escape sequences: for logs.
+    Plain,
+    /// Only warnings and errors.
+    Quiet,
+}
+
+/// `build --report`: how much of the text report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum ReportLength {
+    /// The summary line, what changed since the last build, and the gates.
+    Short,
+    /// Every table: sizes, layers, rules, libraries, largest files, waste, changes, gates.
+    Full,
+}
+
+/// The shells `dockception completions` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum CompletionShell {
+    /// GNU bash.
+    Bash,
+    /// Z shell.
+    Zsh,
+    /// fish.
+    Fish,
+    /// Elvish.
+    Elvish,
+    /// PowerShell.
+    Powershell,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

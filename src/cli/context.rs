@@ -17,7 +17,7 @@ pub(super) async fn context(common: &Common, target: Option<String>) -> Result<(
             help: "pipe it instead: dockception context | docker build -t app -".into(),
         });
     }
-    let progress = progress(common.quiet);
+    let progress = progress(common.quiet, common.progress);
     let selection = match target {
         Some(t) => Selection::Names(vec![t]),
         None => Selection::Default,

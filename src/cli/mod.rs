@@ -36,6 +36,7 @@ mod args;
 mod build;
 mod cache;
 mod clean;
+mod completions;
 mod context;
 mod init;
 mod plan;
@@ -43,6 +44,7 @@ mod report;
 
 /// The `dockception` command line: parse the arguments, run the subcommand, exit with its status.
 pub fn main() -> ExitCode {
+    completions::complete_if_asked();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -56,6 +58,8 @@ pub fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(run(cli));
+    // Nothing stays drawn once the run is over, whatever ended it.
+    crate::progress::finish();
     // A blocking task stuck on a dead pipe or engine must not hold the exit.
     runtime.shutdown_background();
     match result {
@@ -75,9 +79,15 @@ async fn run(cli: Cli) -> Result<(), Error> {
             targets,
             tags,
             format,
+            report,
+            verbose,
             gates,
             force,
-        } => build::build(&common, &targets, &tags, format, &gates, force).await,
+        } => {
+            let length = if verbose { ReportLength::Full } else { report };
+            let output = build::Output { format, length };
+            build::build(&common, &targets, &tags, output, &gates, force).await
+        }
         Command::Report(args) => report::report(args).await,
         Command::Cache { command } => cache::cache(command).await,
         Command::Plan {
@@ -91,6 +101,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Init { manifest } => init::init(&manifest),
+        Command::Completions { shell } => completions::completions(shell),
+        Command::Man => completions::man(),
         Command::Context { common, target } => context::context(&common, target).await,
         Command::Clean {
             common,
@@ -115,12 +127,14 @@ fn only_selected<'a>(plans: &'a PlanSet, what: &str) -> Result<&'a str, Error> {
     }
 }
 
-/// Phases and warnings on stderr, or with `-q` only the warnings.
-fn progress(quiet: bool) -> Progress {
-    if quiet {
-        Progress::Quiet
-    } else {
-        Progress::Normal
+/// Phases and warnings on stderr as `--progress` says, or with `-q` only the warnings.
+fn progress(quiet: bool, mode: ProgressMode) -> Progress {
+    match mode {
+        _ if quiet => Progress::Quiet,
+        ProgressMode::Quiet => Progress::Quiet,
+        ProgressMode::Plain => Progress::Plain,
+        ProgressMode::Tty => Progress::Tty,
+        ProgressMode::Auto => Progress::auto(),
     }
 }
 

@@ -13,7 +13,7 @@ use super::{only_selected, progress};
 /// `dockception report`: the last build (or `--current`) against the build before it (or
 /// `--baseline`).
 pub(super) async fn report(args: ReportArgs) -> Result<(), Error> {
-    let progress = progress(args.quiet);
+    let progress = progress(args.quiet, args.progress);
     let manifest = args.manifest.clone().or_else(|| {
         let default = Path::new("dockception.toml");
         default.exists().then(|| default.to_path_buf())

@@ -9,7 +9,7 @@ use crate::engine::{self, Engine};
 use crate::error::{Error, Result};
 use crate::fsutil::FromIo as _;
 use crate::plan::{secrets, Plan};
-use crate::progress::Progress;
+use crate::progress::{self, Progress, Stage};
 
 use super::runtime::container_join;
 use super::target::Outputs;
@@ -50,12 +50,17 @@ pub(crate) async fn produce_artifacts(
     if let Some(from) = &plan.artifacts_from {
         return from_target(plan, outputs, from);
     }
-    let (exit, run) = run_build(engine, plan, secrets, progress).await?;
+    let log = plan.out_dir.join(progress::LOG_FILE);
+    let (ran, log) =
+        progress::logging_to(log, progress, run_build(engine, plan, secrets, progress)).await;
+    let (exit, run) = ran?;
     if exit.code != 0 {
         return Err(Error::BuildCommandFailed {
             code: exit.code,
             image: plan.builder.image.clone(),
-            tail: exit.tail,
+            tail: if log.lines > 0 { log.tail } else { exit.tail },
+            lines: log.lines,
+            log: log.path,
         });
     }
     let collected = select(plan, &run, progress).await?;
@@ -104,11 +109,14 @@ async fn run_build(
         None => secrets::resolve(&plan.builder, |name| std::env::var_os(name))?,
     };
     engine.ensure_caches(plan, progress).await?;
-    progress.phase(&format!(
-        "building in {}: {}",
-        plan.builder.image,
-        plan.builder.command.join(" ")
-    ));
+    progress.stage(
+        Stage::Builder,
+        &format!(
+            "building in {}: {}",
+            plan.builder.image,
+            plan.builder.command.join(" ")
+        ),
+    );
     if let Some(done) = run_warm(engine, plan, &builder, &secrets, progress).await? {
         return Ok(done);
     }
@@ -122,10 +130,10 @@ async fn run_build(
 /// Select the artifacts in the run's output. Walking a large output takes a while: it runs off
 /// the async threads, and stops when this future is dropped (Ctrl-C) so the run's folder can go.
 async fn select(plan: &Plan, run: &RunDir, progress: &Progress) -> Result<Collected> {
-    progress.phase(&format!(
-        "selecting artifacts in {}",
-        plan.builder.output_target
-    ));
+    progress.stage(
+        Stage::Artifacts,
+        &format!("selecting artifacts in {}", plan.builder.output_target),
+    );
     let cancel = CancelOnDrop::default();
     let (root, rules, from) = (
         run.output().join(&plan.artifacts.subdir),

@@ -3,7 +3,7 @@
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::plan::{self, Plan};
-use crate::progress::Progress;
+use crate::progress::{Progress, Stage};
 use crate::report::measure::{self, MeasureContext, RulePlan};
 use crate::report::{Report, SizedImage};
 
@@ -59,7 +59,7 @@ pub async fn measure_image(
             image: image.to_string(),
             message: "the engine has no such image\n  help: build or pull it first, or name a report file (*.json) instead".into(),
         }))?;
-    progress.phase(&format!("measuring image {image}"));
+    progress.stage(Stage::Report, &format!("measuring image {image}"));
     let built_by_us = details.labels.get(plan::LABEL).map(String::as_str) == Some("image");
     let (context, base) = match plan.filter(|_| built_by_us) {
         Some(plan) => {

@@ -9,7 +9,7 @@ use crate::fsutil::FromIo as _;
 use crate::image::config::Platform;
 use crate::image::context::{self, ContextSpec};
 use crate::plan::{self, Plan};
-use crate::progress::Progress;
+use crate::progress::{Progress, Stage};
 use crate::report::measure;
 use crate::report::store::{self as baseline};
 use crate::report::{BuildFacts, Report, SizedImage};
@@ -189,12 +189,15 @@ pub(crate) async fn build_image(
         shared_libs::find_libraries(engine, plan, collected, progress).await?
     };
     let (layer, scan, created_by) = if steps {
-        progress.phase(&format!(
-            "running {} runtime step(s) in {} with the artifacts at {}",
-            prepared.runtime.steps.len(),
-            plan.runtime.base,
-            plan.runtime.artifacts_mount
-        ));
+        progress.stage(
+            Stage::Image,
+            &format!(
+                "running {} runtime step(s) in {} with the artifacts at {}",
+                prepared.runtime.steps.len(),
+                plan.runtime.base,
+                plan.runtime.artifacts_mount
+            ),
+        );
         let (layer, scan) = image::write_steps_layer(
             engine,
             plan,
@@ -214,10 +217,10 @@ pub(crate) async fn build_image(
     } else {
         let mut spec = context_spec(plan, &prepared, collected);
         spec.add_files(std::mem::take(&mut libraries.files));
-        progress.phase(&format!(
-            "building the runtime image on {}",
-            plan.runtime.base
-        ));
+        progress.stage(
+            Stage::Image,
+            &format!("building the runtime image on {}", plan.runtime.base),
+        );
         let (layer, scan) = image::write_files_layer(spec, &store).await?;
         (layer, scan, measure::ARTIFACTS_STEP.to_string())
     };
@@ -233,7 +236,10 @@ pub(crate) async fn build_image(
         (layer, created_by),
     )?;
     let measured = image::measure_written(&written, plan, base.as_ref(), scan)?;
-    progress.phase(&format!("loading {} into the engine", written.image_id()));
+    progress.stage(
+        Stage::Image,
+        &format!("loading {} into the engine", written.image_id()),
+    );
     let delivery = image::load(engine, &written, &plan.tags, base.is_some()).await?;
     let keep = written
         .layers

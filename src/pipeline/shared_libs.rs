@@ -17,7 +17,7 @@ use crate::fsutil::FromIo as _;
 use crate::image::context::ContextFile;
 use crate::manifest::Libs;
 use crate::plan::Plan;
-use crate::progress::Progress;
+use crate::progress::{Progress, Stage};
 
 /// What [`find_libraries`] gives the image step.
 #[derive(Default)]
@@ -143,16 +143,19 @@ fn announce(progress: &Progress, plan: &Plan, input: &Input) {
         .values()
         .any(|s| matches!(s, Shipped::File(Some(info)) if info.loadable && !info.is_static()));
     if needs_anything {
-        progress.phase(&format!(
-            "looking for the shared libraries of dynamically linked artifacts ({})",
-            match (input.empty_base, input.from_builder) {
-                (true, false) => "none on scratch".to_string(),
-                (true, true) => format!("copied from {}", plan.builder.image),
-                (false, false) => format!("on {}", plan.runtime.base),
-                (false, true) =>
-                    format!("on {}, else from {}", plan.runtime.base, plan.builder.image),
-            }
-        ));
+        progress.stage(
+            Stage::Image,
+            &format!(
+                "looking for the shared libraries of dynamically linked artifacts ({})",
+                match (input.empty_base, input.from_builder) {
+                    (true, false) => "none on scratch".to_string(),
+                    (true, true) => format!("copied from {}", plan.builder.image),
+                    (false, false) => format!("on {}", plan.runtime.base),
+                    (false, true) =>
+                        format!("on {}, else from {}", plan.runtime.base, plan.builder.image),
+                }
+            ),
+        );
     }
 }
 

@@ -19,6 +19,7 @@ pub mod store;
 pub mod waste;
 
 mod markdown;
+mod short;
 mod table;
 mod text;
 mod wording;

@@ -336,7 +336,7 @@ fn change_lines(c: &Changes) -> String {
     out
 }
 
-fn sizes_of(c: &Change) -> String {
+pub(super) fn sizes_of(c: &Change) -> String {
     match (c.before, c.after) {
         (Some(b), Some(a)) => format!("({} -> {})", human(b), human(a)),
         (None, Some(a)) => format!("({})", human(a)),

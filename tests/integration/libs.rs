@@ -135,7 +135,12 @@ fn a_static_binary_needs_nothing_and_the_report_says_so() {
         "Hello from C! sqrt(16) = 4"
     );
 
-    let out = dockception(&["build", "--tag", &image.0, "-q", "--force"], dir.path());
+    let out = dockception(
+        &[
+            "build", "--tag", &image.0, "-q", "--force", "--report", "full",
+        ],
+        dir.path(),
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout).contains("  /hello: static, needs no library at run time\n"),

@@ -21,5 +21,6 @@ mod safety;
 mod schema;
 mod speed;
 mod targets;
+mod terminal;
 mod warm;
 mod xtask;
