@@ -4,6 +4,7 @@
 
 pub use crate::artifacts::shared_libs::MissingLibrary;
 pub use crate::artifacts::Error as ArtifactsError;
+pub use crate::deliver::Error as DeliverError;
 pub use crate::engine::Error as EngineError;
 pub use crate::fsutil::IoError;
 pub use crate::image::Error as ImageError;
@@ -34,6 +35,10 @@ pub enum Error {
     /// Writing the runtime image failed.
     #[error(transparent)]
     Image(#[from] crate::image::Error),
+
+    /// Pushing the image, or writing it to a file, failed or cannot be done.
+    #[error(transparent)]
+    Deliver(#[from] crate::deliver::Error),
 
     /// Measuring, storing or reading a report failed.
     #[error(transparent)]

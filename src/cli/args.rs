@@ -53,6 +53,8 @@ pub(super) enum Command {
         /// "up to date" and nothing runs).
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        deliver: DeliverArgs,
     },
     /// Build the artifacts, then write the runtime image's build context (a tar holding a
     /// Dockerfile and the artifacts) to stdout: `dockception context | docker build -t app -`.
@@ -340,4 +342,55 @@ pub(super) enum Format {
     Json,
     /// Markdown for a pull-request comment or a CI step summary.
     Markdown,
+}
+
+/// Where the images go, in buildx's words.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DeliverArgs {
+    /// Load each image into the engine, sending only the layers it lacks (the default, unless
+    /// --push or --output is given).
+    #[arg(long)]
+    pub load: bool,
+    /// Push every tag straight to the registry it names (never through the engine); the
+    /// manifest goes last, so a failed upload leaves no tag.
+    #[arg(long)]
+    pub push: bool,
+    /// Write the image as `type=oci,dest=DIR` (an OCI layout), `type=oci,dest=FILE.tar` (an OCI
+    /// archive), `type=docker,dest=FILE.tar` (an archive `docker load` takes) or `type=none`
+    /// (build and report only). Repeatable; the destination must not exist.
+    #[arg(long = "output", value_name = "type=…,dest=…")]
+    pub outputs: Vec<String>,
+    /// A registry (`HOST[:PORT]`) that may be reached over plain HTTP, besides localhost and
+    /// 127.0.0.0/8 (repeatable). Does not skip TLS verification.
+    #[arg(long = "registry-http", value_name = "HOST[:PORT]")]
+    pub registry_http: Vec<String>,
+    /// A registry (`HOST[:PORT]`) whose TLS certificate is not verified (repeatable). Does not
+    /// allow plain HTTP.
+    #[arg(long = "registry-skip-verify", value_name = "HOST[:PORT]")]
+    pub registry_skip_verify: Vec<String>,
+    /// A CA certificate (PEM) to trust for registries, besides the system's (repeatable).
+    #[arg(long = "registry-ca", value_name = "FILE")]
+    pub registry_ca: Vec<std::path::PathBuf>,
+}
+
+impl DeliverArgs {
+    /// The destinations these flags ask for.
+    pub fn destinations(&self) -> Result<crate::pipeline::Destinations, crate::Error> {
+        let outputs = self
+            .outputs
+            .iter()
+            .map(|o| crate::deliver::output::Output::parse(o))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(crate::pipeline::Destinations {
+            load: self.load || (!self.push && outputs.is_empty()),
+            push: self.push,
+            outputs,
+            registry: crate::deliver::push::RegistrySettings {
+                http: self.registry_http.clone(),
+                skip_tls_verify: self.registry_skip_verify.clone(),
+                ca_files: self.registry_ca.clone(),
+                docker_config: None,
+            },
+        })
+    }
 }

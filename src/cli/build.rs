@@ -29,6 +29,7 @@ pub(super) async fn build(
     output: Output,
     gates: &GateArgs,
     force: bool,
+    destinations: &crate::pipeline::Destinations,
 ) -> Result<(), Error> {
     let started = Instant::now();
     let _ = crate::progress::take_timings();
@@ -60,7 +61,7 @@ pub(super) async fn build(
     };
     let reports = interruptible(
         &engine,
-        crate::pipeline::build_if_changed(&engine, &plan, &progress, force),
+        crate::pipeline::build_if_changed(&engine, &plan, &progress, force, destinations),
     )
     .await?;
     crate::progress::finish();

@@ -83,10 +83,21 @@ async fn run(cli: Cli) -> Result<(), Error> {
             verbose,
             gates,
             force,
+            deliver,
         } => {
             let length = if verbose { ReportLength::Full } else { report };
             let output = build::Output { format, length };
-            build::build(&common, &targets, &tags, output, &gates, force).await
+            let destinations = deliver.destinations()?;
+            build::build(
+                &common,
+                &targets,
+                &tags,
+                output,
+                &gates,
+                force,
+                &destinations,
+            )
+            .await
         }
         Command::Report(args) => report::report(args).await,
         Command::Cache { command } => cache::cache(command).await,

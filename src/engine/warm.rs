@@ -256,19 +256,23 @@ fn name_part(text: &str) -> String {
 }
 
 /// The warm builder's command (POSIX sh and `sleep` only): wait, and end once no exec has run
-/// for `secs` seconds. Any process but PID 1 that is not a zombie is an exec (or its
-/// children) at work; the loop's own `sleep` has ended by the time it looks.
+/// for `secs` seconds. An exec ran during a tick when the namespace allocated a process id
+/// after the tick's own `sleep` (`/proc/sys/kernel/ns_last_pid`: sh's tests and `read` are
+/// builtins, so the loop forks nothing else), even one that ended between two looks; and one
+/// is at work while any process but PID 1 is alive and not a zombie.
 fn idle_script(secs: u64) -> String {
     format!(
         "trap 'exit 0' TERM INT; idle=0; \
          while [ \"$idle\" -lt {secs} ]; do \
-         sleep {WARM_POLL_SECS}; busy=0; \
-         for d in /proc/[0-9]*; do \
+         sleep {WARM_POLL_SECS} & s=$!; wait \"$s\"; busy=0; \
+         n=''; read -r n 2>/dev/null < /proc/sys/kernel/ns_last_pid; \
+         [ -n \"$n\" ] && [ \"$n\" -gt \"$s\" ] && busy=1; \
+         if [ \"$busy\" = 0 ]; then for d in /proc/[0-9]*; do \
          [ \"$d\" = /proc/1 ] && continue; \
-         s=''; read -r s 2>/dev/null < \"$d/stat\" || [ -n \"$s\" ] || continue; \
-         case \"${{s##*) }}\" in Z*) continue;; esac; \
+         p=''; read -r p 2>/dev/null < \"$d/stat\" || [ -n \"$p\" ] || continue; \
+         case \"${{p##*) }}\" in Z*) continue;; esac; \
          busy=1; break; \
-         done; \
+         done; fi; \
          if [ \"$busy\" = 1 ]; then idle=0; else idle=$((idle + {WARM_POLL_SECS})); fi; \
          done"
     )

@@ -6,6 +6,7 @@ mod artifacts;
 pub(crate) mod caches;
 mod cleanup;
 mod context;
+mod destinations;
 mod fingerprint;
 mod image;
 pub(crate) mod interrupt;
@@ -19,6 +20,7 @@ mod up_to_date;
 
 pub(crate) use caches::{list_caches, remove_caches};
 pub(crate) use context::write_context;
+pub use destinations::Destinations;
 pub(crate) use review::{load_source, review};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -54,7 +56,7 @@ pub async fn build(
     plans: &PlanSet,
     progress: &Progress,
 ) -> Result<Vec<TargetReport>> {
-    build_if_changed(engine, plans, progress, true).await
+    build_if_changed(engine, plans, progress, true, &Destinations::default()).await
 }
 
 /// Like [`build`], but a selected target that runs its own builder is skipped when nothing
@@ -73,7 +75,12 @@ pub async fn build_if_changed(
     plans: &PlanSet,
     progress: &Progress,
     force: bool,
+    destinations: &Destinations,
 ) -> Result<Vec<TargetReport>> {
+    destinations.check(plans)?;
+    // A push or an output needs the image written this run (the same bytes as the last
+    // build's, for the same inputs), so nothing is skipped as up to date then.
+    let force = force || !destinations.only_load();
     let mut secrets = resolve_secrets(plans)?;
     let before = Tracked::now(engine);
     let mut schedule = schedule::Schedule::of(&plans.targets);
@@ -93,6 +100,7 @@ pub async fn build_if_changed(
                 secrets[i].take(),
                 progress,
                 force,
+                destinations,
             );
             let label = label(plans, &plan.target);
             running.push(progress::labelled(label, async move { (i, work.await) }));

@@ -170,6 +170,7 @@ pub(crate) async fn build_image(
     plan: &Plan,
     collected: &Collected,
     progress: &Progress,
+    destinations: &super::Destinations,
 ) -> Result<(Report, Option<String>)> {
     let builder = engine.ensure_image(&plan.builder.image, progress).await?;
     let prepared = prepare_runtime(engine, plan, progress).await?;
@@ -240,7 +241,11 @@ pub(crate) async fn build_image(
         Stage::Image,
         &format!("loading {} into the engine", written.image_id()),
     );
-    let delivery = image::load(engine, &written, &plan.tags, base.is_some()).await?;
+    let mut delivered = Vec::new();
+    if destinations.load {
+        delivered.push(image::load(engine, &written, &plan.tags, base.is_some()).await?);
+    }
+    delivered.extend(destinations.deliver(&written, &plan.tags, progress).await?);
     let keep = written
         .layers
         .iter()
@@ -249,7 +254,12 @@ pub(crate) async fn build_image(
         .collect();
     store.prune(crate::image::blobs::DEFAULT_LIMIT, &keep);
     // The size as the engine counts it, as for any image; the rest is from what we wrote.
-    let runtime_bytes = match engine.image_facts(written.image_id()).await? {
+    let loaded = if destinations.load {
+        engine.image_facts(written.image_id()).await?
+    } else {
+        None
+    };
+    let runtime_bytes = match loaded {
         Some(facts) => facts.size,
         None => measured.layers.iter().map(|l| l.sizes.content_bytes).sum(),
     };
@@ -273,7 +283,7 @@ pub(crate) async fn build_image(
     });
     let mut report = report;
     report.digest = Some(written.digest().to_string());
-    report.delivered = vec![delivery];
+    report.delivered = delivered;
     report.libs = libraries.linkage;
     baseline::save(&plan.out_dir, &report)?;
     Ok((report, prepared.init.map(|i| i.description)))

@@ -33,6 +33,7 @@ pub(crate) async fn build_target(
     secrets: Option<secrets::Resolved>,
     progress: &Progress,
     force: bool,
+    destinations: &super::Destinations,
 ) -> Result<Built> {
     let selected = plans.is_selected(&plan.target);
     let fingerprinted = if selected && plan.artifacts_from.is_none() {
@@ -67,7 +68,8 @@ pub(crate) async fn build_target(
     let produced = produce_artifacts(engine, plan, &outputs, secrets.as_ref(), progress).await?;
     let mut built = None;
     if selected {
-        let (mut report, init) = build_image(engine, plan, &produced.collected, progress).await?;
+        let (mut report, init) =
+            build_image(engine, plan, &produced.collected, progress, destinations).await?;
         report.build_command_ms = produced.ran_ms;
         if let Some((sources, print, _)) = fingerprinted {
             let state =

@@ -209,7 +209,7 @@ fn runtime_steps_run_each_in_its_own_shell_and_the_failing_one_is_named() {
         return;
     }
     let dir = project("steps-shells");
-    let runtime = "base = \"busybox:local\"\nrun = [\"cd /opt && export X=1\", \"test \\\"$(pwd)\\\" = / && test -z \\\"$X\\\" && touch /ok\", \"exit 7\", \"touch /never\"]\nentrypoint = [\"/bin/true\"]";
+    let runtime = "base = \"busybox:local\"\nrun = [\"cd /tmp && export X=1\", \"test \\\"$(pwd)\\\" = / && test -z \\\"$X\\\" && touch /ok\", \"exit 7\", \"touch /never\"]\nentrypoint = [\"/bin/true\"]";
     write_files(dir.path(), &[("dockception.toml", &manifest(runtime))]);
     let image = TestImage::new("steps-shells");
     let out = dockception(&["build", "--tag", &image.0], dir.path());
