@@ -45,8 +45,11 @@ fn inspect(image: &str) -> serde_json::Value {
 /// Copy the project files (not the output folder) of `from` into a fresh folder.
 fn copy_project(from: &Path, prefix: &str) -> tempfile::TempDir {
     let to = project(prefix);
-    std::fs::copy(from.join("dockception.toml"), to.path().join("dockception.toml"))
-        .expect("copy manifest");
+    std::fs::copy(
+        from.join("dockception.toml"),
+        to.path().join("dockception.toml"),
+    )
+    .expect("copy manifest");
     to
 }
 
@@ -62,18 +65,38 @@ fn same_image_three_ways(runtime: &str, base_images: &[&str], name: &str) {
     let digest = first["digest"].as_str().expect("digest").to_string();
     assert!(digest.starts_with("sha256:") && digest != id, "{first}");
     let engine = inspect(&image.0);
-    assert_eq!(engine["Id"], id.as_str(), "the engine's id is our config's digest");
+    assert_eq!(
+        engine["Id"],
+        id.as_str(),
+        "the engine's id is our config's digest"
+    );
     assert_eq!(engine["Created"], "1970-01-01T00:00:00Z");
 
     let forced = build(dir.path(), &image.0, &["--force"], &[]);
     assert_eq!(forced["up_to_date"], false, "a forced build builds");
-    assert_eq!(forced["image_id"], id.as_str(), "a forced rebuild gives the same id");
-    assert_eq!(forced["digest"], digest.as_str(), "and the same manifest digest");
+    assert_eq!(
+        forced["image_id"],
+        id.as_str(),
+        "a forced rebuild gives the same id"
+    );
+    assert_eq!(
+        forced["digest"],
+        digest.as_str(),
+        "and the same manifest digest"
+    );
 
     let elsewhere = copy_project(dir.path(), &format!("{name}-copy"));
     let moved = build(elsewhere.path(), &image.0, &[], &[]);
-    assert_eq!(moved["image_id"], id.as_str(), "another folder, the same id");
-    assert_eq!(moved["digest"], digest.as_str(), "another folder, the same digest");
+    assert_eq!(
+        moved["image_id"],
+        id.as_str(),
+        "another folder, the same id"
+    );
+    assert_eq!(
+        moved["digest"],
+        digest.as_str(),
+        "another folder, the same digest"
+    );
 
     let dated = build(
         dir.path(),
@@ -81,10 +104,17 @@ fn same_image_three_ways(runtime: &str, base_images: &[&str], name: &str) {
         &["--force"],
         &[("SOURCE_DATE_EPOCH", "1700000000")],
     );
-    assert_ne!(dated["image_id"], id.as_str(), "the time is part of the image");
+    assert_ne!(
+        dated["image_id"],
+        id.as_str(),
+        "the time is part of the image"
+    );
     let later = inspect(&image.0);
     assert_eq!(later["Created"], "2023-11-14T22:13:20Z");
-    assert_eq!(later["Config"], engine["Config"], "the config is the same but for times");
+    assert_eq!(
+        later["Config"], engine["Config"],
+        "the config is the same but for times"
+    );
     let files = |r: &serde_json::Value| {
         r["files"]
             .as_array()
@@ -93,7 +123,11 @@ fn same_image_three_ways(runtime: &str, base_images: &[&str], name: &str) {
             .map(|f| (f["path"].clone(), f["mode"].clone(), f["sha256"].clone()))
             .collect::<Vec<_>>()
     };
-    assert_eq!(files(&dated), files(&first), "the same files, modes and content");
+    assert_eq!(
+        files(&dated),
+        files(&first),
+        "the same files, modes and content"
+    );
     assert!(
         !docker(&["image", "inspect", &id]).status.success(),
         "the image the tag left is removed"
@@ -102,7 +136,11 @@ fn same_image_three_ways(runtime: &str, base_images: &[&str], name: &str) {
 
 #[test]
 fn on_scratch_the_same_inputs_give_the_same_image() {
-    same_image_three_ways("entrypoint = [\"/hello\"]", &["busybox:local"], "repro-scratch");
+    same_image_three_ways(
+        "entrypoint = [\"/hello\"]",
+        &["busybox:local"],
+        "repro-scratch",
+    );
 }
 
 #[test]
@@ -136,9 +174,15 @@ fn on_busybox_the_same_inputs_give_the_same_image_and_only_our_layer_is_loaded()
         .filter(|l| l["role"] == "base")
         .map(|l| l["gzip_bytes"].as_u64().unwrap_or(0))
         .sum();
-    assert!(base_gzip > 100_000, "busybox's layer is sizeable: {base_gzip}");
+    assert!(
+        base_gzip > 100_000,
+        "busybox's layer is sizeable: {base_gzip}"
+    );
     assert_eq!(skipped, base_gzip, "the base's layers are not sent");
-    assert!(sent < 64 * 1024, "only our small layer, config and manifest go: {sent}");
+    assert!(
+        sent < 64 * 1024,
+        "only our small layer, config and manifest go: {sent}"
+    );
     let run = docker(&["run", "--rm", &image.0]);
     assert_eq!(text(&run.stdout), "hello\n", "{}", text(&run.stderr));
 }
