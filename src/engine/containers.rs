@@ -1,4 +1,4 @@
-//! One-shot containers: the builder and its helpers (chown of a cache, `du` of the caches, the
+//! One-shot containers: the builder and its helpers (a cache's hand-over, `du` of the caches, the
 //! runtime steps). Each is created tracked, run with its output streamed, and removed whatever
 //! happens.
 

@@ -41,7 +41,7 @@ pub struct Engine {
     api_version: tokio::sync::Mutex<connect::ApiVersion>,
 }
 
-/// What the base image runs by default (what `image::context::commit_changes` keeps).
+/// What the base image runs by default (what an init wraps when the manifest names no program).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct BaseConfig {
     /// The base's entrypoint.

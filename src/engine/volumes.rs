@@ -3,10 +3,12 @@
 use std::collections::HashMap;
 
 use bollard::models::{ContainerCreateBody, VolumeCreateRequest};
-use bollard::query_parameters::{ListVolumesOptionsBuilder, RemoveVolumeOptionsBuilder};
+use bollard::query_parameters::{
+    ListVolumesOptionsBuilder, RemoveVolumeOptionsBuilder, UploadToContainerOptionsBuilder,
+};
 
 use super::containers::{labels, named_volume_mount, offline, unique_name, volume_mount};
-use super::error::{docker_error, Answer, On};
+use super::error::{daemon_message, docker_error, Answer, On};
 use super::{Engine, Result, VolumeFacts};
 use crate::plan::{CacheVolume, Plan, LABEL, PROJECT_LABEL};
 use crate::progress::Progress;
@@ -124,6 +126,9 @@ impl Engine {
     }
 
     /// A fresh volume belongs to root; give it to the build's user so the cache is writable.
+    /// Nothing runs in the builder image (it may have no `chown`): a created, never-started
+    /// container mounts the volume, and the engine extracts a tar holding only the volume's
+    /// root folder, owned by that user, onto it.
     async fn hand_volume_to(
         &self,
         cache: &CacheVolume,
@@ -131,9 +136,10 @@ impl Engine {
         plan: &Plan,
         progress: &Progress,
     ) -> Result<()> {
+        let (uid, gid) = numeric_owner(owner);
         let body = ContainerCreateBody {
             image: Some(plan.builder.image.clone()),
-            cmd: Some(vec!["chown".into(), owner.into(), cache.target.clone()]),
+            cmd: Some(vec!["true".into()]),
             user: Some("0:0".into()),
             labels: Some(labels("cache-setup", &plan.project)),
             host_config: Some(offline(Some(vec![volume_mount(cache)]))),
@@ -144,17 +150,46 @@ impl Engine {
             "creating the container of {} that gives cache volume {} to {owner}",
             plan.builder.image, cache.volume
         );
-        let exit = self
-            .run_container(&name, body, action, &Progress::Quiet)
-            .await?;
-        if exit.code != 0 {
+        self.create_tracked(&name, body, action).await?;
+        let options = UploadToContainerOptionsBuilder::new().path("/").build();
+        let uploaded = match owned_folder_tar(&cache.target, uid, gid) {
+            Ok(tar) => self
+                .docker
+                .upload_to_container(&name, Some(options), bollard::body_full(tar.into()))
+                .await
+                .map_err(|e| daemon_message(&e)),
+            Err(e) => Err(e.to_string()),
+        };
+        self.then_remove(&name, Ok(())).await?;
+        if let Err(reason) = uploaded {
             progress.warn(&format!(
-                "could not give cache volume {} to {owner} (chown exited {}); the build may not be able to write to {}",
-                cache.volume, exit.code, cache.target
+                "could not give cache volume {} to {owner} ({reason}); the build may not be able to write to {}",
+                cache.volume, cache.target
             ));
         }
         Ok(())
     }
+}
+
+/// `UID[:GID]` as numbers; a group that is not a number (or none) leaves the folder's group
+/// root's, as `chown UID` would.
+fn numeric_owner(owner: &str) -> (u64, u64) {
+    let (uid, gid) = owner.split_once(':').unwrap_or((owner, "0"));
+    (uid.parse().unwrap_or(0), gid.parse().unwrap_or(0))
+}
+
+/// A tar of one entry: the folder `target` (an absolute path), owned by `uid:gid`, mode 0755.
+fn owned_folder_tar(target: &str, uid: u64, gid: u64) -> std::io::Result<Vec<u8>> {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Directory);
+    header.set_uid(uid);
+    header.set_gid(gid);
+    header.set_mode(0o755);
+    header.set_size(0);
+    let mut builder = tar::Builder::new(Vec::new());
+    let path = format!("{}/", target.trim_matches('/'));
+    builder.append_data(&mut header, path, std::io::empty())?;
+    builder.into_inner()
 }
 
 /// A container of `image` that runs `du -sk` over `volumes`, mounted read-only at `/v/<index>`.
@@ -211,6 +246,40 @@ mod tests {
         assert!(needs_chown("1000"));
         assert!(!needs_chown("0:0"));
         assert!(!needs_chown("builder"));
+    }
+
+    #[test]
+    fn the_owners_tar_is_the_volumes_root_folder_alone() {
+        assert_eq!(numeric_owner("1000:100"), (1000, 100));
+        assert_eq!(numeric_owner("1000"), (1000, 0));
+        assert_eq!(numeric_owner("1000:staff"), (1000, 0));
+        let tar = owned_folder_tar("/cache/go-build/", 1000, 100).expect("a tar");
+        let mut archive = tar::Archive::new(tar.as_slice());
+        let entries: Vec<_> = archive
+            .entries()
+            .expect("entries")
+            .map(|e| {
+                let e = e.expect("entry");
+                let h = e.header();
+                (
+                    e.path_bytes().into_owned(),
+                    h.entry_type(),
+                    h.uid().expect("uid"),
+                    h.gid().expect("gid"),
+                    h.mode().expect("mode"),
+                )
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            [(
+                b"cache/go-build/".to_vec(),
+                tar::EntryType::Directory,
+                1000,
+                100,
+                0o755
+            )]
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub(crate) struct Built {
 /// One target of [`super::build_if_changed`]: nothing when it is up to date (unless `force`), else
 /// its artifacts (from its builder, or from the output in `outputs` of the target it takes
 /// them from), then, when it is selected, its image, tagged and measured.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn build_target(
     engine: &Engine,
     plans: &PlanSet,

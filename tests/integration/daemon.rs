@@ -353,3 +353,235 @@ fn the_engine_dying_mid_build_is_one_clear_error_and_clean_finishes_the_job() {
     let labelled = daemon.docker(&["ps", "-aq", "--filter", "label=dockception"]);
     assert_eq!(text(&labelled.stdout), "", "labelled containers are left");
 }
+
+/// busybox:local from the shared engine into `daemon`.
+fn load_busybox(daemon: &PrivateDaemon) {
+    let saved = tempfile::tempdir().expect("tempdir");
+    let tar = saved.path().join("busybox.tar");
+    docker_stdout(&["save", "-o", tar.to_str().expect("utf-8"), "busybox:local"]);
+    let loaded = daemon.docker(&["load", "-i", tar.to_str().expect("utf-8")]);
+    assert!(loaded.status.success(), "{}", text(&loaded.stderr));
+}
+
+/// The names of `daemon`'s containers of the project folder `dir`, sorted.
+fn containers_on(daemon: &PrivateDaemon, dir: &Path) -> Vec<String> {
+    let filter = format!("label=dockception.project={}", project_label(dir));
+    let listed = daemon.docker(&["ps", "-a", "--filter", &filter, "--format", "{{.Names}}"]);
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    let mut names: Vec<String> = text(&listed.stdout).lines().map(str::to_string).collect();
+    names.sort();
+    names
+}
+
+/// Start `dockception build` in `dir` against `daemon` (on another host name when `host` is
+/// given: its own UTS namespace), once its builder runs.
+fn build_running(daemon: &PrivateDaemon, dir: &Path, host: Option<&str>) -> Running {
+    let mut command = match host {
+        None => Command::new(BIN),
+        Some(host) => {
+            let mut c = Command::new("unshare");
+            c.args(["--uts", "sh", "-c"])
+                .arg(format!("hostname {host} && exec \"$0\" \"$@\""))
+                .arg(BIN);
+            c
+        }
+    };
+    command
+        .arg("build")
+        .current_dir(dir)
+        .env("DOCKER_HOST", &daemon.host);
+    let build = Running::spawn(command);
+    build.wait_for("| started", 120);
+    build
+}
+
+/// Kill a build outright, as a crash would: its builder container stays, owned by a process
+/// that is gone. Returns the container's name.
+fn crashed_build(daemon: &PrivateDaemon, dir: &Path, host: Option<&str>) -> String {
+    let before = containers_on(daemon, dir);
+    let mut build = build_running(daemon, dir, host);
+    build.child.kill().expect("kill");
+    let (code, _, stderr) = build.finish(30);
+    assert_eq!(code, None, "it was killed:\n{stderr}");
+    let new: Vec<String> = containers_on(daemon, dir)
+        .into_iter()
+        .filter(|c| !before.contains(c))
+        .collect();
+    assert_eq!(new.len(), 1, "{new:?}");
+    new[0].clone()
+}
+
+/// `dockception clean ARGS` in `dir` against `daemon`: the sorted `removed …` lines (run
+/// folders aside) and stderr.
+fn clean(daemon: &PrivateDaemon, dir: &Path, args: &[&str]) -> (Vec<String>, String) {
+    let out = Command::new(BIN)
+        .arg("clean")
+        .args(args)
+        .current_dir(dir)
+        .env("DOCKER_HOST", &daemon.host)
+        .output()
+        .expect("dockception runs");
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let mut removed: Vec<String> = text(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("removed ") && !l.starts_with("removed run folder "))
+        .map(str::to_string)
+        .collect();
+    removed.sort();
+    (removed, stderr)
+}
+
+#[test]
+fn clean_all_reaches_every_project_and_force_the_containers_it_would_keep() {
+    if !engine_with(&["busybox:local"]) || !can_run_a_private_engine() {
+        return;
+    }
+    // A private engine: `clean --all` on the shared one would take other tests' things.
+    let daemon = PrivateDaemon::start();
+    load_busybox(&daemon);
+    let manifest = "[vars]\nRUN = \"echo started; sleep 300\"\n\n[builder]\nimage = \"busybox:local\"\nrun = \"${RUN}\"\n\n[[cache]]\ntarget = \"/cache\"\n\n[artifacts]\ninclude = [\"app\"]\n";
+    let a = project("clean-a");
+    let b = project("clean-b");
+    for dir in [&a, &b] {
+        write_files(dir.path(), &[("dockception.toml", manifest)]);
+    }
+    let on_daemon = |args: &[&str]| {
+        let out = daemon.docker(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+
+    // A dangling dockception image: the tag moves to a second build while a container uses
+    // the first image, so the build cannot remove it; then that container goes.
+    let mut user = String::new();
+    for run in ["echo one > /out/app", "echo two > /out/app"] {
+        if user.is_empty()
+            && daemon
+                .docker(&["image", "inspect", "dcpt-clean:latest"])
+                .status
+                .success()
+        {
+            user = on_daemon(&["create", "dcpt-clean:latest", "/app"])
+                .trim()
+                .to_string();
+        }
+        let out = Command::new(BIN)
+            .args(["build", "-q", "--tag", "dcpt-clean:latest", "--set"])
+            .arg(format!("RUN={run}"))
+            .current_dir(a.path())
+            .env("DOCKER_HOST", &daemon.host)
+            .output()
+            .expect("dockception runs");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    on_daemon(&["rm", &user]);
+    let dangling = on_daemon(&[
+        "images",
+        "-q",
+        "--no-trunc",
+        "--filter",
+        "dangling=true",
+        "--filter",
+        "label=dockception",
+    ]);
+    let dangling: Vec<&str> = dangling.lines().collect();
+    assert_eq!(dangling.len(), 1, "{dangling:?}");
+    let tagged = on_daemon(&["image", "inspect", "-f", "{{.Id}}", "dcpt-clean:latest"]);
+
+    let crashed_a = crashed_build(&daemon, a.path(), None);
+    let crashed_b = crashed_build(&daemon, b.path(), None);
+    let elsewhere = crashed_build(&daemon, b.path(), Some("dcpt-elsewhere"));
+    let live = build_running(&daemon, a.path(), None);
+    let live_name = containers_on(&daemon, a.path())
+        .into_iter()
+        .find(|c| *c != crashed_a)
+        .expect("the live build's container");
+    let volume =
+        |dir: &tempfile::TempDir| format!("dockception-{}-cache", project_label(dir.path()));
+    let volumes = || {
+        let mut v: Vec<String> =
+            on_daemon(&["volume", "ls", "-q", "--filter", "label=dockception"])
+                .lines()
+                .map(str::to_string)
+                .collect();
+        v.sort();
+        v
+    };
+    let mut both = vec![volume(&a), volume(&b)];
+    both.sort();
+    assert_eq!(volumes(), both);
+
+    // This project only: its crashed build's container; the live build's is kept, and so is
+    // its cache. (Images carry no project label, so a project's clean leaves them.)
+    let (removed, stderr) = clean(&daemon, a.path(), &[]);
+    assert_eq!(
+        removed,
+        [format!("removed container {crashed_a}")],
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "kept container {live_name}: its dockception run (pid {}) is still going",
+            live.child.id()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "kept cache volume {}: caches are kept",
+            volume(&a)
+        )),
+        "{stderr}"
+    );
+
+    // --force: this project's live build's container too, still nothing of project b.
+    let (removed, stderr) = clean(&daemon, a.path(), &["--force"]);
+    assert_eq!(
+        removed,
+        [format!("removed container {live_name}")],
+        "{stderr}"
+    );
+    let (code, _, stderr) = live.finish(60);
+    assert_ne!(code, Some(0), "{stderr}");
+
+    // --all: project b's crashed container and the dangling image; the container made on
+    // another host is kept.
+    let (removed, stderr) = clean(&daemon, a.path(), &["--all"]);
+    let mut expected = vec![
+        format!("removed container {crashed_b}"),
+        format!("removed image {}", dangling[0]),
+    ];
+    expected.sort();
+    assert_eq!(removed, expected, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "kept container {elsewhere}: it was made by a dockception run on host dcpt-elsewhere"
+        )),
+        "{stderr}"
+    );
+
+    // --all --force: that one as well. Caches and the tagged image stay.
+    let (removed, stderr) = clean(&daemon, a.path(), &["--all", "--force"]);
+    assert_eq!(
+        removed,
+        [format!("removed container {elsewhere}")],
+        "{stderr}"
+    );
+    let left = on_daemon(&["ps", "-aq", "--filter", "label=dockception"]);
+    assert_eq!(left, "", "containers left");
+    assert_eq!(volumes(), both);
+    assert_eq!(
+        on_daemon(&["image", "inspect", "-f", "{{.Id}}", "dcpt-clean:latest"]),
+        tagged
+    );
+
+    // --all --caches: the caches of both projects.
+    let (removed, stderr) = clean(&daemon, a.path(), &["--all", "--caches"]);
+    let expected: Vec<String> = both
+        .iter()
+        .map(|v| format!("removed cache volume {v}"))
+        .collect();
+    assert_eq!(removed, expected, "{stderr}");
+    assert_eq!(volumes(), Vec::<String>::new());
+}

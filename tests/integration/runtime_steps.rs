@@ -296,3 +296,118 @@ fn init_reaps_orphans_and_passes_signals_on() {
     );
     assert!(docker_stdout(&["logs", &container.0]).contains("bye"));
 }
+
+/// A base of the test's own: busybox:local with gcc:local's static tini at `/usr/bin/tini`
+/// (where dockception looks in a base) and at `/opt/init/tini` (where it does not). The image
+/// goes when the guard drops.
+fn base_with_tini() -> TestImage {
+    let base = TestImage::new("tini-base");
+    let files = tempfile::tempdir().expect("tempdir");
+    let tini = files.path().join("tini");
+    let from = Running(
+        docker_stdout(&["create", "gcc:local", "true"])
+            .trim()
+            .to_string(),
+    );
+    docker_stdout(&[
+        "cp",
+        &format!("{}:/usr/bin/tini-static", from.0),
+        tini.to_str().expect("utf-8"),
+    ]);
+    let root = files.path().join("root");
+    for place in ["usr/bin", "opt/init"] {
+        std::fs::create_dir_all(root.join(place)).expect("mkdir");
+        std::fs::copy(&tini, root.join(place).join("tini")).expect("copy tini");
+    }
+    let into = Running(
+        docker_stdout(&["create", "busybox:local", "true"])
+            .trim()
+            .to_string(),
+    );
+    docker_stdout(&[
+        "cp",
+        &format!("{}/.", root.display()),
+        &format!("{}:/", into.0),
+    ]);
+    docker_stdout(&["commit", &into.0, &base.0]);
+    base
+}
+
+/// Build, on `base`, an image whose program prints a file, with `init` in [runtime]; the
+/// report, the image's entrypoint and what it prints when run.
+fn build_with_init(base: &str, init: &str) -> (serde_json::Value, String, String) {
+    let dir = project("init-base");
+    let manifest = format!(
+        r#"
+[builder]
+image = "busybox:local"
+run = "echo hello through the init > /out/hello.txt"
+
+[artifacts]
+include = ["hello.txt"]
+
+[runtime]
+base = "{base}"
+entrypoint = ["/bin/cat", "/hello.txt"]
+init = {init}
+"#
+    );
+    write_files(dir.path(), &[("dockception.toml", &manifest)]);
+    let image = TestImage::new("init-base");
+    let result = dockception(
+        &["build", "--tag", &image.0, "--format", "json"],
+        dir.path(),
+    );
+    assert!(result.status.success(), "{}", text(&result.stderr));
+    let reports: serde_json::Value = serde_json::from_slice(&result.stdout).expect("JSON");
+    let entrypoint = docker_stdout(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{json .Config.Entrypoint}}",
+        &image.0,
+    ]);
+    let printed = docker_stdout(&["run", "--rm", &image.0]);
+    (reports[0].clone(), entrypoint.trim().to_string(), printed)
+}
+
+#[test]
+fn init_is_the_bases_own_tini_or_the_path_the_manifest_names() {
+    if !engine_with(&["gcc:local", "busybox:local"]) {
+        return;
+    }
+    let base = base_with_tini();
+
+    // `init = true`: the base's tini is used, and nothing is copied in (the builder,
+    // busybox:local, has no tini to copy: a build that looked only there would fail).
+    let (report, entrypoint, printed) = build_with_init(&base.0, "true");
+    assert_eq!(
+        report["init"],
+        format!("tini at /usr/bin/tini, from the base {}", base.0)
+    );
+    assert_eq!(
+        entrypoint,
+        r#"["/usr/bin/tini","--","/bin/cat","/hello.txt"]"#
+    );
+    let files: Vec<&str> = report["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| f["path"].as_str().expect("a path"))
+        .collect();
+    assert!(files.contains(&"/usr/bin/tini"), "{files:?}");
+    assert!(
+        !files.contains(&"/sbin/tini"),
+        "a tini was copied: {files:?}"
+    );
+    assert_eq!(printed, "hello through the init\n");
+
+    // `init = "/opt/init/tini"`: that path goes first, though no lookup would find it.
+    let (report, entrypoint, printed) = build_with_init(&base.0, r#""/opt/init/tini""#);
+    assert_eq!(report["init"], "/opt/init/tini (named in the manifest)");
+    assert_eq!(
+        entrypoint,
+        r#"["/opt/init/tini","--","/bin/cat","/hello.txt"]"#
+    );
+    assert_eq!(printed, "hello through the init\n");
+}

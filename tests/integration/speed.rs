@@ -315,3 +315,74 @@ fn cache_rm_by_target_name_removes_only_that_targets_caches() {
     );
     assert_eq!(volumes.names(), Vec::<String>::new());
 }
+
+#[test]
+fn a_new_cache_volume_is_handed_to_the_invoking_user() {
+    if !engine_with(&["busybox:local"]) {
+        return;
+    }
+    // Run as uid 1000, which a root test process can become (setpriv); CI runs as root.
+    if !rustix::process::getuid().is_root() {
+        let problem = "running dockception as another uid needs root";
+        assert!(!in_ci(), "CI=true and {problem}");
+        eprintln!("SKIPPED: {problem}");
+        return;
+    }
+    let dir = project("cache-owner");
+    let volumes = Volumes::of(dir.path());
+    // Without the hand-over the volume belongs to root and the build, as 1000, cannot write.
+    let manifest = r#"
+[builder]
+image = "busybox:local"
+run = "busybox touch /cache/written && busybox id -u > /out/uid"
+
+[[cache]]
+target = "/cache"
+
+[artifacts]
+include = ["uid"]
+"#;
+    write_files(dir.path(), &[("dockception.toml", manifest)]);
+    for path in [
+        dir.path().to_path_buf(),
+        dir.path().join("dockception.toml"),
+    ] {
+        std::os::unix::fs::chown(&path, Some(1000), Some(1000)).expect("chown");
+    }
+    // The engine's socket is root's; uid 1000 reaches it through a proxy socket of its own.
+    let proxy = EngineProxy::start(Some((1000, 1000)));
+    let image = TestImage::new("cache-owner");
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=1000", "--regid=1000", "--clear-groups", BIN])
+        .args(["build", "--tag", &image.0])
+        .current_dir(dir.path())
+        .env("DOCKER_HOST", &proxy.host)
+        .env("HOME", dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("setpriv runs");
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let names = volumes.names();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(
+        stderr.contains(&format!("created cache volume {}", names[0])),
+        "{stderr}"
+    );
+    let uid = std::fs::read_to_string(dir.path().join(".dockception/last/uid")).expect("uid");
+    assert_eq!(uid.trim(), "1000");
+    let owner = docker_stdout(&[
+        "run",
+        "--rm",
+        "--network=none",
+        "-v",
+        &format!("{}:/c", names[0]),
+        "busybox:local",
+        "busybox",
+        "stat",
+        "-c",
+        "%u:%g",
+        "/c",
+    ]);
+    assert_eq!(owner.trim(), "1000:1000");
+}

@@ -14,7 +14,7 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn in_ci() -> bool {
+pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
 
@@ -254,11 +254,18 @@ pub struct Running {
 impl Running {
     /// Start the binary with `args` in `cwd`, with extra environment `env`.
     pub fn start(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Running {
-        use std::io::{BufRead, Read};
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        command
             .args(args)
             .current_dir(cwd)
-            .envs(env.iter().copied())
+            .envs(env.iter().copied());
+        Running::spawn(command)
+    }
+
+    /// Start `command` (one that runs the binary, e.g. through `unshare`), stdin closed.
+    pub fn spawn(mut command: Command) -> Running {
+        use std::io::{BufRead, Read};
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -751,4 +758,145 @@ pub fn block_on<F: std::future::Future>(work: F) -> F::Output {
         .build()
         .expect("a tokio runtime")
         .block_on(work)
+}
+
+/// A unix socket of the test's own that passes every connection on to the engine's socket,
+/// byte for byte, until [`EngineProxy::freeze`]: from then on nothing more passes either way
+/// (what arrives is held), as if the engine had stopped answering, while the engine itself
+/// goes on untouched. Point `DOCKER_HOST` at [`EngineProxy::host`]. Everything it holds is
+/// closed on drop.
+pub struct EngineProxy {
+    pub host: String,
+    dir: tempfile::TempDir,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    streams: std::sync::Arc<std::sync::Mutex<Vec<std::os::unix::net::UnixStream>>>,
+}
+
+impl EngineProxy {
+    /// Forward to the engine the docker CLI uses here (`DOCKER_HOST` when it is a unix socket,
+    /// else `/var/run/docker.sock`). With `owner`, the socket (and its folder) belong to that
+    /// uid:gid, so a process of that user can use the engine through it.
+    pub fn start(owner: Option<(u32, u32)>) -> EngineProxy {
+        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::net::{UnixListener, UnixStream};
+        use std::sync::atomic::Ordering;
+        let upstream = std::env::var("DOCKER_HOST")
+            .ok()
+            .and_then(|h| h.strip_prefix("unix://").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("/var/run/docker.sock"));
+        let dir = tempfile::Builder::new()
+            .prefix("dcpt-proxy-")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        let socket = dir.path().join("docker.sock");
+        let listener = UnixListener::bind(&socket).expect("bind the proxy socket");
+        if let Some((uid, gid)) = owner {
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+                .expect("chmod");
+            std::os::unix::fs::chown(&socket, Some(uid), Some(gid)).expect("chown the socket");
+        }
+        let proxy = EngineProxy {
+            host: format!("unix://{}", socket.display()),
+            dir,
+            frozen: Default::default(),
+            stop: Default::default(),
+            streams: Default::default(),
+        };
+        let (frozen, stop, streams) = (
+            std::sync::Arc::clone(&proxy.frozen),
+            std::sync::Arc::clone(&proxy.stop),
+            std::sync::Arc::clone(&proxy.streams),
+        );
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let keep = |s: &UnixStream| {
+                    if let (Ok(copy), Ok(mut all)) = (s.try_clone(), streams.lock()) {
+                        all.push(copy);
+                    }
+                };
+                keep(&client);
+                if frozen.load(Ordering::SeqCst) {
+                    continue; // held, never answered
+                }
+                let Ok(engine) = UnixStream::connect(&upstream) else {
+                    continue;
+                };
+                keep(&engine);
+                for (from, to) in [
+                    (client.try_clone(), engine.try_clone()),
+                    (engine.try_clone(), client.try_clone()),
+                ] {
+                    let (Ok(from), Ok(to)) = (from, to) else {
+                        continue;
+                    };
+                    let (frozen, stop) =
+                        (std::sync::Arc::clone(&frozen), std::sync::Arc::clone(&stop));
+                    std::thread::spawn(move || pump_unix(from, to, &frozen, &stop));
+                }
+            }
+        });
+        proxy
+    }
+
+    /// From now on no byte passes, in either direction, on any connection, old or new.
+    pub fn freeze(&self) {
+        self.frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Copy `from` to `to` until either ends; what is read once frozen is held, not written.
+fn pump_unix(
+    mut from: std::os::unix::net::UnixStream,
+    mut to: std::os::unix::net::UnixStream,
+    frozen: &std::sync::atomic::AtomicBool,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        while frozen.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        if stop.load(Ordering::SeqCst) || to.write_all(&buffer[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Write);
+}
+
+impl Drop for EngineProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(streams) = self.streams.lock() {
+            for stream in streams.iter() {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+        }
+        // Wake the accept loop so it sees `stop`.
+        let _ = std::os::unix::net::UnixStream::connect(self.dir.path().join("docker.sock"));
+    }
+}
+
+/// Removes, when dropped, every container (any state) of the project folder's runs: what a
+/// test leaves on purpose is gone even when it fails.
+pub struct ContainersOf(pub PathBuf);
+
+impl Drop for ContainersOf {
+    fn drop(&mut self) {
+        for line in containers_of(&self.0) {
+            if let Some(name) = line.split(' ').next() {
+                let _ = docker(&["rm", "-f", name]);
+            }
+        }
+    }
 }
