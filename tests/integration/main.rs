@@ -8,6 +8,7 @@ mod support;
 mod cli;
 mod daemon;
 mod deliver;
+mod deliver_cli;
 mod engine;
 mod interrupt;
 mod layout;
