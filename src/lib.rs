@@ -48,11 +48,11 @@ mod progress;
 mod report;
 mod units;
 
-pub use api::{build_blocking, manifest_schema, report_schema, rust, Options};
+pub use api::{build_blocking, build_blocking_to, manifest_schema, report_schema, rust, Options};
 pub use engine::Engine;
 pub use error::{Error, Result};
 pub use manifest::MAX_MANIFEST_BYTES;
-pub use pipeline::{build, TargetReport};
+pub use pipeline::{build, build_to, Destinations, TargetReport};
 pub use plan::{Plan, PlanSet, Selection, TagOverride};
 pub use progress::Progress;
 pub use report::Report;

@@ -237,6 +237,16 @@ impl Options {
 /// on Ctrl-C or SIGTERM removes the containers the run created before returning
 /// [`Error::Interrupted`].
 pub fn build_blocking(plans: &PlanSet, progress: Progress) -> Result<Vec<TargetReport>> {
+    build_blocking_to(plans, progress, &crate::Destinations::default())
+}
+
+/// [`build_blocking`], with the images going to `destinations` (pushed, written to files,
+/// loaded), as `dockception build --push`/`--output`/`--load` do.
+pub fn build_blocking_to(
+    plans: &PlanSet,
+    progress: Progress,
+    destinations: &crate::Destinations,
+) -> Result<Vec<TargetReport>> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -248,8 +258,11 @@ pub fn build_blocking(plans: &PlanSet, progress: Progress) -> Result<Vec<TargetR
         })?;
     runtime.block_on(async {
         let engine = crate::Engine::connect().await?;
-        crate::pipeline::interrupt::interruptible(&engine, crate::build(&engine, plans, &progress))
-            .await
+        crate::pipeline::interrupt::interruptible(
+            &engine,
+            crate::build_to(&engine, plans, &progress, destinations),
+        )
+        .await
     })
 }
 

@@ -376,21 +376,25 @@ pub struct DeliverArgs {
 impl DeliverArgs {
     /// The destinations these flags ask for.
     pub fn destinations(&self) -> Result<crate::pipeline::Destinations, crate::Error> {
-        let outputs = self
-            .outputs
-            .iter()
-            .map(|o| crate::deliver::output::Output::parse(o))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(crate::pipeline::Destinations {
-            load: self.load || (!self.push && outputs.is_empty()),
-            push: self.push,
-            outputs,
-            registry: crate::deliver::push::RegistrySettings {
-                http: self.registry_http.clone(),
-                skip_tls_verify: self.registry_skip_verify.clone(),
-                ca_files: self.registry_ca.clone(),
-                docker_config: None,
-            },
-        })
+        let mut to = crate::pipeline::Destinations::default();
+        if self.load {
+            to = to.load();
+        }
+        if self.push {
+            to = to.push();
+        }
+        for output in &self.outputs {
+            to = to.output(output)?;
+        }
+        for registry in &self.registry_http {
+            to = to.registry_http(registry);
+        }
+        for registry in &self.registry_skip_verify {
+            to = to.registry_skip_verify(registry);
+        }
+        for file in &self.registry_ca {
+            to = to.registry_ca(file);
+        }
+        Ok(to)
     }
 }

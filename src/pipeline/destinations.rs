@@ -9,32 +9,67 @@ use crate::plan::PlanSet;
 use crate::progress::Progress;
 use crate::report::Delivery;
 
-/// Where the runtime images of a build go.
-#[derive(Debug, Clone)]
+/// Where the runtime images of a build go, as `build`'s flags say it: into the engine unless
+/// a push or an output is asked for (then only with [`Destinations::load`] too).
+///
+/// ```
+/// let to = dockception::Destinations::default()
+///     .push()
+///     .output("type=oci,dest=target/app-oci")?
+///     .registry_http("registry.internal:5000");
+/// # Ok::<(), dockception::Error>(())
+/// ```
+#[derive(Debug, Clone, Default)]
 pub struct Destinations {
-    /// Load each image into the engine (`--load`).
-    pub load: bool,
-    /// Push each image to the registries its tags name (`--push`).
-    pub push: bool,
-    /// Write each image as an OCI layout or archive (`--output`); only when one image is built.
-    pub outputs: Vec<Output>,
-    /// How registries are reached.
-    pub registry: RegistrySettings,
-}
-
-impl Default for Destinations {
-    /// Into the engine only, as `docker build` does.
-    fn default() -> Self {
-        Destinations {
-            load: true,
-            push: false,
-            outputs: Vec::new(),
-            registry: RegistrySettings::default(),
-        }
-    }
+    load: bool,
+    push: bool,
+    outputs: Vec<Output>,
+    registry: RegistrySettings,
 }
 
 impl Destinations {
+    /// Load each image into the engine as well (`--load`), sending only the layers it lacks.
+    pub fn load(mut self) -> Self {
+        self.load = true;
+        self
+    }
+
+    /// Push every tag straight to the registry it names (`--push`).
+    pub fn push(mut self) -> Self {
+        self.push = true;
+        self
+    }
+
+    /// Write the image as `type=oci,dest=DIR`, `type=oci,dest=FILE.tar`,
+    /// `type=docker,dest=FILE.tar` or `type=none` (`--output`).
+    pub fn output(mut self, spec: &str) -> Result<Self> {
+        self.outputs.push(Output::parse(spec)?);
+        Ok(self)
+    }
+
+    /// Allow plain HTTP to `registry` (`HOST[:PORT]`); localhost and 127.0.0.0/8 always are.
+    pub fn registry_http(mut self, registry: impl Into<String>) -> Self {
+        self.registry.http.push(registry.into());
+        self
+    }
+
+    /// Do not verify the TLS certificate of `registry` (`HOST[:PORT]`); it does not allow HTTP.
+    pub fn registry_skip_verify(mut self, registry: impl Into<String>) -> Self {
+        self.registry.skip_tls_verify.push(registry.into());
+        self
+    }
+
+    /// Trust the CA certificate (PEM) in `file` for registries, besides the system's.
+    pub fn registry_ca(mut self, file: impl Into<std::path::PathBuf>) -> Self {
+        self.registry.ca_files.push(file.into());
+        self
+    }
+
+    /// Whether images go into the engine: asked for, or nothing else is.
+    pub(crate) fn loads(&self) -> bool {
+        self.load || (!self.push && self.outputs.is_empty())
+    }
+
     /// Whether the images only go into the engine.
     pub(crate) fn only_load(&self) -> bool {
         !self.push && self.outputs.iter().all(|o| o.dest().is_none())

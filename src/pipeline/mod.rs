@@ -56,7 +56,17 @@ pub async fn build(
     plans: &PlanSet,
     progress: &Progress,
 ) -> Result<Vec<TargetReport>> {
-    build_if_changed(engine, plans, progress, true, &Destinations::default()).await
+    build_to(engine, plans, progress, &Destinations::default()).await
+}
+
+/// Like [`build`], with the images going to `destinations`: pushed, written to files, loaded.
+pub async fn build_to(
+    engine: &Engine,
+    plans: &PlanSet,
+    progress: &Progress,
+    destinations: &Destinations,
+) -> Result<Vec<TargetReport>> {
+    build_if_changed(engine, plans, progress, true, destinations).await
 }
 
 /// Like [`build`], but a selected target that runs its own builder is skipped when nothing

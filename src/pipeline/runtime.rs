@@ -242,7 +242,7 @@ pub(crate) async fn build_image(
         &format!("loading {} into the engine", written.image_id()),
     );
     let mut delivered = Vec::new();
-    if destinations.load {
+    if destinations.loads() {
         delivered.push(image::load(engine, &written, &plan.tags, base.is_some()).await?);
     }
     delivered.extend(destinations.deliver(&written, &plan.tags, progress).await?);
@@ -254,7 +254,7 @@ pub(crate) async fn build_image(
         .collect();
     store.prune(crate::image::blobs::DEFAULT_LIMIT, &keep);
     // The size as the engine counts it, as for any image; the rest is from what we wrote.
-    let loaded = if destinations.load {
+    let loaded = if destinations.loads() {
         engine.image_facts(written.image_id()).await?
     } else {
         None

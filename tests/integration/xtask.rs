@@ -101,4 +101,38 @@ fn the_consumer_example_builds_its_image_with_its_own_xtask() {
     );
     let user = docker_stdout(&["image", "inspect", "-f", "{{.Config.User}}", &image.0]);
     assert_eq!(user.trim(), "65534:65534");
+
+    // The same choices as the CLI: --push sends it to a registry, the same image (same id).
+    if !tools(&["docker-registry", "skopeo"]) {
+        return;
+    }
+    let registry = Registry::start(RegistryOptions::default());
+    let pushed = format!("{}/consumer/app:1", registry.address);
+    let out = cargo_xtask(&example, &["image", "--tag", &pushed, "--push"]);
+    assert!(
+        out.status.success(),
+        "--push failed:\n{}",
+        text(&out.stderr)
+    );
+    assert!(
+        !image_exists(&pushed),
+        "--push alone does not load the image"
+    );
+    let manifest = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{pushed}"),
+        ])
+        .output()
+        .expect("skopeo runs");
+    assert!(manifest.status.success(), "the registry has the tag");
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest.stdout).expect("a manifest");
+    let loaded = docker_stdout(&["image", "inspect", "-f", "{{.Id}}", &image.0]);
+    assert_eq!(
+        manifest["config"]["digest"],
+        loaded.trim(),
+        "the pushed image is the loaded one, byte for byte"
+    );
 }

@@ -10,7 +10,8 @@ usage: cargo xtask TASK
 
 tasks:
   image    build dockception's own image (dockception:latest) from the root dockception.toml,
-           through the library: [--tag NAME[:TAG]]... [--set NAME=VALUE]...
+           through the library: [--tag NAME[:TAG]]... [--set NAME=VALUE]... [--push]
+           [--load] [--output type=…,dest=…]... [--registry-http HOST[:PORT]]...
   demo     set up the engine and local images, build examples/hello-c with dockception, run it
   test     set up the engine and local images, run the whole test suite, then check that it
            left no labelled container or volume behind
@@ -93,14 +94,19 @@ fn demo() -> Result<(), String> {
 /// `cargo xtask image`: dockception builds its own image through its library, the way any
 /// project's xtask can (see examples/xtask-consumer).
 fn image(args: Vec<String>) -> Result<(), String> {
-    use dockception::{rust, Options, Progress};
+    use dockception::{rust, Destinations, Options, Progress};
 
     let mut options = Options::new(root().join("dockception.toml"));
+    let mut to = Destinations::default();
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let mut value = |flag: &str| args.next().ok_or(format!("{flag} needs a value"));
         match arg.as_str() {
             "--tag" | "-t" => options = options.tag(value("--tag")?),
+            "--push" => to = to.push(),
+            "--load" => to = to.load(),
+            "--output" => to = to.output(&value("--output")?).map_err(|e| e.to_string())?,
+            "--registry-http" => to = to.registry_http(value("--registry-http")?),
             "--set" => {
                 let pair = value("--set")?;
                 let (name, v) = pair
@@ -123,7 +129,7 @@ fn image(args: Vec<String>) -> Result<(), String> {
         .load()
         .map_err(|e| e.to_string())?;
     let reports =
-        dockception::build_blocking(&plans, Progress::auto()).map_err(|e| e.to_string())?;
+        dockception::build_blocking_to(&plans, Progress::auto(), &to).map_err(|e| e.to_string())?;
     for built in &reports {
         print!("{}", built.report.to_text());
         if let Some(tag) = built.report.tags.first() {
