@@ -4,7 +4,7 @@
 
 use toml::Spanned;
 
-use crate::manifest::reference::{reference_help, reference_problem, Use};
+use crate::manifest::reference::{names_registry, reference_help, reference_problem, Use};
 use crate::manifest::values::{env_name_problem, is_target_name, is_volume_name, user_problem};
 use crate::manifest::{normalise_container_path, Diagnostic, Init, LoadedManifest, NamedTarget};
 use crate::manifest::{ArtifactSource, Target};
@@ -60,6 +60,35 @@ fn check_references(loaded: &LoadedManifest, t: &Target, out: &mut Vec<Diagnosti
     }
     for tag in &t.image.tags {
         check(tag, "image tag", Use::Tag);
+    }
+    if let Some(push) = t.image.push.as_ref().filter(|p| *p.get_ref()) {
+        check_push(loaded, t, push, out);
+    }
+}
+
+/// `push = true`: there must be tags, and each must name the registry it goes to.
+fn check_push(
+    loaded: &LoadedManifest,
+    t: &Target,
+    push: &Spanned<bool>,
+    out: &mut Vec<Diagnostic>,
+) {
+    if t.image.tags.is_empty() {
+        out.push(loaded.diagnostic(
+            push.span(),
+            "push = true, but [image] has no tags to push".to_string(),
+            Some("add a tag that names its registry: tags = [\"registry.example.com/team/app:1\"]".into()),
+        ));
+    }
+    for tag in &t.image.tags {
+        let name = tag.get_ref();
+        if !unexpanded(name) && !names_registry(name) {
+            out.push(loaded.diagnostic(
+                tag.span(),
+                format!("push = true, but the tag {name:?} names no registry"),
+                Some(format!("name the registry first, e.g. \"registry.example.com/{name}\" or \"localhost:5000/{name}\"")),
+            ));
+        }
     }
 }
 

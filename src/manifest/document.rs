@@ -374,6 +374,12 @@ pub struct Image {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub tags: Vec<Spanned<String>>,
+    /// Push every tag straight to the registry it names after each build, as `build --push`
+    /// does (then the image is loaded into the engine only with `--load`). Every tag must name
+    /// its registry, e.g. `registry.example.com/team/app:1`.
+    #[serde(default)]
+    #[schemars(with = "Option<bool>")]
+    pub push: Option<Spanned<bool>>,
 }
 
 fn default_true() -> bool {

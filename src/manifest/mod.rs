@@ -37,7 +37,9 @@ pub use document::{
     Runtime, Target,
 };
 pub use load::{load_with, parse_bytes_with, MAX_MANIFEST_BYTES};
-pub(crate) use reference::{canonical_tag, reference_help, reference_problem, Use as ReferenceUse};
+pub(crate) use reference::{
+    canonical_tag, names_registry, reference_help, reference_problem, Use as ReferenceUse,
+};
 pub use values::parse_duration;
 pub(crate) use values::{normalise_container_path, parse_port_spec};
 

@@ -65,6 +65,12 @@ pub(crate) fn reference_problem(text: &str, use_: Use) -> Option<String> {
     None
 }
 
+/// Whether the reference `text` names its registry (`registry.example.com/app:1`,
+/// `localhost:5000/app`), as a push needs; `app:1` is Docker Hub's, by the docker CLI's rule.
+pub(crate) fn names_registry(text: &str) -> bool {
+    split_domain(text).0.is_some()
+}
+
 /// The registry part of a name, when its first component looks like one (a `.`, a `:`,
 /// `localhost`, or an uppercase letter, as the engine decides), and the path.
 fn split_domain(name: &str) -> (Option<&str>, &str) {

@@ -5,7 +5,7 @@
 use crate::deliver::{self, output::Output, push::RegistrySettings};
 use crate::error::{Error, Result};
 use crate::image::WrittenImage;
-use crate::plan::PlanSet;
+use crate::plan::{Plan, PlanSet};
 use crate::progress::Progress;
 use crate::report::Delivery;
 
@@ -65,14 +65,20 @@ impl Destinations {
         self
     }
 
-    /// Whether images go into the engine: asked for, or nothing else is.
-    pub(crate) fn loads(&self) -> bool {
-        self.load || (!self.push && self.outputs.is_empty())
+    /// Whether `plan`'s image is pushed: `--push`, or `push = true` in its `[image]`.
+    pub(crate) fn pushes(&self, plan: &Plan) -> bool {
+        self.push || plan.push
     }
 
-    /// Whether the images only go into the engine.
-    pub(crate) fn only_load(&self) -> bool {
-        !self.push && self.outputs.iter().all(|o| o.dest().is_none())
+    /// Whether `plan`'s image goes into the engine: asked for, or it goes nowhere else.
+    pub(crate) fn loads(&self, plan: &Plan) -> bool {
+        self.load || (!self.pushes(plan) && self.outputs.is_empty())
+    }
+
+    /// Whether every image of `plans` only goes into the engine.
+    pub(crate) fn only_load(&self, plans: &PlanSet) -> bool {
+        !plans.targets.iter().any(|p| self.pushes(p))
+            && self.outputs.iter().all(|o| o.dest().is_none())
     }
 
     /// Refuse, before anything is built, what cannot be delivered: a tag to push that names no
@@ -84,8 +90,8 @@ impl Destinations {
             .iter()
             .filter(|p| plans.is_selected(&p.target))
             .collect();
-        if self.push {
-            for plan in &built {
+        for plan in built.iter().filter(|p| self.pushes(p)) {
+            {
                 if plan.tags.is_empty() {
                     return Err(Error::Usage {
                         message: format!("--push, but target `{}` has no tag to push", plan.target),
@@ -114,12 +120,13 @@ impl Destinations {
     /// Push and write `image` as asked (the load is the engine's, done by the caller).
     pub(crate) async fn deliver(
         &self,
+        plan: &Plan,
         image: &WrittenImage,
-        tags: &[String],
         progress: &Progress,
     ) -> Result<Vec<Delivery>> {
+        let tags = &plan.tags;
         let mut delivered = Vec::new();
-        if self.push {
+        if self.pushes(plan) {
             progress.phase(&format!(
                 "pushing {} to {}",
                 image.digest(),

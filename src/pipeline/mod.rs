@@ -90,7 +90,7 @@ pub async fn build_if_changed(
     destinations.check(plans)?;
     // A push or an output needs the image written this run (the same bytes as the last
     // build's, for the same inputs), so nothing is skipped as up to date then.
-    let force = force || !destinations.only_load();
+    let force = force || !destinations.only_load(plans);
     let mut secrets = resolve_secrets(plans)?;
     let before = Tracked::now(engine);
     let mut schedule = schedule::Schedule::of(&plans.targets);

@@ -242,10 +242,10 @@ pub(crate) async fn build_image(
         &format!("loading {} into the engine", written.image_id()),
     );
     let mut delivered = Vec::new();
-    if destinations.loads() {
+    if destinations.loads(plan) {
         delivered.push(image::load(engine, &written, &plan.tags, base.is_some()).await?);
     }
-    delivered.extend(destinations.deliver(&written, &plan.tags, progress).await?);
+    delivered.extend(destinations.deliver(plan, &written, progress).await?);
     let keep = written
         .layers
         .iter()
@@ -254,7 +254,7 @@ pub(crate) async fn build_image(
         .collect();
     store.prune(crate::image::blobs::DEFAULT_LIMIT, &keep);
     // The size as the engine counts it, as for any image; the rest is from what we wrote.
-    let loaded = if destinations.loads() {
+    let loaded = if destinations.loads(plan) {
         engine.image_facts(written.image_id()).await?
     } else {
         None

@@ -142,6 +142,8 @@ pub struct Plan {
     pub runtime: RuntimePlan,
     /// Tags for the runtime image.
     pub tags: Vec<String>,
+    /// Whether `[image] push = true`: every tag is pushed after the build.
+    pub push: bool,
 }
 
 /// The builder container.

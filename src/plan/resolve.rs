@@ -170,6 +170,7 @@ fn target_plan(
         },
         runtime: runtime_plan(&t.runtime),
         tags,
+        push: t.image.push.as_ref().is_some_and(|p| *p.get_ref()),
     }
 }
 

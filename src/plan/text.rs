@@ -150,6 +150,9 @@ impl Plan {
                 self.tags.join(", ")
             }
         ));
+        if self.push {
+            lines.push("  push      every tag, to its registry ([image] push = true)".into());
+        }
     }
 }
 

@@ -193,3 +193,37 @@ fn a_push_to_a_tag_without_a_registry_is_refused_before_any_container() {
     );
     assert!(containers_of(dir.path()).is_empty());
 }
+
+#[test]
+fn push_true_in_the_manifest_pushes_every_build_and_plan_says_so() {
+    if !engine_with(&["busybox:local"]) || !tools(&["docker-registry", "skopeo"]) {
+        return;
+    }
+    let registry = Registry::start(RegistryOptions::default());
+    let dir = project("push-true");
+    let tag = format!("{}/team/pushed-{}:1", registry.address, std::process::id());
+    let manifest = format!(
+        "{}\n[image]\ntags = [\"{tag}\"]\npush = true\n",
+        manifest("pushed")
+    );
+    write_files(dir.path(), &[("dockception.toml", &manifest)]);
+    let plan = dockception(&["plan"], dir.path());
+    assert!(
+        text(&plan.stdout).contains("push      every tag, to its registry"),
+        "{}",
+        text(&plan.stdout)
+    );
+    let report = build_json(dir.path(), &[]);
+    assert_eq!(report["delivered"][0]["to"], "registry", "{report}");
+    assert!(!image_exists(&tag), "no --load, so not in the engine");
+    let raw = std::process::Command::new("skopeo")
+        .args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{tag}"),
+        ])
+        .output()
+        .expect("skopeo runs");
+    assert!(raw.status.success(), "{}", text(&raw.stderr));
+}

@@ -411,3 +411,73 @@ fn init_is_the_bases_own_tini_or_the_path_the_manifest_names() {
     );
     assert_eq!(printed, "hello through the init\n");
 }
+
+/// A copy of `examples/clean-install` in a fresh project folder, with `run` replaced.
+fn clean_install_with(run: &str) -> tempfile::TempDir {
+    let dir = project("dpkg-repro");
+    let example = repo().join("examples/clean-install");
+    for file in ["debian/control", "src/greet.c"] {
+        let to = dir.path().join(file);
+        std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(example.join(file), &to).expect("copy");
+    }
+    let manifest = std::fs::read_to_string(example.join("dockception.toml")).expect("manifest");
+    let line = manifest
+        .lines()
+        .find(|l| l.trim_start().starts_with("run ") && l.contains('['))
+        .expect("the example has a run line");
+    let manifest = manifest.replace(line, &format!("run = {run}"));
+    std::fs::write(dir.path().join("dockception.toml"), manifest).expect("write");
+    dir
+}
+
+fn build_report(dir: &Path, tag: &str) -> serde_json::Value {
+    let out = dockception(&["build", "--force", "--tag", tag, "--format", "json"], dir);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let reports: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    reports[0].clone()
+}
+
+#[test]
+fn dpkg_writes_the_time_into_one_file_and_without_it_the_image_is_the_same() {
+    if !engine_with(&["gcc:local", "debian-minimal:local"]) {
+        return;
+    }
+    let image = TestImage::new("dpkg-repro");
+    let dir = clean_install_with(r#"["dpkg -i /artifacts/*.deb"]"#);
+    let (a, b) = (
+        build_report(dir.path(), &image.0),
+        build_report(dir.path(), &image.0),
+    );
+    let files = |r: &serde_json::Value| -> std::collections::BTreeMap<String, serde_json::Value> {
+        r["files"]
+            .as_array()
+            .expect("files")
+            .iter()
+            .map(|f| {
+                (
+                    f["path"].as_str().expect("path").to_string(),
+                    f["sha256"].clone(),
+                )
+            })
+            .collect()
+    };
+    let (fa, fb) = (files(&a), files(&b));
+    let differing: Vec<&String> = fa.keys().filter(|p| fa.get(*p) != fb.get(*p)).collect();
+    assert_eq!(
+        differing,
+        ["/var/log/dpkg.log"],
+        "only dpkg's log holds the time"
+    );
+
+    let dir = clean_install_with(r#"["dpkg -i /artifacts/*.deb", "rm /var/log/dpkg.log"]"#);
+    let (a, b) = (
+        build_report(dir.path(), &image.0),
+        build_report(dir.path(), &image.0),
+    );
+    assert_eq!(
+        a["image_id"], b["image_id"],
+        "without the log, the same image"
+    );
+    assert_eq!(a["digest"], b["digest"]);
+}

@@ -93,20 +93,12 @@ pub fn check_tags(tags: &[String]) -> Result<Vec<Target>> {
     tags.iter()
         .map(|tag| {
             let (target, _) = parse_reference(tag)?;
-            if !names_registry(tag) {
+            if !crate::manifest::names_registry(tag) {
                 return Err(Error::TagWithoutRegistry { tag: tag.clone() });
             }
             Ok(target)
         })
         .collect()
-}
-
-/// Whether the first part of `name` is a registry.
-fn names_registry(name: &str) -> bool {
-    match name.split_once('/') {
-        Some((first, _)) => first.contains('.') || first.contains(':') || first == "localhost",
-        None => false,
-    }
 }
 
 /// Read `reference` (a tag, or a name with a digest) into its parts; a name without a registry

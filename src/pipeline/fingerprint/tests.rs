@@ -38,6 +38,7 @@ fn plan(root: &Path, out_dir: &Path) -> Plan {
         },
         runtime: RuntimePlan::on("scratch"),
         tags: vec!["app:latest".into()],
+        push: false,
     }
 }
 
