@@ -65,6 +65,11 @@ impl Destinations {
         self
     }
 
+    /// How registries are reached (for pushes, and bases taken from their registry).
+    pub(crate) fn registry(&self) -> &RegistrySettings {
+        &self.registry
+    }
+
     /// Whether `plan`'s image is pushed: `--push`, or `push = true` in its `[image]`.
     pub(crate) fn pushes(&self, plan: &Plan) -> bool {
         self.push || plan.push

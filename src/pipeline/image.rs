@@ -14,6 +14,7 @@ use crate::artifacts::collect::{Artifact, Collected};
 use crate::artifacts::pid1;
 use crate::artifacts::run_dir::RunDir;
 use crate::deliver;
+use crate::deliver::push::RegistrySettings;
 use crate::engine::{Engine, ImageFacts};
 use crate::error::{Error, Result};
 use crate::fsutil::FromIo as _;
@@ -38,17 +39,27 @@ pub(crate) fn blob_store(plan: &Plan) -> BlobStore {
     BlobStore::at(&plan.blobs_dir)
 }
 
-/// The base `base` (whose engine id is `facts.id`) from the store, or exported from the engine
-/// into it (once: later builds find it there).
+/// The base `base` (whose engine id is `facts.id`) from the store, or, when it names a
+/// registry, as that registry has it (its blobs byte for byte, so a push to the same registry
+/// mounts them), else exported from the engine into the store (once: later builds find it
+/// there).
 pub(crate) async fn base_image(
     engine: &Engine,
     store: &BlobStore,
     base: &str,
     facts: &ImageFacts,
+    registry: &RegistrySettings,
     progress: &Progress,
 ) -> Result<Base> {
     if let Some(found) = cached_base(store, &facts.id) {
         return Ok(found);
+    }
+    if crate::manifest::names_registry(base) {
+        progress.phase(&format!(
+            "taking the layers of the base {base} from its registry"
+        ));
+        let image = deliver::push::pull_base(base, store, registry).await?;
+        return list_pulled(store, base, image).await;
     }
     progress.phase(&format!(
         "keeping the layers of the base {base} in {} (once)",
@@ -96,6 +107,35 @@ pub(crate) async fn base_image(
     let bytes = serde_json::to_vec(&scans).map_err(|e| measure_error(base, e.to_string()))?;
     crate::fsutil::write_atomic(&path, &bytes).map_err(|e| Error::io("writing", &path, e))?;
     Ok(Base { image, scans })
+}
+
+/// The listings of a base pulled from a registry, read from its blobs in the store, and kept.
+async fn list_pulled(store: &BlobStore, base: &str, image: BaseImage) -> Result<Base> {
+    let paths: Vec<_> = image
+        .layers
+        .iter()
+        .map(|l| store.path(&l.blob.digest))
+        .collect();
+    let listed = tokio::task::spawn_blocking(move || {
+        paths
+            .iter()
+            .map(|path| {
+                let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+                measure::scan_layer_listing(flate2::read::GzDecoder::new(file))
+                    .map_err(|e| e.to_string())
+            })
+            .collect::<std::result::Result<Vec<_>, String>>()
+    })
+    .await
+    .map_err(|e| measure_error(base, e.to_string()))?
+    .map_err(|e| measure_error(base, e))?;
+    let path = scans_path(store, &image.image_id);
+    let bytes = serde_json::to_vec(&listed).map_err(|e| measure_error(base, e.to_string()))?;
+    crate::fsutil::write_atomic(&path, &bytes).map_err(|e| Error::io("writing", &path, e))?;
+    Ok(Base {
+        image,
+        scans: listed,
+    })
 }
 
 fn cached_base(store: &BlobStore, image_id: &str) -> Option<Base> {
@@ -298,7 +338,10 @@ pub(crate) fn assemble(
     })?;
     let mut layers: Vec<WrittenLayer> = base.map(|b| b.image.layers.clone()).unwrap_or_default();
     layers.push(layer);
-    manifest::assemble(store, config, layers, None)
+    // A base from a registry: a push to the same registry mounts its layers from there.
+    let base_ref =
+        Some(runtime.base.clone()).filter(|r| base.is_some() && crate::manifest::names_registry(r));
+    manifest::assemble(store, config, layers, base_ref)
         .map_err(|e| Error::io("writing the image into", store.root(), e))
 }
 

@@ -177,9 +177,17 @@ pub(crate) async fn build_image(
     let store = image::blob_store(plan);
     let base = match &prepared.base_facts {
         None => None,
-        Some(facts) => {
-            Some(image::base_image(engine, &store, &plan.runtime.base, facts, progress).await?)
-        }
+        Some(facts) => Some(
+            image::base_image(
+                engine,
+                &store,
+                &plan.runtime.base,
+                facts,
+                destinations.registry(),
+                progress,
+            )
+            .await?,
+        ),
     };
     let steps = !prepared.runtime.steps.is_empty();
     // What dynamically linked artifacts need (checked, or copied from the builder): shipped

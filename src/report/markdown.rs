@@ -71,6 +71,15 @@ impl Document {
             human(r.waste.total_bytes),
             change(diff, |d| d.waste.delta_bytes)
         ));
+        if let Some(digest) = &r.digest {
+            out.push_str(&format!("\ndigest `{digest}`\n"));
+        }
+        for d in &r.delivered {
+            out.push_str(&format!("\n- {}", md(&super::wording::delivery(d))));
+        }
+        if !r.delivered.is_empty() {
+            out.push('\n');
+        }
         out
     }
 }

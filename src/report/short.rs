@@ -22,6 +22,10 @@ impl Document {
         }
         let mut out = self.summary();
         out.push('\n');
+        // Where it went, when that is more than the engine (a push, a file).
+        for d in self.report.delivered.iter().filter(|d| d.to != "engine") {
+            out.push_str(&format!("  {}\n", crate::report::wording::delivery(d)));
+        }
         match (&self.diff, &self.baseline) {
             (Some(diff), Some(baseline)) => out.push_str(&changed_lines(diff, &baseline.source)),
             (_, None) => out.push_str(

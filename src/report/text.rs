@@ -99,6 +99,12 @@ impl Document {
             };
             out.push_str(&format!("  {verb} {}\n", r.tags.join(", ")));
         }
+        if let Some(digest) = &r.digest {
+            out.push_str(&format!("  digest {digest}\n"));
+        }
+        for d in &r.delivered {
+            out.push_str(&format!("  {}\n", super::wording::delivery(d)));
+        }
         out
     }
 

@@ -2,8 +2,8 @@
 //! the same way: deltas, counts, history steps, the baseline's name, the cut listing diff.
 
 use crate::report::diff::{Changes, Diff};
-use crate::report::LAST_BUILD;
-use crate::units::signed_human;
+use crate::report::{Delivery, LAST_BUILD};
+use crate::units::{human, signed_human};
 
 /// How many entries of each change list the text and markdown forms show.
 pub(super) const SHOWN: usize = 10;
@@ -91,4 +91,52 @@ pub(super) fn listing_head(listing: &str, indent: &str) -> String {
         ));
     }
     out
+}
+
+/// Where the image went, in one phrase: `loaded into the engine as app:1 (12.0 KiB sent,
+/// 1.0 MiB already there)`, `pushed to 127.0.0.1:5000/team/app (...)`, `written to FILE (...)`.
+pub(super) fn delivery(d: &Delivery) -> String {
+    let sent = match d.to.as_str() {
+        "registry" => format!("{} uploaded", human(d.sent_bytes)),
+        "engine" => format!("{} sent", human(d.sent_bytes)),
+        _ => format!("{} written", human(d.sent_bytes)),
+    };
+    let skipped = if d.skipped_bytes > 0 {
+        format!(", {} already there", human(d.skipped_bytes))
+    } else {
+        String::new()
+    };
+    let place = match d.to.as_str() {
+        "engine" => format!("loaded into {}", d.destination),
+        "registry" => format!("pushed to {}", d.destination),
+        kind => format!("written as {kind} to {}", d.destination),
+    };
+    format!("{place} ({sent}{skipped})")
+}
+
+#[cfg(test)]
+mod delivery_tests {
+    use super::*;
+
+    #[test]
+    fn a_delivery_says_where_and_what_was_sent_and_skipped() {
+        let d = |to: &str, destination: &str, sent, skipped| Delivery {
+            to: to.into(),
+            destination: destination.into(),
+            sent_bytes: sent,
+            skipped_bytes: skipped,
+        };
+        assert_eq!(
+            delivery(&d("registry", "127.0.0.1:5000/team/app", 2048, 1 << 20)),
+            "pushed to 127.0.0.1:5000/team/app (2.0 KiB uploaded, 1.0 MiB already there)"
+        );
+        assert_eq!(
+            delivery(&d("engine", "the engine as app:1", 512, 0)),
+            "loaded into the engine as app:1 (512 B sent)"
+        );
+        assert_eq!(
+            delivery(&d("oci", "/tmp/app.tar", 4096, 0)),
+            "written as oci to /tmp/app.tar (4.0 KiB written)"
+        );
+    }
 }

@@ -94,6 +94,15 @@ fn a_push_goes_straight_to_the_registry_and_a_change_uploads_only_its_layer() {
         "busybox's layer is already there: {skipped}"
     );
 
+    // The short answer says where it went, uploaded against already there.
+    let again = dockception(&["build", "--push", "--tag", &tag], dir.path());
+    let answer = text(&again.stdout);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    let repository = tag.rsplit_once(':').map(|(r, _)| r).expect("a tag");
+    assert!(
+        answer.contains(&format!("pushed to {repository} (0 B uploaded, ")),
+        "the same image again uploads nothing: {answer}"
+    );
     let pulled = docker(&["pull", &tag]);
     assert!(pulled.status.success(), "{}", text(&pulled.stderr));
     let run = docker(&["run", "--rm", &tag]);
@@ -226,4 +235,59 @@ fn push_true_in_the_manifest_pushes_every_build_and_plan_says_so() {
         .output()
         .expect("skopeo runs");
     assert!(raw.status.success(), "{}", text(&raw.stderr));
+}
+
+#[test]
+fn a_base_from_a_registry_comes_as_that_registry_has_it_and_a_push_there_sends_only_ours() {
+    if !engine_with(&["busybox:local"]) || !tools(&["docker-registry"]) {
+        return;
+    }
+    let registry = Registry::start(RegistryOptions::default());
+    let base = format!("{}/base/busybox-{}:1", registry.address, std::process::id());
+    docker_stdout(&["tag", "busybox:local", &base]);
+    let pushed_base = docker(&["push", &base]);
+    let _ = docker(&["rmi", &base]);
+    assert!(
+        pushed_base.status.success(),
+        "{}",
+        text(&pushed_base.stderr)
+    );
+
+    let dir = project("registry-base");
+    let manifest = manifest("on a registry base")
+        .replace("base = \"busybox:local\"", &format!("base = \"{base}\""));
+    write_files(dir.path(), &[("dockception.toml", &manifest)]);
+    let tag = format!("{}/team/on-base-{}:1", registry.address, std::process::id());
+    let out = dockception(
+        &["build", "--push", "--tag", &tag, "--format", "json"],
+        dir.path(),
+    );
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "taking the layers of the base {base} from its registry"
+        )),
+        "{stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let report = &report[0];
+    let base_gzip: u64 = report["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .filter(|l| l["role"] == "base")
+        .map(|l| l["gzip_bytes"].as_u64().expect("gzip"))
+        .sum();
+    let delivered = &report["delivered"][0];
+    assert_eq!(delivered["to"], "registry");
+    assert!(
+        delivered["skipped_bytes"].as_u64().expect("skipped") >= base_gzip && base_gzip > 100_000,
+        "the base's blobs are the registry's own, mounted, not sent: {delivered}"
+    );
+    assert!(
+        delivered["sent_bytes"].as_u64().expect("sent") < 64 * 1024,
+        "only our layer and config go: {delivered}"
+    );
+    let _ = docker(&["rmi", &base]);
 }
