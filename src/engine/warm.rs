@@ -256,21 +256,21 @@ fn name_part(text: &str) -> String {
 }
 
 /// The warm builder's command (POSIX sh and `sleep` only): wait, and end once no exec has run
-/// for `secs` seconds. An exec ran during a tick when the namespace allocated a process id
-/// after the tick's own `sleep` (`/proc/sys/kernel/ns_last_pid`: sh's tests and `read` are
-/// builtins, so the loop forks nothing else), even one that ended between two looks; and one
-/// is at work while any process but PID 1 is alive and not a zombie.
+/// for `secs` seconds. An exec ran during a tick, even one that ended between two looks, when
+/// process ids were taken between the tick's `sleep` and a probe forked right after it (sh's
+/// tests and `read` are builtins, so the loop forks nothing else; the kernel's
+/// `ns_last_pid` would say it directly, but is not readable in every sandbox); and one is at
+/// work while any process but PID 1 is alive and not a zombie.
 fn idle_script(secs: u64) -> String {
     format!(
         "trap 'exit 0' TERM INT; idle=0; \
          while [ \"$idle\" -lt {secs} ]; do \
-         sleep {WARM_POLL_SECS} & s=$!; wait \"$s\"; busy=0; \
-         n=''; read -r n 2>/dev/null < /proc/sys/kernel/ns_last_pid; \
-         [ -n \"$n\" ] && [ \"$n\" -gt \"$s\" ] && busy=1; \
+         sleep {WARM_POLL_SECS} & s=$!; wait \"$s\"; : & p=$!; wait \"$p\"; busy=0; \
+         [ \"$p\" -gt $((s + 1)) ] && busy=1; \
          if [ \"$busy\" = 0 ]; then for d in /proc/[0-9]*; do \
          [ \"$d\" = /proc/1 ] && continue; \
-         p=''; read -r p 2>/dev/null < \"$d/stat\" || [ -n \"$p\" ] || continue; \
-         case \"${{p##*) }}\" in Z*) continue;; esac; \
+         st=''; read -r st 2>/dev/null < \"$d/stat\" || [ -n \"$st\" ] || continue; \
+         case \"${{st##*) }}\" in Z*) continue;; esac; \
          busy=1; break; \
          done; fi; \
          if [ \"$busy\" = 1 ]; then idle=0; else idle=$((idle + {WARM_POLL_SECS})); fi; \
