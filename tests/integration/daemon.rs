@@ -452,8 +452,8 @@ fn clean_all_reaches_every_project_and_force_the_containers_it_would_keep() {
         text(&out.stdout)
     };
 
-    // A dangling dockception image: the tag moves to a second build while a container uses
-    // the first image, so the build cannot remove it; then that container goes.
+    // A dangling dockception image of project b: the tag moves to a second build while a
+    // container uses the first image; then that container goes.
     let mut user = String::new();
     for run in ["echo one > /out/app", "echo two > /out/app"] {
         if user.is_empty()
@@ -469,7 +469,7 @@ fn clean_all_reaches_every_project_and_force_the_containers_it_would_keep() {
         let out = Command::new(BIN)
             .args(["build", "-q", "--tag", "dcpt-clean:latest", "--set"])
             .arg(format!("RUN={run}"))
-            .current_dir(a.path())
+            .current_dir(b.path())
             .env("DOCKER_HOST", &daemon.host)
             .output()
             .expect("dockception runs");
@@ -513,7 +513,7 @@ fn clean_all_reaches_every_project_and_force_the_containers_it_would_keep() {
     assert_eq!(volumes(), both);
 
     // This project only: its crashed build's container; the live build's is kept, and so is
-    // its cache. (Images carry no project label, so a project's clean leaves them.)
+    // its cache; b's dangling image is b's (its builds loaded it), so a's clean leaves it.
     let (removed, stderr) = clean(&daemon, a.path(), &[]);
     assert_eq!(
         removed,
