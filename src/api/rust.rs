@@ -139,4 +139,36 @@ mod tests {
         // No Cargo.toml here: had cargo vendor run, it would have failed.
         assert_eq!(vendor(dir.path(), &dest).expect("kept"), dest);
     }
+
+    #[test]
+    fn cargo_vendor_runs_again_when_cargo_lock_changed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("src")).expect("mkdir");
+        std::fs::write(dir.path().join("src/lib.rs"), "").expect("write");
+        std::fs::write(
+            dir.path().join("Cargo.toml"),
+            "[package]\nname = \"vendored\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n",
+        )
+        .expect("write");
+        let lock = "version = 3\n\n[[package]]\nname = \"vendored\"\nversion = \"0.1.0\"\n";
+        std::fs::write(dir.path().join("Cargo.lock"), lock).expect("write");
+        let dest = dir.path().join("vendor");
+        // The stamp of a folder vendored from another Cargo.lock.
+        std::fs::create_dir(&dest).expect("mkdir");
+        std::fs::write(dest.join(STAMP), "0".repeat(64)).expect("stamp");
+        assert_eq!(vendor(dir.path(), &dest).expect("vendored"), dest);
+        let digest = crate::fsutil::hex(&Sha256::digest(lock.as_bytes()));
+        assert_eq!(
+            std::fs::read_to_string(dest.join(STAMP))
+                .expect("stamp")
+                .trim(),
+            digest,
+            "cargo vendor ran and the stamp names this Cargo.lock"
+        );
+        // A changed Cargo.lock runs cargo vendor again: here it fails, as the manifest is gone.
+        std::fs::remove_file(dir.path().join("Cargo.toml")).expect("remove");
+        std::fs::write(dir.path().join("Cargo.lock"), format!("{lock}\n")).expect("write");
+        let err = vendor(dir.path(), &dest).expect_err("cargo vendor ran, without a Cargo.toml");
+        assert!(err.to_string().contains("vendor failed"), "{err}");
+    }
 }

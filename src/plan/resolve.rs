@@ -290,6 +290,22 @@ tags = ["hello:latest"]
     }
 
     #[test]
+    fn a_cache_named_in_the_manifest_keeps_its_name() {
+        let dir = temp();
+        std::fs::create_dir(dir.path().join("src")).expect("mkdir");
+        let text = MANIFEST.replace(
+            "target = \"/root/.cache/go-build\"",
+            "target = \"/root/.cache/go-build\"\nname = \"my-go-cache\"",
+        );
+        let plan = plan(&load(dir.path(), &text), &PlanOptions::default())
+            .expect("plan")
+            .targets
+            .remove(0);
+        assert_eq!(plan.builder.caches[0].volume, "my-go-cache");
+        assert_eq!(plan.builder.caches[0].target, "/root/.cache/go-build");
+    }
+
+    #[test]
     fn cache_names_differ_between_projects() {
         let (a, b) = (temp(), temp());
         for d in [&a, &b] {

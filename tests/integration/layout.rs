@@ -157,3 +157,29 @@ fn the_module_scan_sees_imports() {
             .collect()
     );
 }
+
+#[test]
+fn the_readme_names_every_test_module_and_only_those() {
+    let main = std::fs::read_to_string(crate::support::repo().join("tests/integration/main.rs"))
+        .expect("main.rs");
+    let modules: BTreeSet<&str> = main
+        .lines()
+        .filter_map(|l| l.strip_prefix("mod ")?.strip_suffix(';'))
+        .filter(|m| *m != "support")
+        .collect();
+    let readme = std::fs::read_to_string(crate::support::repo().join("README.md")).expect("README");
+    let start = readme
+        .find("`tests/integration/` is one test binary")
+        .expect("README.md describes the test binary");
+    let end = start + readme[start..].find("\n\n").expect("the paragraph ends");
+    let named: BTreeSet<&str> = readme[start..end]
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|word| word.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .collect();
+    assert_eq!(
+        named, modules,
+        "README.md's \"How it works\" names the modules of tests/integration/main.rs"
+    );
+}

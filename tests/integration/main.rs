@@ -12,6 +12,7 @@ mod deliver_cli;
 mod engine;
 mod interrupt;
 mod layout;
+mod library;
 mod libs;
 mod manifest;
 mod manifest_input;

@@ -204,12 +204,10 @@ fn a_failing_command_in_the_warm_container_is_an_ordinary_build_failure() {
     assert_eq!(left, 0, "a failed run leaves no run folder");
 }
 
-#[test]
-fn clean_keeps_a_warm_container_while_a_build_runs_in_it() {
-    if !engine_with(&["busybox:local"]) {
-        return;
-    }
-    let dir = project("warm-busy");
+/// A project whose build waits in its warm container for the file `signal/go`, after
+/// writing `signal/started`.
+fn busy_project(prefix: &str) -> tempfile::TempDir {
+    let dir = project(prefix);
     // The build waits for the test's go-ahead, so `clean` runs while it is in the container.
     let run = "touch /signal/started; i=0; until [ -f /signal/go ]; do i=$((i+1)); \
                [ $i -gt 600 ] && exit 9; sleep 0.1; done; cp /src/msg /out/app";
@@ -227,6 +225,39 @@ fn clean_keeps_a_warm_container_while_a_build_runs_in_it() {
             ("signal/go", ""),
         ],
     );
+    dir
+}
+
+/// In a [`busy_project`] whose warm container a first build made (and ended), start another
+/// build and wait until its command runs in that container, waiting for the go-ahead.
+fn a_build_waiting_in_the_warm_container(dir: &Path, image: &TestImage) -> std::process::Child {
+    let _ = std::fs::remove_file(dir.join("signal/go"));
+    let _ = std::fs::remove_file(dir.join("signal/started"));
+    let build = std::process::Command::new(env!("CARGO_BIN_EXE_dockception"))
+        .args(["build", "--tag", &image.0])
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the build starts");
+    let started = dir.join("signal/started");
+    for _ in 0..600 {
+        if started.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(started.exists(), "the build never started its command");
+    build
+}
+
+#[test]
+fn clean_keeps_a_warm_container_while_a_build_runs_in_it() {
+    if !engine_with(&["busybox:local"]) {
+        return;
+    }
+    let dir = busy_project("warm-busy");
     let warm = WarmContainers::of(dir.path());
     let image = TestImage::new("warm-busy");
     // The first build makes the warm container and ends; the process that made it is gone.
@@ -234,28 +265,7 @@ fn clean_keeps_a_warm_container_while_a_build_runs_in_it() {
     assert!(first.status.success(), "{}", text(&first.stderr));
     let kept = warm.ids();
     assert_eq!(kept.len(), 1, "{kept:?}");
-    std::fs::remove_file(dir.path().join("signal/go")).expect("remove go");
-    std::fs::remove_file(dir.path().join("signal/started")).expect("remove started");
-
-    let second = std::process::Command::new(env!("CARGO_BIN_EXE_dockception"))
-        .args(["build", "--tag", &image.0])
-        .current_dir(dir.path())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("second build starts");
-    let started = dir.path().join("signal/started");
-    for _ in 0..600 {
-        if started.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    assert!(
-        started.exists(),
-        "the second build never started its command"
-    );
+    let second = a_build_waiting_in_the_warm_container(dir.path(), &image);
 
     let cleaned = dockception(&["clean"], dir.path());
     let said = format!("{}{}", text(&cleaned.stdout), text(&cleaned.stderr));
@@ -298,6 +308,93 @@ fn clean_keeps_a_warm_container_while_a_build_runs_in_it() {
         "hi",
         "the build that clean left alone made its image"
     );
+}
+
+#[test]
+fn clean_force_removes_a_warm_container_even_while_a_build_runs_in_it() {
+    if !engine_with(&["busybox:local"]) {
+        return;
+    }
+    let dir = busy_project("warm-force");
+    let warm = WarmContainers::of(dir.path());
+    let image = TestImage::new("warm-force");
+    let first = build(dir.path(), &image);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let kept = warm.ids();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let name = docker_stdout(&["inspect", "-f", "{{.Name}}", &kept[0]]);
+    let name = name.trim().trim_start_matches('/').to_string();
+    let second = a_build_waiting_in_the_warm_container(dir.path(), &image);
+
+    let cleaned = dockception(&["clean", "--force"], dir.path());
+    let said = format!("{}{}", text(&cleaned.stdout), text(&cleaned.stderr));
+    assert!(cleaned.status.success(), "{said}");
+    assert!(
+        text(&cleaned.stdout).contains(&format!("removed container {name}")),
+        "{said}"
+    );
+    assert_eq!(warm.ids(), Vec::<String>::new(), "{said}");
+
+    // The build that was running there ends (its command was killed with the container, or
+    // it ran again in a fresh container) and leaves nothing on the engine.
+    std::fs::write(dir.path().join("signal/go"), "").expect("go");
+    second.wait_with_output().expect("the build ends");
+    assert_eq!(warm.ids(), Vec::<String>::new());
+    assert_eq!(containers_of(dir.path()), Vec::<String>::new());
+}
+
+#[test]
+fn a_builder_image_without_bin_sh_builds_in_a_fresh_container_with_a_warning() {
+    if !engine_with(&["busybox:local"]) {
+        return;
+    }
+    // A builder image holding busybox alone: no /bin/sh for the warm container's idle loop.
+    let dir = project("warm-nosh");
+    let busybox = docker(&["run", "--rm", "busybox:local", "cat", "/bin/busybox"]);
+    assert!(busybox.status.success(), "{}", text(&busybox.stderr));
+    let tar = dir.path().join("rootfs.tar");
+    let mut rootfs = tar::Builder::new(std::fs::File::create(&tar).expect("create"));
+    let mut header = tar::Header::new_gnu();
+    header.set_size(busybox.stdout.len() as u64);
+    header.set_mode(0o755);
+    rootfs
+        .append_data(&mut header, "bin/busybox", busybox.stdout.as_slice())
+        .expect("append");
+    rootfs.finish().expect("tar");
+    let builder = TestImage::new("warm-nosh-builder");
+    docker_stdout(&["import", &tar.to_string_lossy(), &builder.0]);
+    let manifest = format!(
+        "[builder]\nimage = \"{}\"\nrun = [\"/bin/busybox\", \"cp\", \"/src/msg\", \"/out/app\"]\nwarm = \"60s\"\n\n\
+         [[mount]]\nsource = \"src\"\ntarget = \"/src\"\n\n\
+         [artifacts]\ninclude = [\"app\"]\n\n[runtime]\nbase = \"busybox:local\"\ncmd = [\"cat\", \"/app\"]\n",
+        builder.0
+    );
+    write_files(
+        dir.path(),
+        &[("dockception.toml", &manifest), ("src/msg", "hi\n")],
+    );
+    let warm = WarmContainers::of(dir.path());
+    let image = TestImage::new("warm-nosh");
+    let built = build(dir.path(), &image);
+    let stderr = text(&built.stderr);
+    assert!(built.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "warning: target default: no warm builder (it could not start (it runs /bin/sh, which the builder image needs)"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("this build runs in a fresh container"),
+        "{stderr}"
+    );
+    assert_eq!(docker_stdout(&["run", "--rm", &image.0]).trim(), "hi");
+    assert_eq!(
+        warm.ids(),
+        Vec::<String>::new(),
+        "no warm container is left"
+    );
+    assert_eq!(containers_of(dir.path()), Vec::<String>::new());
 }
 
 /// `docker events` of the project's warm builders so far: (event, time in ns).
