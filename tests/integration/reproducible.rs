@@ -64,6 +64,10 @@ fn same_image_three_ways(runtime: &str, base_images: &[&str], name: &str) {
     let id = first["image_id"].as_str().expect("image id").to_string();
     let digest = first["digest"].as_str().expect("digest").to_string();
     assert!(digest.starts_with("sha256:") && digest != id, "{first}");
+    assert!(
+        first["context_bytes"].is_null(),
+        "no build context is sent, so it is null, not 0: {first}"
+    );
     let engine = inspect(&image.0);
     assert_eq!(
         engine["Id"],

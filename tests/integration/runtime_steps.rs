@@ -481,3 +481,40 @@ fn dpkg_writes_the_time_into_one_file_and_without_it_the_image_is_the_same() {
     );
     assert_eq!(a["digest"], b["digest"]);
 }
+
+#[test]
+fn runtime_steps_see_artifacts_under_their_exact_names() {
+    if !engine_with(&["busybox:local"]) {
+        return;
+    }
+    let dir = project("steps-names");
+    // `caf\351` is not UTF-8 and `new\nline` holds a newline: staged under a display form
+    // (`caf\xe9`), neither would be found by its real name.
+    let manifest = r#"
+[builder]
+image = "busybox:local"
+run = '''printf x > "$(printf '/out/caf\351')" && printf y > "$(printf '/out/new\nline')"'''
+
+[artifacts]
+include = ["*"]
+
+[runtime]
+base = "busybox:local"
+user = "65534:65534"
+run = ['''test -f "$(printf '/artifacts/caf\351')" && test -f "$(printf '/artifacts/new\nline')" && mkdir -p /opt && touch /opt/found''']
+entrypoint = ["/bin/true"]
+"#;
+    write_files(dir.path(), &[("dockception.toml", manifest)]);
+    let image = TestImage::new("steps-names");
+    let out = dockception(&["build", "--tag", &image.0], dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let found = docker(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "/bin/ls",
+        &image.0,
+        "/opt/found",
+    ]);
+    assert!(found.status.success(), "{}", text(&found.stderr));
+}

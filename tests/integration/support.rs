@@ -216,9 +216,19 @@ pub fn tree_checksum(dir: &Path) -> String {
         .collect()
 }
 
-/// Images (any, dangling included) whose project label belongs to the project folder `dir`.
+/// Images (any, dangling included) of the project folder `dir`: those its builds loaded (its
+/// output folder lists them: the images dockception writes name no project) and any labelled
+/// with its project.
 pub fn images_of(dir: &Path) -> Vec<String> {
-    labelled(dir, &["images", "-a", "--no-trunc"], "{{.ID}}")
+    let mut ids = labelled(dir, &["images", "-a", "--no-trunc"], "{{.ID}}");
+    let listed =
+        std::fs::read_to_string(dir.join(".dockception/loaded-images")).unwrap_or_default();
+    for id in listed.lines().filter(|l| l.starts_with("sha256:")) {
+        if image_exists(id) && !ids.iter().any(|i| i == id) {
+            ids.push(id.to_string());
+        }
+    }
+    ids
 }
 
 /// Volumes whose project label belongs to the project folder `dir`.
