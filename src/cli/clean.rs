@@ -49,10 +49,18 @@ pub(super) async fn clean(
     for name in &cleaned.volumes {
         outln!("removed cache volume {name}");
     }
+    // The blob store (the bases' layers, the images written) is a cache too: it goes with them.
+    let blobs = out_dir.join("blobs");
+    let blobs_removed = caches && blobs.is_dir();
+    if blobs_removed {
+        std::fs::remove_dir_all(&blobs).map_err(|e| Error::io("removing", &blobs, e))?;
+        outln!("removed blob store {}", blobs.display());
+    }
     let removed = cleaned.containers.len()
         + cleaned.images.len()
         + cleaned.volumes.len()
-        + runs.removed.len();
+        + runs.removed.len()
+        + usize::from(blobs_removed);
     if removed == 0 {
         outln!(
             "nothing to clean for {}",

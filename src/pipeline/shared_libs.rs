@@ -373,6 +373,26 @@ mod tests {
     }
 
     #[test]
+    fn ld_library_path_from_the_runtime_env_is_what_the_search_searches() {
+        let loaded = crate::manifest::parse_bytes_with(
+            Path::new("/p/dockception.toml"),
+            "[builder]\nimage = \"gcc:local\"\nrun = \"true\"\n[artifacts]\ninclude = [\"app\"]\n[runtime.env]\nLD_LIBRARY_PATH = \"/opt/lib:/usr/local/lib\"\n".into(),
+            &Default::default(),
+        )
+        .expect("a manifest");
+        let plans =
+            crate::plan::plan(&loaded, &crate::plan::PlanOptions::default()).expect("a plan");
+        let collected = Collected {
+            artifacts: Vec::new(),
+            unshipped_bytes: 0,
+            unshipped_files: 0,
+            skipped: Vec::new(),
+        };
+        let input = library_input(&plans.targets[0], &collected).expect("input");
+        assert_eq!(input.ld_library_path, ["/opt/lib", "/usr/local/lib"]);
+    }
+
+    #[test]
     fn the_search_sees_an_artifact_by_its_exact_bytes_not_its_display_name() {
         let latin1 = artifact(b"caf\xe9/app");
         assert_eq!(latin1.path, "caf\\xe9/app");

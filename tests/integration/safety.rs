@@ -102,6 +102,13 @@ user = "65534:65534"
         text(&cleaned.stdout)
     );
     assert_eq!(volumes_of(dir.path()), Vec::<String>::new());
+    let blobs = dir.path().join(".dockception/blobs");
+    assert!(
+        text(&cleaned.stdout).contains(&format!("removed blob store {}", blobs.display())),
+        "the blob store is a cache too: {}",
+        text(&cleaned.stdout)
+    );
+    assert!(!blobs.exists());
     assert!(image_exists(&image.0), "clean removed a tagged image");
 }
 
