@@ -4,6 +4,7 @@
 #   scripts/engine.sh                 engine + busybox:local, gcc:local, golang:local,
 #                                     debian-minimal:local
 #   scripts/engine.sh gcc busybox     engine + only those images
+#   scripts/engine.sh second-engine   engine + only the second engine's root filesystem
 #
 # No image registry is needed: images are made from Debian's packages and imported.
 # When no engine answers and this runs as root on Debian, Debian's docker.io is installed and
@@ -90,6 +91,23 @@ make_debian() {
     log "made $image ($(docker image inspect -f '{{.Size}}' "$image") bytes)"
 }
 
+# A Debian root filesystem with docker.io and openssh-server in a folder, for the tests that
+# run a second Docker Engine with its own root filesystem and network namespace (DESIGN.md,
+# "Engines"; tests/integration/second_engine.rs). Made once; a folder without its marker is
+# an interrupted attempt and is made again.
+SECOND_ENGINE_ROOT=${DOCKCEPTION_SECOND_ENGINE_ROOT:-/var/lib/dockception-tests/engine-root}
+make_second_engine_root() {
+    local root=$SECOND_ENGINE_ROOT
+    [ -f "$root/.dockception-complete" ] && { log "the second engine's root filesystem exists ($root)"; return; }
+    [ "$(id -u)" = 0 ] || { log "not root: no second engine's root filesystem (its tests need root)"; return; }
+    command -v mmdebstrap >/dev/null || apt_install mmdebstrap
+    rm -rf "$root"
+    mkdir -p "$(dirname "$root")"
+    log "making the second engine's root filesystem in $root with mmdebstrap (docker.io, openssh-server; a minute or two)"
+    mmdebstrap --quiet --variant=apt --include=docker.io,openssh-server,iproute2 bookworm "$root"
+    touch "$root/.dockception-complete"
+}
+
 ensure_engine
 # A real registry for the tests that pull (they start it themselves, on 127.0.0.1).
 command -v docker-registry >/dev/null || [ "$(id -u)" != 0 ] || apt_install docker-registry
@@ -100,10 +118,14 @@ command -v htpasswd >/dev/null || [ "$(id -u)" != 0 ] || apt_install apache2-uti
 command -v openssl >/dev/null || [ "$(id -u)" != 0 ] || apt_install openssl
 # `ip` gives the engine-goes-away test's private dockerd a bridge of its own (tests/integration/daemon.rs).
 command -v ip >/dev/null || [ "$(id -u)" != 0 ] || apt_install iproute2
+# unshare (util-linux) makes the second engine's namespaces; ssh is the client the docker CLI
+# and dockception run for ssh:// engines, ssh-keygen makes the test's keys.
+command -v unshare >/dev/null || [ "$(id -u)" != 0 ] || apt_install util-linux
+command -v ssh >/dev/null || [ "$(id -u)" != 0 ] || apt_install openssh-client
 # A real terminal for the progress tests (tests/integration/terminal.rs drive tmux).
 command -v tmux >/dev/null || [ "$(id -u)" != 0 ] || apt_install tmux
 images=("$@")
-[ ${#images[@]} -gt 0 ] || images=(busybox gcc golang debian-minimal)
+[ ${#images[@]} -gt 0 ] || images=(busybox gcc golang debian-minimal second-engine)
 for image in "${images[@]}"; do
     case $image in
         busybox) make_busybox ;;
@@ -111,6 +133,7 @@ for image in "${images[@]}"; do
         gcc) make_debian gcc:local apt gcc libc6-dev tini ;;
         golang | go) make_debian golang:local apt golang-go ;;
         debian-minimal) make_debian debian-minimal:local minbase ;;
-        *) die "unknown image $image (known: busybox gcc golang debian-minimal)" ;;
+        second-engine) make_second_engine_root ;;
+        *) die "unknown image $image (known: busybox gcc golang debian-minimal second-engine)" ;;
     esac
 done

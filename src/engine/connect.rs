@@ -1,20 +1,22 @@
-//! Finding the engine the way the docker CLI does, and refusing one too old to speak to.
+//! Connecting to the engine `endpoint` chose (a socket, TCP with or without TLS, or ssh
+//! through `ssh`'s bridge), and refusing one too old to speak to. A failure names the setting
+//! that chose the engine and the file at fault.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use bollard::Docker;
 
+use super::endpoint::{self, Endpoint, Settings};
 use super::error::{error_chain, io_kind};
+use super::ssh::{SshBridge, SshDestination};
 use super::{Engine, Error, Result};
 
 /// The oldest Engine API dockception speaks: `Mounts` in a container's host config came with
 /// API 1.25 (Docker 1.13, January 2017).
 const MIN_API_VERSION: (usize, usize) = (1, 25);
-
-/// Where the engine is when `DOCKER_HOST` does not say.
-const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 
 /// The answer to the background `/version` request, once it came.
 pub(super) enum ApiVersion {
@@ -26,25 +28,30 @@ pub(super) enum ApiVersion {
     Known((usize, usize)),
 }
 
+/// bollard's read and write timeout, in seconds (its default).
+const TIMEOUT_SECS: u64 = 120;
+
+/// What the error for an address of no known kind says.
+const SCHEMES: &str = "dockception speaks to unix:// sockets, tcp:// or http:// addresses (TLS with DOCKER_TLS_VERIFY) and ssh://";
+
 impl Engine {
-    /// Connect the way the docker CLI does (`DOCKER_HOST`, else the local socket) and make sure
-    /// an engine answers.
+    /// Connect the way the docker CLI does (`DOCKER_HOST` with its TLS settings, else the
+    /// current Docker context, else the local socket) and make sure an engine answers.
     pub async fn connect() -> Result<Engine> {
-        let from_env = docker_host();
-        let host = from_env.clone().unwrap_or_else(|| DEFAULT_HOST.to_string());
-        let docker = match &from_env {
-            Some(h) => Docker::connect_with_host(h),
-            None => Docker::connect_with_defaults(),
-        }
-        .map_err(|e| connect_error(&host, from_env.is_some(), &e))?;
+        let endpoint = endpoint::resolve(&Settings::from_process())?;
+        let (docker, ssh) = open(&endpoint)?;
         match tokio::time::timeout(Duration::from_secs(10), docker.ping()).await {
             Err(_) => {
-                return Err(Error::NoDaemon {
-                    host,
-                    reason: "it did not answer within 10 s".into(),
+                return Err(match ssh.as_ref().and_then(|s| s.last_error()) {
+                    Some(message) => ssh_error(&endpoint, message),
+                    None => Error::NoDaemon {
+                        host: endpoint.host.clone(),
+                        chosen_by: endpoint.chosen_by.clone(),
+                        reason: "it did not answer within 10 s".into(),
+                    },
                 })
             }
-            Ok(Err(e)) => return Err(connect_error(&host, from_env.is_some(), &e)),
+            Ok(Err(e)) => return Err(connect_error(&endpoint, ssh.as_ref(), &e)),
             Ok(Ok(_)) => {}
         }
         // bollard sends no version prefix (the daemon answers in its own API version), so no
@@ -53,7 +60,9 @@ impl Engine {
         let version = tokio::spawn(async move { asking.version().await });
         Ok(Engine {
             docker,
-            host,
+            host: endpoint.host.clone(),
+            endpoint,
+            ssh,
             live_containers: Mutex::new(Vec::new()),
             ensured: Mutex::new(HashMap::new()),
             redact: Mutex::new(Vec::new()),
@@ -80,11 +89,12 @@ impl Engine {
             ApiVersion::Asked(pending) => {
                 let answer = pending.await.map_err(|e| Error::NoDaemon {
                     host: self.host.clone(),
+                    chosen_by: self.endpoint.chosen_by.clone(),
                     reason: format!("asking for its version failed: {e}"),
                 })?;
                 let answer =
-                    answer.map_err(|e| connect_error(&self.host, docker_host().is_some(), &e))?;
-                let version = api_version_of(&self.host, answer.api_version)?;
+                    answer.map_err(|e| connect_error(&self.endpoint, self.ssh.as_ref(), &e))?;
+                let version = api_version_of(&self.endpoint, answer.api_version)?;
                 *known = ApiVersion::Known(version);
                 version
             }
@@ -93,28 +103,100 @@ impl Engine {
     }
 }
 
-/// `DOCKER_HOST`, when it is set to something.
-fn docker_host() -> Option<String> {
-    std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty())
+/// A bollard client for `endpoint`, and the local bridge an `ssh://` engine is reached
+/// through. Nothing is sent yet.
+fn open(endpoint: &Endpoint) -> Result<(Docker, Option<SshBridge>)> {
+    let host = endpoint.host.as_str();
+    let bad_address = |reason: String| Error::BadDockerHost {
+        host: host.to_string(),
+        chosen_by: endpoint.chosen_by.clone(),
+        reason,
+    };
+    if host.starts_with("ssh://") {
+        let destination = SshDestination::parse(host).map_err(bad_address)?;
+        let bridge = SshBridge::start(destination).map_err(|e| Error::Ssh {
+            host: host.to_string(),
+            chosen_by: endpoint.chosen_by.clone(),
+            message: format!("serving a local socket for it failed: {e}"),
+        })?;
+        let socket = format!("unix://{}", bridge.socket().display());
+        let docker = Docker::connect_with_unix(&socket, TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+            .map_err(|e| connect_error(endpoint, None, &e))?;
+        return Ok((docker, Some(bridge)));
+    }
+    let docker = match &endpoint.tls {
+        Some(tls) => {
+            // The process-wide provider: ring (see Cargo.toml); a second install is a no-op.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            // Without a client certificate, bollard finds none at these paths and sends none.
+            let (cert, key) = tls.client.clone().unwrap_or_else(|| {
+                (
+                    tls.ca.with_file_name("cert.pem"),
+                    tls.ca.with_file_name("key.pem"),
+                )
+            });
+            Docker::connect_with_ssl(
+                host,
+                &key,
+                &cert,
+                &tls.ca,
+                TIMEOUT_SECS,
+                bollard::API_DEFAULT_VERSION,
+            )
+        }
+        None if ["unix://", "tcp://", "http://"]
+            .iter()
+            .any(|scheme| host.starts_with(scheme)) =>
+        {
+            Docker::connect_with_host(host)
+        }
+        None => return Err(bad_address(SCHEMES.into())),
+    };
+    docker
+        .map_err(|e| connect_error(endpoint, None, &e))
+        .map(|d| (d, None))
 }
 
 /// The version the engine named in its `/version` answer.
-fn api_version_of(host: &str, named: Option<String>) -> Result<(usize, usize)> {
+fn api_version_of(endpoint: &Endpoint, named: Option<String>) -> Result<(usize, usize)> {
     parse_api_version(named.as_deref().unwrap_or("")).ok_or_else(|| Error::NoDaemon {
-        host: host.to_string(),
+        host: endpoint.host.clone(),
+        chosen_by: endpoint.chosen_by.clone(),
         reason: format!("it names no API version dockception understands ({named:?})"),
     })
 }
 
+/// The one error that says what an ssh failure was, in ssh's own words.
+fn ssh_error(endpoint: &Endpoint, message: String) -> Error {
+    Error::Ssh {
+        host: endpoint.host.clone(),
+        chosen_by: endpoint.chosen_by.clone(),
+        message,
+    }
+}
+
 /// Turn a failed connection into the one error that says what to do about it.
-fn connect_error(host: &str, from_env: bool, e: &bollard::errors::Error) -> Error {
+fn connect_error(
+    endpoint: &Endpoint,
+    ssh: Option<&SshBridge>,
+    e: &bollard::errors::Error,
+) -> Error {
     use bollard::errors::Error as E;
+    let host = endpoint.host.as_str();
+    let chosen_by = endpoint.chosen_by.clone();
+    if let Some(message) = ssh.and_then(|s| s.last_error()) {
+        return ssh_error(endpoint, message);
+    }
     let reason = error_chain(e);
     if let E::UnsupportedURISchemeError { .. } = e {
         return Error::BadDockerHost {
             host: host.to_string(),
-            reason: "dockception speaks to unix:// sockets and tcp:// or http:// addresses".into(),
+            chosen_by,
+            reason: SCHEMES.into(),
         };
+    }
+    if let Some(tls) = tls_error(endpoint, e, &reason) {
+        return tls;
     }
     let kind = io_kind(e);
     let lower = reason.to_lowercase();
@@ -126,6 +208,7 @@ fn connect_error(host: &str, from_env: bool, e: &bollard::errors::Error) -> Erro
     if lower.contains("dns error") || lower.contains("failed to lookup address") {
         return Error::BadDockerHost {
             host: host.to_string(),
+            chosen_by,
             reason: format!("its host name does not resolve ({reason})"),
         };
     }
@@ -137,17 +220,84 @@ fn connect_error(host: &str, from_env: bool, e: &bollard::errors::Error) -> Erro
         }
         _ => reason,
     };
-    if from_env {
-        Error::NoDaemonAtDockerHost {
-            host: host.to_string(),
-            reason,
-        }
-    } else {
-        Error::NoDaemon {
-            host: host.to_string(),
-            reason,
-        }
+    Error::NoDaemon {
+        host: host.to_string(),
+        chosen_by,
+        reason,
     }
+}
+
+/// The TLS error naming the file at fault, when `e` is a disagreement about TLS: the
+/// engine's certificate not signed by our CA or not for its address, our client certificate
+/// refused, or one side speaking TLS and the other not.
+fn tls_error(endpoint: &Endpoint, e: &bollard::errors::Error, reason: &str) -> Option<Error> {
+    let bad = |file: PathBuf, problem: &str| {
+        Some(Error::BadTls {
+            host: endpoint.host.clone(),
+            chosen_by: endpoint.chosen_by.clone(),
+            file,
+            problem: problem.to_string(),
+        })
+    };
+    let Some(tls) = &endpoint.tls else {
+        // Plain HTTP to a port that speaks TLS: Go's TLS server answers with a 400 that says so.
+        let message = match e {
+            bollard::errors::Error::DockerResponseServerError { message, .. } => message.as_str(),
+            _ => reason,
+        };
+        if message.contains("HTTPS server") {
+            return Some(Error::NoDaemon {
+                host: endpoint.host.clone(),
+                chosen_by: endpoint.chosen_by.clone(),
+                reason: "the engine there speaks TLS, and DOCKER_TLS_VERIFY is not set (set it, with DOCKER_CERT_PATH naming the folder of ca.pem, cert.pem and key.pem)".into(),
+            });
+        }
+        return None;
+    };
+    let cert = tls
+        .client
+        .as_ref()
+        .map(|(c, _)| c.clone())
+        .unwrap_or_else(|| tls.ca.with_file_name("cert.pem"));
+    let found = |words: &[&str]| words.iter().any(|w| reason.contains(w));
+    if found(&["UnknownIssuer", "BadSignature"]) {
+        return bad(
+            tls.ca.clone(),
+            "the engine's certificate is not signed by the CA in",
+        );
+    }
+    if found(&["NotValidForName"]) {
+        return bad(
+            tls.ca.clone(),
+            "the engine's certificate does not name the address it was reached at (its CA is)",
+        );
+    }
+    if found(&["Expired", "NotValidYet"]) {
+        return bad(
+            tls.ca.clone(),
+            "the engine's certificate has expired or is not valid yet (its CA is)",
+        );
+    }
+    if found(&[
+        "CertificateRequired",
+        "BadCertificate",
+        "UnknownCA",
+        "bad certificate",
+    ]) {
+        let problem = if tls.client.is_some() {
+            "the engine refused dockception's client certificate"
+        } else {
+            "the engine wants a client certificate and there is none"
+        };
+        return bad(cert, problem);
+    }
+    if found(&["InvalidContentType", "corrupt message"]) {
+        return bad(
+            tls.ca.clone(),
+            "the engine does not speak TLS there (unset DOCKER_TLS_VERIFY for a plain tcp:// engine); the CA read was",
+        );
+    }
+    None
 }
 
 /// `"1.41"` -> `(1, 41)`.

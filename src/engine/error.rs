@@ -1,32 +1,77 @@
 //! What can go wrong talking to a container engine; each failure names what it was doing and on what.
 
+use super::endpoint::{ChosenBy, ContextFrom};
+
 /// What can go wrong in this stage.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// No Docker Engine answers.
-    #[error("no Docker Engine answers at {host}: {reason}\n  help: start one (as root on Debian: scripts/engine.sh), or point DOCKER_HOST at a running engine")]
+    /// No Docker Engine answers at the address the settings chose.
+    #[error("no Docker Engine answers at {host}{}: {reason}\n  help: {}", chosen_by.origin(), no_daemon_help(chosen_by))]
     NoDaemon {
         /// The address that was tried.
         host: String,
+        /// The setting that chose it.
+        chosen_by: ChosenBy,
         /// What the connection attempt said.
         reason: String,
     },
 
-    /// `DOCKER_HOST` names an engine that does not answer.
-    #[error("no Docker Engine answers at {host}: {reason}\n  help: start one there, or fix DOCKER_HOST (it is set to {host}; unset it to use the local engine at unix:///var/run/docker.sock)")]
-    NoDaemonAtDockerHost {
-        /// The address from `DOCKER_HOST`.
-        host: String,
-        /// What the connection attempt said.
-        reason: String,
-    },
-
-    /// `DOCKER_HOST` is not an address dockception can use.
-    #[error("DOCKER_HOST={host} is not a Docker Engine address: {reason}\n  help: set it like unix:///var/run/docker.sock or tcp://HOST:2375, or unset it to use the local engine")]
+    /// `DOCKER_HOST` or a context names something that is not an engine address.
+    #[error(
+        "{} is not a Docker Engine address: {reason}\n  help: {}",
+        address_setting(host, chosen_by),
+        address_help(chosen_by)
+    )]
     BadDockerHost {
-        /// The value of `DOCKER_HOST`.
+        /// The address as it was given.
         host: String,
+        /// The setting that gave it.
+        chosen_by: ChosenBy,
         /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A TLS file is missing or wrong, or the engine and dockception do not agree on TLS.
+    #[error("TLS failed with the Docker Engine at {host}{}: {problem}: {}\n  help: {}", chosen_by.origin(), file.display(), tls_help(chosen_by))]
+    BadTls {
+        /// The address of the engine.
+        host: String,
+        /// The setting that chose it.
+        chosen_by: ChosenBy,
+        /// The file at fault.
+        file: std::path::PathBuf,
+        /// What is wrong, in words.
+        problem: String,
+    },
+
+    /// ssh to the engine's host did not work; `message` is ssh's own.
+    #[error("ssh failed for the Docker Engine at {host}{}: {message}\n  help: make `ssh {} docker system dial-stdio` work without a prompt (a key or ssh-agent, the host in known_hosts, docker on that host's PATH), or {}", chosen_by.origin(), host.trim_start_matches("ssh://"), chosen_by.change())]
+    Ssh {
+        /// The `ssh://` address.
+        host: String,
+        /// The setting that chose it.
+        chosen_by: ChosenBy,
+        /// What ssh said.
+        message: String,
+    },
+
+    /// The Docker context that `DOCKER_CONTEXT` or `config.json` names cannot be used.
+    #[error("the Docker context `{name}` {from} {reason}\n  help: `docker context ls` lists the contexts; {}", context_help(from))]
+    BadContext {
+        /// The context's name.
+        name: String,
+        /// What named it.
+        from: ContextFrom,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The docker CLI's `config.json` cannot be read, so the current context is unknown.
+    #[error("the docker CLI's configuration {path} cannot be used to find the current context: {reason}\n  help: fix or remove it, or set DOCKER_HOST or DOCKER_CONTEXT")]
+    BadDockerConfig {
+        /// The file, as shown to the user.
+        path: String,
+        /// What is wrong.
         reason: String,
     },
 
@@ -120,6 +165,46 @@ pub enum Error {
     /// A file system operation failed.
     #[error(transparent)]
     Io(#[from] crate::fsutil::IoError),
+}
+
+/// The `help:` of [`Error::NoDaemon`].
+fn no_daemon_help(chosen_by: &ChosenBy) -> String {
+    match chosen_by {
+        ChosenBy::Default => "start one (as root on Debian: scripts/engine.sh), or point DOCKER_HOST at a running engine".to_string(),
+        other => format!("start one there, or {}", other.change()),
+    }
+}
+
+/// The setting that holds a wrong address, with its value.
+fn address_setting(host: &str, chosen_by: &ChosenBy) -> String {
+    match chosen_by {
+        ChosenBy::Context { .. } => format!("the host {host} of {chosen_by}"),
+        _ => format!("DOCKER_HOST={host}"),
+    }
+}
+
+/// The `help:` of [`Error::BadDockerHost`].
+fn address_help(chosen_by: &ChosenBy) -> String {
+    match chosen_by {
+        ChosenBy::Context { name, .. } => format!("give it one like unix:///var/run/docker.sock, tcp://HOST:2376 or ssh://USER@HOST (docker context update {name} --docker host=…), or {}", chosen_by.change()),
+        _ => "set it like unix:///var/run/docker.sock, tcp://HOST:2376 or ssh://USER@HOST, or unset it to use the local engine".to_string(),
+    }
+}
+
+/// The `help:` of [`Error::BadTls`].
+fn tls_help(chosen_by: &ChosenBy) -> String {
+    match chosen_by {
+        ChosenBy::Context { name, .. } => format!("give the context the engine's CA and a client certificate it accepts (docker context update {name} --docker host=…,ca=…,cert=…,key=…), or {}", chosen_by.change()),
+        _ => "point DOCKER_CERT_PATH at the folder with the engine's ca.pem and a cert.pem and key.pem it accepts; DOCKER_TLS_VERIFY=1 for an engine that speaks TLS, unset for one that does not".to_string(),
+    }
+}
+
+/// The `help:` of [`Error::BadContext`].
+fn context_help(from: &ContextFrom) -> &'static str {
+    match from {
+        ContextFrom::Env => "set DOCKER_CONTEXT to one of them, or unset it for the local engine",
+        ContextFrom::Config(_) => "`docker context use NAME` chooses another (`docker context use default` the local engine)",
+    }
 }
 
 /// This stage's result type.

@@ -4,7 +4,8 @@
 //!
 //! This file is the stage's contract: the [`Engine`] and the plain values the other stages
 //! hand it and get back. bollard's types stay in the sibling files, one concern each:
-//! `connect` (the connection and the engine's version), `images`, `volumes` (cache volumes),
+//! `endpoint` (which engine: `DOCKER_HOST`, a Docker context or the local socket), `connect`
+//! (the connection, TLS, and the engine's version), `ssh` (`ssh://` engines), `images`, `volumes` (cache volumes),
 //! `containers` (one-shot containers: the builder and its helpers), `warm` (the kept builder),
 //! `files` (reading an image's files), `cleanup` (what a run or a crash leaves) and `owner`
 //! (which leftovers may go, from labels alone).
@@ -12,10 +13,12 @@
 mod cleanup;
 mod connect;
 mod containers;
+mod endpoint;
 mod error;
 mod files;
 mod images;
 pub(crate) mod owner;
+mod ssh;
 mod volumes;
 mod warm;
 
@@ -28,6 +31,10 @@ use std::sync::Mutex;
 pub struct Engine {
     docker: bollard::Docker,
     host: String,
+    /// Where the engine is and which setting chose it, for the errors that name it.
+    endpoint: endpoint::Endpoint,
+    /// The local socket an `ssh://` engine is reached through, served while the engine lives.
+    ssh: Option<ssh::SshBridge>,
     /// Containers that exist right now and must go if the run is interrupted.
     live_containers: Mutex<Vec<String>>,
     /// Images [`Engine::ensure_image`] found or pulled during this run, by reference.

@@ -142,7 +142,7 @@ fn no_daemon_is_one_clear_error() {
     let (code, _, stderr) = run(&["build"], dir.path());
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
-        stderr.starts_with("error: no Docker Engine answers at unix:///nonexistent/docker.sock: "),
+        stderr.starts_with("error: no Docker Engine answers at unix:///nonexistent/docker.sock, chosen by DOCKER_HOST: "),
         "{stderr}"
     );
     assert!(stderr.contains("help: start one"), "{stderr}");
@@ -172,19 +172,19 @@ fn a_wrong_docker_host_is_one_error_with_the_fix() {
     let cases = [
         (
             "tcp://127.0.0.1:1",
-            "error: no Docker Engine answers at tcp://127.0.0.1:1: nothing listens there (connection refused)\n  help: start one there, or fix DOCKER_HOST (it is set to tcp://127.0.0.1:1; unset it to use the local engine at unix:///var/run/docker.sock)\n",
+            "error: no Docker Engine answers at tcp://127.0.0.1:1, chosen by DOCKER_HOST: nothing listens there (connection refused)\n  help: start one there, or fix DOCKER_HOST (it is set to tcp://127.0.0.1:1; unset it to use the local engine at unix:///var/run/docker.sock)\n",
         ),
         (
             "ftp://example",
-            "error: DOCKER_HOST=ftp://example is not a Docker Engine address: dockception speaks to unix:// sockets and tcp:// or http:// addresses\n  help: set it like unix:///var/run/docker.sock or tcp://HOST:2375, or unset it to use the local engine\n",
+            "error: DOCKER_HOST=ftp://example is not a Docker Engine address: dockception speaks to unix:// sockets, tcp:// or http:// addresses (TLS with DOCKER_TLS_VERIFY) and ssh://\n  help: set it like unix:///var/run/docker.sock, tcp://HOST:2376 or ssh://USER@HOST, or unset it to use the local engine\n",
         ),
         (
             "/var/run/docker.sock",
-            "error: DOCKER_HOST=/var/run/docker.sock is not a Docker Engine address: dockception speaks to unix:// sockets and tcp:// or http:// addresses\n  help: set it like unix:///var/run/docker.sock or tcp://HOST:2375, or unset it to use the local engine\n",
+            "error: DOCKER_HOST=/var/run/docker.sock is not a Docker Engine address: dockception speaks to unix:// sockets, tcp:// or http:// addresses (TLS with DOCKER_TLS_VERIFY) and ssh://\n  help: set it like unix:///var/run/docker.sock, tcp://HOST:2376 or ssh://USER@HOST, or unset it to use the local engine\n",
         ),
         (
             "unix:///nonexistent/docker.sock",
-            "error: no Docker Engine answers at unix:///nonexistent/docker.sock: the socket /nonexistent/docker.sock does not exist\n  help: start one there, or fix DOCKER_HOST (it is set to unix:///nonexistent/docker.sock; unset it to use the local engine at unix:///var/run/docker.sock)\n",
+            "error: no Docker Engine answers at unix:///nonexistent/docker.sock, chosen by DOCKER_HOST: the socket /nonexistent/docker.sock does not exist\n  help: start one there, or fix DOCKER_HOST (it is set to unix:///nonexistent/docker.sock; unset it to use the local engine at unix:///var/run/docker.sock)\n",
         ),
     ];
     for (host, expected) in cases {

@@ -6,6 +6,7 @@
 mod support;
 
 mod cli;
+mod connect;
 mod daemon;
 mod deliver;
 mod deliver_cli;
@@ -21,6 +22,7 @@ mod reproducible;
 mod runtime_steps;
 mod safety;
 mod schema;
+mod second_engine;
 mod speed;
 mod targets;
 mod terminal;
