@@ -96,6 +96,30 @@ fn a_rebuild_runs_in_the_same_warm_container_until_its_configuration_changes() {
     let kept = warm.ids();
     assert_eq!(kept.len(), 1, "one warm builder is kept: {kept:?}");
     assert_eq!(docker_stdout(&["run", "--rm", &image.0]).trim(), "one");
+    // Its output mount is the folder that stays, `.dockception/warm/output`; each build's
+    // entries were moved out of it into the run's folder.
+    let mounts = docker_stdout(&[
+        "inspect",
+        "-f",
+        "{{range .Mounts}}{{.Source}}={{.Destination}};{{end}}",
+        &kept[0],
+    ]);
+    let output = dir
+        .path()
+        .canonicalize()
+        .expect("canonical")
+        .join(".dockception/warm/output");
+    assert!(
+        mounts.contains(&format!("{}=/out;", output.display())),
+        "{mounts}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&output)
+            .expect("the warm output folder")
+            .count(),
+        0,
+        "its entries moved into the run's folder"
+    );
 
     write_files(dir.path(), &[("msg", "two\n")]);
     let second = build(dir.path(), &image);
