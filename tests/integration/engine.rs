@@ -540,3 +540,64 @@ fn compilation_images_build_two_images_with_one_command() {
     assert_eq!(reports.as_array().map(Vec::len), Some(1));
     assert!(image_exists(&only_run.0));
 }
+
+/// `dockception init` in a folder holding `files`, its builder image swapped for `local`
+/// (the starters name public images; this machine has local ones), then a build and a run.
+fn starter_builds_and_runs(kind: &str, files: &[(&str, &str)], local: &str, expected: &str) {
+    let dir = project(&format!("init-{kind}"));
+    write_files(dir.path(), files);
+    let init = dockception(&["init"], dir.path());
+    assert!(init.status.success(), "{kind}: {}", text(&init.stderr));
+    let manifest_path = dir.path().join("dockception.toml");
+    let manifest = std::fs::read_to_string(&manifest_path).expect("the starter");
+    let image_line = manifest
+        .lines()
+        .find(|l| l.starts_with("image "))
+        .unwrap_or_else(|| panic!("{kind}: no builder image line in\n{manifest}"));
+    let swapped = manifest.replace(image_line, &format!("image = \"{local}\""));
+    std::fs::write(&manifest_path, swapped).expect("write");
+    let image = TestImage::new(&format!("init-{kind}"));
+    let built = dockception(&["build", "-q", "--tag", &image.0], dir.path());
+    assert!(built.status.success(), "{kind}: {}", text(&built.stderr));
+    let run = docker(&["run", "--rm", &image.0]);
+    assert_eq!(
+        text(&run.stdout).trim(),
+        expected,
+        "{kind}: {}",
+        text(&run.stderr)
+    );
+}
+
+#[test]
+fn the_go_and_c_starters_build_for_real() {
+    if !engine_with(&["golang:local", "gcc:local"]) {
+        return;
+    }
+    let go_main =
+        "package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"hello from a starter\") }\n";
+    starter_builds_and_runs(
+        "go-mod",
+        &[
+            ("go.mod", "module example.com/hello\n\ngo 1.19\n"),
+            ("main.go", go_main),
+        ],
+        "golang:local",
+        "hello from a starter",
+    );
+    // The 2017 builder-pattern article's own layout: a main.go and no go.mod.
+    starter_builds_and_runs(
+        "go-gopath",
+        &[("main.go", go_main)],
+        "golang:local",
+        "hello from a starter",
+    );
+    starter_builds_and_runs(
+        "c-files",
+        &[(
+            "hello.c",
+            "#include <stdio.h>\nint main(void) { puts(\"hello from a C starter\"); return 0; }\n",
+        )],
+        "gcc:local",
+        "hello from a C starter",
+    );
+}
