@@ -11,6 +11,15 @@ use std::time::Instant;
 
 use crate::{cargo, root, run};
 
+mod image;
+mod memory;
+mod phased;
+mod push;
+
+use image::ImageBench;
+use memory::Memory;
+use push::{PushBench, Registry};
+
 const WAYS: [Way; 5] = [
     Way::Single,
     Way::Multi,
@@ -135,20 +144,32 @@ struct Measured {
     artifact_bytes: u64,
 }
 
-struct Memory {
-    label: &'static str,
-    artifact_bytes: u64,
-    seconds: f64,
-    max_rss_kib: u64,
-    context_bytes: u64,
-    build_command_ms: u64,
-}
-
 /// Every image id the Dockerfile builds printed, removed at the end (never anything else).
 #[derive(Default)]
 struct Leftovers {
     images: Vec<String>,
     tags: Vec<String>,
+}
+
+/// What `--only` may name: a workload, or one of issue 14's image measurements.
+const PARTS: [&str; 5] = ["go-multi", "lua", "image", "push", "memory"];
+
+/// Everything one run measured; a part not run (`--only`) is empty.
+#[derive(Default)]
+struct Run {
+    measured: Vec<Measured>,
+    image: Option<ImageBench>,
+    push: Option<PushBench>,
+    memory: Vec<Memory>,
+    /// The load average (1, 5, 15 min) as each part started.
+    loads: Vec<(String, String)>,
+}
+
+/// `/proc/loadavg`'s first three figures.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 pub fn bench(args: &[String]) -> Result<(), String> {
@@ -164,54 +185,94 @@ pub fn bench(args: &[String]) -> Result<(), String> {
                     .filter(|n| *n > 0)
                     .ok_or("--reps takes a positive number")?
             }
-            "--only" => only = iter.next().cloned(),
+            "--only" => {
+                only = Some(
+                    iter.next()
+                        .filter(|o| PARTS.contains(&o.as_str()))
+                        .cloned()
+                        .ok_or(format!("--only takes one of {}", PARTS.join(", ")))?,
+                )
+            }
             other => {
                 return Err(format!(
-                    "unknown bench option {other} (--reps N, --only go-multi|lua)"
+                    "unknown bench option {other} (--reps N, --only {})",
+                    PARTS.join("|")
                 ))
             }
         }
     }
+    let wanted = |part: &str| only.as_deref().is_none_or(|o| o == part);
     run(Command::new("bash").args(["scripts/engine.sh", "gcc", "golang"]))?;
     eprintln!("==> building the release dockception");
     cargo(&["build", "--release", "--quiet", "--package", "dockception"])?;
     let bin = root().join("target/release/dockception");
     let work = root().join("target/bench");
-    let lua = fetch_lua(&work)?;
+    let lua = if wanted("lua") {
+        Some(fetch_lua(&work)?)
+    } else {
+        None
+    };
 
     let mut leftovers = Leftovers::default();
-    let mut measured = Vec::new();
-    let mut outcome = Ok(());
-    for workload in [&GO, &LUA] {
-        if only.as_deref().is_some_and(|o| o != workload.name) {
-            continue;
-        }
-        match measure(workload, reps, &bin, &work, &lua, &mut leftovers) {
-            Ok(m) => measured.push(m),
-            Err(e) => {
-                outcome = Err(e);
-                break;
-            }
-        }
-    }
-    let memory = if outcome.is_ok() {
-        match measure_memory(&bin, &work) {
-            Ok(m) => m,
-            Err(e) => {
-                outcome = Err(e);
-                Vec::new()
-            }
-        }
-    } else {
-        Vec::new()
-    };
+    let mut results = Run::default();
+    let outcome = measure_all(
+        &mut results,
+        &wanted,
+        reps,
+        &bin,
+        &work,
+        lua.as_deref(),
+        &mut leftovers,
+    );
     clean(&leftovers, &bin, &work);
     outcome?;
-    let markdown = render(&measured, &memory, reps);
-    let path = root().join("BENCHMARKS.md");
+    let markdown = render(&results, reps);
+    // A partial run does not replace the whole report.
+    let path = match &only {
+        None => root().join("BENCHMARKS.md"),
+        Some(part) => work.join(format!("BENCHMARKS.{part}.md")),
+    };
     std::fs::write(&path, &markdown).map_err(|e| format!("writing {}: {e}", path.display()))?;
     println!("{markdown}");
     eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+fn measure_all(
+    results: &mut Run,
+    wanted: &dyn Fn(&str) -> bool,
+    reps: usize,
+    bin: &Path,
+    work: &Path,
+    lua: Option<&Path>,
+    leftovers: &mut Leftovers,
+) -> Result<(), String> {
+    for workload in [&GO, &LUA] {
+        if wanted(workload.name) {
+            results.loads.push((workload.name.into(), load_average()));
+            let lua = lua.unwrap_or(Path::new("."));
+            results
+                .measured
+                .push(measure(workload, reps, bin, work, lua, leftovers)?);
+        }
+    }
+    if wanted("image") {
+        results
+            .loads
+            .push(("assembly plus load".into(), load_average()));
+        results.image = Some(image::measure_image(bin, work, reps, leftovers)?);
+    }
+    if wanted("push") || wanted("memory") {
+        let registry = Registry::start(work)?;
+        if wanted("push") {
+            results.loads.push(("push".into(), load_average()));
+            results.push = Some(push::measure_push(bin, work, &registry, reps.max(5))?);
+        }
+        if wanted("memory") {
+            results.loads.push(("peak memory".into(), load_average()));
+            results.memory = memory::measure_memory(bin, work, &registry)?;
+        }
+    }
     Ok(())
 }
 
@@ -533,58 +594,6 @@ fn timed(
     Ok((sample, artifact_bytes))
 }
 
-/// Peak memory of the runner with a small and a 1 GiB artifact (zeros written by the builder).
-fn measure_memory(bin: &Path, work: &Path) -> Result<Vec<Memory>, String> {
-    let mut rows = Vec::new();
-    for (label, bytes) in [("1 MiB", 1u64 << 20), ("1 GiB", 1u64 << 30)] {
-        let dir = work.join(format!("memory-{}", bytes));
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let tag = format!("dockception-bench/memory:{bytes}");
-        std::fs::write(
-            dir.join("dockception.toml"),
-            format!(
-                "[builder]\nimage = \"gcc:local\"\nrun = \"head -c {bytes} /dev/zero > /out/blob\"\n\n\
-                 [artifacts]\ninclude = [\"blob\"]\n\n[image]\ntags = [\"{tag}\"]\n"
-            ),
-        )
-        .map_err(|e| e.to_string())?;
-        eprintln!("==> peak memory with a {label} artifact");
-        let rss_file = dir.join("rss");
-        let start = Instant::now();
-        let out = Command::new("/usr/bin/time")
-            .args(["-f", "%M", "-o"])
-            .arg(&rss_file)
-            .arg(bin)
-            .args(["build", "-q", "--force", "--format", "json"])
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| e.to_string())?;
-        let seconds = start.elapsed().as_secs_f64();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let _ = Command::new("docker").args(["rmi", "-f", &tag]).output();
-        let _ = std::fs::remove_dir_all(dir.join(".dockception"));
-        if !out.status.success() {
-            return Err(format!(
-                "the {label} artifact build failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        rows.push(Memory {
-            label,
-            artifact_bytes: json_u64(&stdout, "artifact_bytes").unwrap_or(0),
-            seconds,
-            max_rss_kib: std::fs::read_to_string(&rss_file)
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-                .unwrap_or(0),
-            context_bytes: json_u64(&stdout, "context_bytes").unwrap_or(0),
-            build_command_ms: json_u64(&stdout, "build_command_ms").unwrap_or(0),
-        });
-    }
-    Ok(rows)
-}
-
 /// Remove what the benchmark made: its tags, the images its Dockerfile builds printed, its
 /// cache volumes. Nothing else on the engine is touched.
 fn clean(leftovers: &Leftovers, bin: &Path, work: &Path) {
@@ -727,15 +736,25 @@ fn machine() -> String {
     )
 }
 
-fn render(measured: &[Measured], memory: &[Memory], reps: usize) -> String {
+/// A line of the targets table: what, the figures, met.
+type Target = (String, String, bool);
+
+fn render(results: &Run, reps: usize) -> String {
+    let measured = &results.measured;
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "# Benchmarks\n\nWritten by `cargo xtask bench` (xtask/src/bench.rs); rerun it to refresh. Every number is a\n\
-         median of {reps} repetitions, all ways measured side by side in the same run, interleaved\n\
-         (rep 1: cold for every way, then no-op for every way, then the change; rep 2: ...).\n\n\
-         ## The machine\n\n{}",
-        machine()
+        "# Benchmarks\n\nWritten by `cargo xtask bench` (xtask/src/bench.rs); rerun it to refresh. Every workload number\n\
+         is a median of {reps} repetitions, all ways measured side by side in the same run, interleaved\n\
+         (rep 1: cold for every way, then no-op for every way, then the change; rep 2: ...). The image\n\
+         measurements (issue 14) say their own counts.\n\n\
+         ## The machine\n\n{}{}",
+        machine(),
+        results
+            .loads
+            .iter()
+            .map(|(part, load)| format!("- load average as the {part} measurement started: {load}\n"))
+            .collect::<String>()
     );
     let _ = writeln!(
         out,
@@ -752,7 +771,7 @@ fn render(measured: &[Measured], memory: &[Memory], reps: usize) -> String {
          clean --caches`, then `build --force`); **no-op** = the same build again, nothing changed; **one-line change** = one line of\n\
          one source file rewritten, then rebuilt. Times are wall-clock, process start to exit.\n"
     );
-    let mut targets = Vec::new();
+    let mut targets: Vec<Target> = Vec::new();
     for m in measured {
         let w = m.workload;
         let _ = writeln!(out, "## Workload: {}\n\n{}\n", w.name, w.what);
@@ -924,34 +943,14 @@ fn render(measured: &[Measured], memory: &[Memory], reps: usize) -> String {
             m.image_bytes[&Way::Dockception] <= limit,
         ));
     }
-    if !memory.is_empty() {
-        let _ = writeln!(
-            out,
-            "## Peak memory against artifact size\n\n\
-             The builder writes one file of zeros; dockception streams it from disk to the engine (max RSS of\n\
-             the `dockception build` process, from `/usr/bin/time`).\n\n\
-             | artifact | total time | build command | build context sent | peak memory (max RSS) |\n|---|---:|---:|---:|---:|"
-        );
-        for row in memory {
-            let _ = writeln!(
-                out,
-                "| {} ({} B) | {} | {} | {} | {} |",
-                row.label,
-                row.artifact_bytes,
-                secs(row.seconds),
-                secs(row.build_command_ms as f64 / 1000.0),
-                bytes(row.context_bytes),
-                bytes(row.max_rss_kib * 1024)
-            );
-        }
-        if let Some(big) = memory.iter().find(|r| r.artifact_bytes >= 1 << 30) {
-            targets.push((
-                "peak memory of the runner with a 1 GiB artifact under 64 MiB".into(),
-                bytes(big.max_rss_kib * 1024),
-                big.max_rss_kib < 64 * 1024,
-            ));
-        }
-        out.push('\n');
+    if let Some(bench) = &results.image {
+        out.push_str(&image::render(bench, &mut targets));
+    }
+    if let Some(bench) = &results.push {
+        out.push_str(&push::render(bench, &mut targets));
+    }
+    if !results.memory.is_empty() {
+        out.push_str(&memory::render(&results.memory, &mut targets));
     }
     let _ = writeln!(
         out,
@@ -964,7 +963,9 @@ fn render(measured: &[Measured], memory: &[Memory], reps: usize) -> String {
             if met { "yes" } else { "**no**" }
         );
     }
-    out.push_str(NOTES);
+    if !measured.is_empty() {
+        out.push_str(NOTES);
+    }
     out
 }
 
@@ -979,9 +980,9 @@ const NOTES: &str = r#"
   engine (dockerd 20.10 on cgroup v1: starting a container on the bridge network takes about
   330 ms of it). dockception's overhead in those rows is that floor plus about 100 to 200 ms.
 - **With `[builder] warm`, rebuilds meet it**: the command runs with `docker exec` in the
-  kept builder (about 80 ms), the image is imported onto scratch, and the imported layer is
-  measured from the tar as it is sent, not exported again. What is left is the exec, the
-  import and the report.
+  kept builder (about 80 ms), dockception writes the image itself and loads it (only what the
+  engine lacks), and measures it from what it wrote, not by exporting it again. What is left is
+  the exec, writing and loading the image (see "Assembly plus load") and the report.
 - **Cold builds do not meet it either way**: a cold build has no builder container to reuse
   (and creates its cache volume), so it pays the container's start once; that alone is above
   300 ms on this engine.

@@ -18,8 +18,11 @@ tasks:
   engine   only make sure a Docker Engine answers and the local images exist
   schema   regenerate schema/dockception.schema.json (manifest) and schema/report.schema.json
            (the report's JSON) from the Rust types
-  bench    measure dockception against the Dockerfile ways on real workloads, write BENCHMARKS.md
-           (options: --reps N, default 3; --only go-multi|lua)";
+  bench    measure dockception against the Dockerfile ways on real workloads, and issue 14's
+           image targets (assembly plus load, a push after a change, peak memory per
+           destination); write BENCHMARKS.md (options: --reps N, default 3; --only
+           go-multi|lua|image|push|memory measures one part and writes
+           target/bench/BENCHMARKS.PART.md instead)";
 
 fn main() -> ExitCode {
     let task = std::env::args().nth(1).unwrap_or_default();
