@@ -245,10 +245,12 @@ pub(crate) async fn build_image(
         (layer, created_by),
     )?;
     let measured = image::measure_written(&written, plan, base.as_ref(), scan)?;
-    progress.stage(
-        Stage::Image,
-        &format!("loading {} into the engine", written.image_id()),
-    );
+    let phase = if destinations.loads(plan) {
+        format!("loading {} into the engine", written.image_id())
+    } else {
+        format!("delivering {}", written.image_id())
+    };
+    progress.stage(Stage::Image, &phase);
     let mut delivered = Vec::new();
     if destinations.loads(plan) {
         delivered.push(image::load(engine, &written, &plan.tags, base.is_some()).await?);

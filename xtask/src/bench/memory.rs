@@ -121,7 +121,10 @@ pub(super) fn measure_memory(
         let building = run
             .at("building the runtime image")
             .ok_or("no `building the runtime image` phase line")?;
-        let loading = run.at("loading ").ok_or("no `loading` phase line")?;
+        let loading = run
+            .at("loading ")
+            .or_else(|| run.at("delivering "))
+            .ok_or("no `loading` or `delivering` phase line")?;
         rows.push(Memory {
             label,
             to,
@@ -151,8 +154,8 @@ pub(super) fn render(rows: &[Memory], targets: &mut Vec<super::Target>) -> Strin
          The builder (busybox:local) writes one file from `/dev/urandom`; dockception writes it into a\n\
          layer (gzipped into the blob store) and sends it on. Peak memory is the max RSS of the\n\
          `dockception build --force` process, from `/usr/bin/time -f %M`; one run each. *Assemble* is from\n\
-         the `==> building the runtime image` phase line to the next (`==> loading …`, printed whatever\n\
-         the destination); *deliver* is from there to the process's exit (the load, the push or the\n\
+         the `==> building the runtime image` phase line to the next (`==> loading …`, or `==> delivering …` when nothing\n\
+         is loaded); *deliver* is from there to the process's exit (the load, the push or the\n\
          file, then the report).\n\n\
          | artifact | to | total time | build command | assemble | deliver | sent | peak memory (max RSS) |\n|---|---|---:|---:|---:|---:|---:|---:|"
     );
