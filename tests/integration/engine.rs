@@ -546,6 +546,14 @@ fn compilation_images_build_two_images_with_one_command() {
 fn starter_builds_and_runs(kind: &str, files: &[(&str, &str)], local: &str, expected: &str) {
     let dir = project(&format!("init-{kind}"));
     write_files(dir.path(), files);
+    // The starters keep cache volumes; they go with the test, whatever happens.
+    struct Caches<'a>(&'a Path);
+    impl Drop for Caches<'_> {
+        fn drop(&mut self) {
+            let _ = dockception(&["clean", "--caches", "-q"], self.0);
+        }
+    }
+    let _caches = Caches(dir.path());
     let init = dockception(&["init"], dir.path());
     assert!(init.status.success(), "{kind}: {}", text(&init.stderr));
     let manifest_path = dir.path().join("dockception.toml");
