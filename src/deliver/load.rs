@@ -66,18 +66,9 @@ pub fn archive(
     tags: Vec<String>,
     engine_has_base: bool,
 ) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
-    let (sender, receiver) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(8);
-    tokio::task::spawn_blocking(move || {
-        let out = ChunkSender {
-            sender: sender.clone(),
-            buffer: Vec::with_capacity(CHUNK),
-        };
-        if let Err(e) = write_archive(&image, &tags, engine_has_base, out) {
-            // The receiver is gone when the engine hung up; nothing else to tell then.
-            let _ = sender.blocking_send(Err(e));
-        }
-    });
-    tokio_stream::wrappers::ReceiverStream::new(receiver)
+    crate::image::context::stream_written(move |out| {
+        write_archive(&image, &tags, engine_has_base, out)
+    })
 }
 
 fn write_archive(
@@ -121,36 +112,6 @@ fn header(size: u64) -> tar::Header {
     h.set_size(size);
     h.set_mtime(0);
     h
-}
-
-const CHUNK: usize = 256 * 1024;
-
-struct ChunkSender {
-    sender: tokio::sync::mpsc::Sender<io::Result<Bytes>>,
-    buffer: Vec<u8>,
-}
-
-impl Write for ChunkSender {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buffer.extend_from_slice(data);
-        if self.buffer.len() >= CHUNK {
-            self.flush()?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        if self.buffer.is_empty() {
-            return Ok(());
-        }
-        let chunk = Bytes::from(std::mem::replace(
-            &mut self.buffer,
-            Vec::with_capacity(CHUNK),
-        ));
-        self.sender
-            .blocking_send(Ok(chunk))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the engine stopped reading"))
-    }
 }
 
 #[cfg(test)]

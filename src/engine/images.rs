@@ -85,13 +85,7 @@ impl Engine {
         F: FnOnce(&mut dyn std::io::Read) -> T + Send + 'static,
         T: Send + 'static,
     {
-        let export = self
-            .docker
-            .export_image(image)
-            .map(|item| item.map_err(|e| std::io::Error::other(daemon_message(&e))));
-        let reader = tokio_util::io::StreamReader::new(Box::pin(export));
-        let mut bridge = tokio_util::io::SyncIoBridge::new(reader);
-        tokio::task::spawn_blocking(move || read(&mut bridge))
+        read_blocking(self.docker.export_image(image), read)
             .await
             .map_err(|e| {
                 On::Image(image).error(
@@ -289,20 +283,16 @@ impl Engine {
                 },
             })
             .collect();
-        let export = self
-            .docker
-            .export_container(name)
-            .map(|item| item.map_err(|e| std::io::Error::other(daemon_message(&e))));
-        let reader = tokio_util::io::StreamReader::new(Box::pin(export));
-        let mut bridge = tokio_util::io::SyncIoBridge::new(reader);
-        let value = tokio::task::spawn_blocking(move || read(changes, &mut bridge))
-            .await
-            .map_err(|e| {
-                On::Container(name).error(
-                    format!("reading the file system of container {name}"),
-                    e.to_string(),
-                )
-            })?;
+        let value = read_blocking(self.docker.export_container(name), move |export| {
+            read(changes, export)
+        })
+        .await
+        .map_err(|e| {
+            On::Container(name).error(
+                format!("reading the file system of container {name}"),
+                e.to_string(),
+            )
+        })?;
         Ok(Ok(value))
     }
 
@@ -321,6 +311,22 @@ impl Engine {
             .is_some();
         Ok(removed)
     }
+}
+
+/// Hand the engine's byte stream `export` to `read` as a reader, on a blocking thread: the
+/// bytes flow through and are never collected; the engine's errors surface as I/O errors.
+async fn read_blocking<T, F>(
+    export: impl Stream<Item = std::result::Result<Bytes, bollard::errors::Error>> + Send + 'static,
+    read: F,
+) -> std::result::Result<T, tokio::task::JoinError>
+where
+    F: FnOnce(&mut dyn std::io::Read) -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let export = export.map(|item| item.map_err(|e| std::io::Error::other(daemon_message(&e))));
+    let reader = tokio_util::io::StreamReader::new(Box::pin(export));
+    let mut bridge = tokio_util::io::SyncIoBridge::new(reader);
+    tokio::task::spawn_blocking(move || read(&mut bridge)).await
 }
 
 /// The facts of an inspected image.
