@@ -25,6 +25,16 @@ pub fn signed_human(delta: i64) -> String {
     }
 }
 
+/// Seconds as the manifest writes durations: `10m`, `1h`, `90s` (the largest whole unit).
+pub fn duration_words(secs: u64) -> String {
+    match secs {
+        0 => "0s".into(),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 /// `"20 MiB"` -> 20971520. Binary units (KiB, MiB, GiB, TiB) and decimal ones (kB, MB, GB,
 /// TB); `B` or no unit is bytes.
 pub fn parse_size(text: &str) -> Result<u64, String> {
@@ -54,6 +64,14 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_as_the_manifest_writes_them() {
+        assert_eq!(duration_words(600), "10m");
+        assert_eq!(duration_words(3600), "1h");
+        assert_eq!(duration_words(90), "90s");
+        assert_eq!(duration_words(0), "0s");
+    }
 
     #[test]
     fn human_units() {

@@ -89,6 +89,14 @@ pub(super) enum Command {
         #[command(subcommand)]
         command: CacheCommand,
     },
+    /// List what dockception has running on the engine: warm builders (kept up after a build
+    /// for the next one, `[builder] warm`; each ends on its own after its idle time, and
+    /// `dockception clean` stops it at once) and builds in progress, of every project.
+    Ps {
+        /// Also list stopped containers.
+        #[arg(short, long)]
+        all: bool,
+    },
     /// Print the manifest's JSON Schema (for editors: save it and point `#:schema` at it).
     Schema,
     /// Write a commented starter manifest for the project in the current folder (Go with or

@@ -40,6 +40,7 @@ mod completions;
 mod context;
 mod init;
 mod plan;
+mod ps;
 mod report;
 
 /// The `dockception` command line: parse the arguments, run the subcommand, exit with its status.
@@ -101,6 +102,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Report(args) => report::report(args).await,
         Command::Cache { command } => cache::cache(command).await,
+        Command::Ps { all } => ps::ps(all).await,
         Command::Plan {
             common,
             targets,

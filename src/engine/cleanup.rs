@@ -263,7 +263,7 @@ impl Engine {
 
     /// Whether a `docker exec` runs in `container` right now. When the engine cannot tell,
     /// it counts as running, so `clean` keeps the container.
-    async fn runs_an_exec(&self, container: &str) -> bool {
+    pub(super) async fn runs_an_exec(&self, container: &str) -> bool {
         let execs = match self
             .docker
             .inspect_container(container, None)

@@ -17,12 +17,14 @@ mod endpoint;
 mod error;
 mod files;
 mod images;
+mod listing;
 pub(crate) mod owner;
 mod ssh;
 mod volumes;
 mod warm;
 
 pub use error::{Error, Result};
+pub(crate) use listing::ListedContainer;
 
 use std::collections::HashMap;
 use std::sync::Mutex;

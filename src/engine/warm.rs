@@ -19,6 +19,12 @@ use crate::progress::Progress;
 /// ends with too.
 pub(super) const WARM_LABEL: &str = "dockception.warm";
 
+/// The label of a warm builder that names its target, for `dockception ps`.
+pub(super) const TARGET_LABEL: &str = "dockception.target";
+
+/// The label of a warm builder that says after how many idle seconds it ends.
+pub(super) const WARM_IDLE_LABEL: &str = "dockception.warm-idle";
+
 /// How often a warm builder's idle loop looks for a running exec, in seconds.
 const WARM_POLL_SECS: u64 = 2;
 
@@ -53,8 +59,12 @@ impl Engine {
             .ensure_warm_container(&name, body, &plan.builder.image)
             .await?
         {
-            Some(reason) => return Ok(WarmRun::Unavailable(reason)),
-            None => self.track(&name),
+            WarmStart::Unavailable(reason) => return Ok(WarmRun::Unavailable(reason)),
+            WarmStart::Running => self.track(&name),
+            WarmStart::Started => {
+                self.track(&name);
+                progress.say(&started_line(&name, warm_secs));
+            }
         }
         match self.exec_build(&name, plan, secrets, image, progress).await {
             Ok(WarmRun::Ran(exit)) => {
@@ -74,32 +84,32 @@ impl Engine {
     }
 
     /// Make sure the container `name` (of `image`) runs: use it when it does, replace it when
-    /// it stopped, create and start it when absent. `Some(reason)` when it cannot be made to
-    /// run (nothing of it is left then).
+    /// it stopped, create and start it when absent. Nothing of it is left when it cannot be
+    /// made to run.
     async fn ensure_warm_container(
         &self,
         name: &str,
         body: ContainerCreateBody,
         image: &str,
-    ) -> Result<Option<String>> {
+    ) -> Result<WarmStart> {
         match self.container_running(name).await? {
-            Some(true) => return Ok(None),
+            Some(true) => return Ok(WarmStart::Running),
             Some(false) => self.remove_container(name).await?,
             None => {}
         }
         let action = format!("creating the warm builder container for {image}");
         if let Err(e) = self.create_tracked(name, body, action).await {
             let _ = self.remove_container(name).await;
-            return Ok(Some(e.to_string()));
+            return Ok(WarmStart::Unavailable(e.to_string()));
         }
         if let Err(e) = self.docker.start_container(name, None).await {
             let _ = self.remove_container(name).await;
-            return Ok(Some(format!(
+            return Ok(WarmStart::Unavailable(format!(
                 "it could not start (it runs /bin/sh, which the builder image needs): {}",
                 daemon_message(&e)
             )));
         }
-        Ok(None)
+        Ok(WarmStart::Started)
     }
 
     /// Run the plan's command in the running container `name` and wait for its end.
@@ -162,6 +172,22 @@ impl Engine {
     }
 }
 
+/// Whether a warm builder was found running, was started for this build, or cannot be used.
+enum WarmStart {
+    Running,
+    Started,
+    Unavailable(String),
+}
+
+/// The one line a build says when it leaves a warm builder running: what stays, for how long,
+/// and how to see, stop or turn off it.
+fn started_line(name: &str, secs: u64) -> String {
+    format!(
+        "note: the builder container {name} stays up until {} without a build, for a faster rebuild (`dockception ps` lists it, `dockception clean` stops it, [builder] warm = \"off\" turns this off)",
+        crate::units::duration_words(secs)
+    )
+}
+
 /// A failed exec call: 409 says the container stopped (idle time up) since it was looked at,
 /// so the build runs in a fresh one; anything else is an error of `action`.
 fn refused(
@@ -208,6 +234,9 @@ fn warm_body(
     if let Some(host) = body.host_config.as_mut() {
         host.auto_remove = Some(true);
     }
+    let labels = body.labels.get_or_insert_with(HashMap::new);
+    labels.insert(TARGET_LABEL.to_string(), plan.target.clone());
+    labels.insert(WARM_IDLE_LABEL.to_string(), warm_secs.to_string());
     let hash = config_hash(&body, image, output_identity);
     body.labels
         .get_or_insert_with(HashMap::new)

@@ -7,7 +7,7 @@ use toml::Spanned;
 use crate::manifest::check_engine::check_engine_values;
 use crate::manifest::suggest::{quoted, suggestion};
 use crate::manifest::{
-    glob, normalise_container_path, parse_duration, parse_port_spec, vars, ArtifactSource,
+    glob, normalise_container_path, parse_port_spec, parse_warm, vars, ArtifactSource,
     Artifacts, Builder, Command, Diagnostic, Init, LoadedManifest, NamedTarget, Port, Runtime,
     Target,
 };
@@ -171,12 +171,12 @@ fn check_builder(loaded: &LoadedManifest, b: &Builder, out: &mut Vec<Diagnostic>
     }
     check_env_from_host(loaded, b, out);
     if let Some(warm) = &b.warm {
-        if parse_duration(warm.get_ref()).is_none() {
+        if parse_warm(Some(warm.get_ref())).is_none() {
             out.push(loaded.diagnostic(
                 warm.span(),
-                format!("builder.warm {:?} is not a duration", warm.get_ref()),
+                format!("builder.warm {:?} is neither a duration nor \"off\"", warm.get_ref()),
                 Some(
-                    "write a whole number of seconds, minutes or hours, e.g. \"90s\", \"10m\" or \"1h\""
+                    "write a whole number of seconds, minutes or hours up to 24h, e.g. \"90s\", \"10m\" or \"1h\", or \"off\" for a fresh container per build"
                         .into(),
                 ),
             ));

@@ -163,10 +163,11 @@ pub struct Builder {
     #[serde(default)]
     pub network: Option<String>,
     /// Keep the builder container running between builds for this long after its last build
-    /// ends (`"90s"`, `"10m"`, `"1h"`), so a rebuild runs the command with `docker exec` in it
-    /// instead of starting a new container (~80 ms instead of ~400 ms on a local engine). The
-    /// container stays, labelled; it removes itself when idle that long, and
-    /// `dockception clean` removes it at once. Off unless set.
+    /// ends (`"90s"`, `"10m"`, `"1h"`, at most `"24h"`; default `"10m"`), so a rebuild runs the
+    /// command with `docker exec` in it instead of creating and starting a new container. The
+    /// container is labelled and named `dockception-warm-…`; `dockception ps` lists it, it
+    /// removes itself when idle that long, and `dockception clean` removes it at once. `"off"`:
+    /// a fresh container for every build, nothing left running.
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub warm: Option<Spanned<String>>,

@@ -40,7 +40,7 @@ pub use load::{load_with, parse_bytes_with, MAX_MANIFEST_BYTES};
 pub(crate) use reference::{
     canonical_tag, names_registry, reference_help, reference_problem, Use as ReferenceUse,
 };
-pub use values::parse_duration;
+pub use values::parse_warm;
 pub(crate) use values::{normalise_container_path, parse_port_spec};
 
 use std::collections::BTreeMap;

@@ -5,6 +5,21 @@
 /// The longest `builder.warm`: a day. A longer idle builder is a forgotten one.
 const MAX_WARM_SECS: u64 = 24 * 60 * 60;
 
+/// How long the builder stays warm when the manifest does not say: ten minutes, an edit-build
+/// loop's pause, short enough that a forgotten one is gone within a coffee break.
+pub const DEFAULT_WARM_SECS: u64 = 10 * 60;
+
+/// What `builder.warm` means: `Some(seconds)` to keep the builder running that long after its
+/// last build (the default when unset: [`DEFAULT_WARM_SECS`]), `Some(None)` for `"off"` (a fresh
+/// container per build), `None` when the text is neither a duration nor `"off"`.
+pub fn parse_warm(text: Option<&str>) -> Option<Option<u64>> {
+    match text.map(str::trim) {
+        None => Some(Some(DEFAULT_WARM_SECS)),
+        Some("off") => Some(None),
+        Some(text) => parse_duration(text).map(Some),
+    }
+}
+
 /// Seconds in a duration written `<whole number><s|m|h>` (`"90s"`, `"10m"`, `"1h"`), more than
 /// zero and at most a day; `None` for anything else.
 pub fn parse_duration(text: &str) -> Option<u64> {
@@ -107,6 +122,15 @@ pub(crate) fn is_target_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn warm_is_on_for_ten_minutes_unless_off() {
+        assert_eq!(parse_warm(None), Some(Some(600)));
+        assert_eq!(parse_warm(Some("off")), Some(None));
+        assert_eq!(parse_warm(Some("90s")), Some(Some(90)));
+        assert_eq!(parse_warm(Some("no")), None);
+        assert_eq!(parse_warm(Some("0s")), None);
+    }
 
     #[test]
     fn warm_durations_are_whole_seconds_minutes_or_hours() {

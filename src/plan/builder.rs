@@ -54,10 +54,7 @@ pub(crate) fn builder_plan(
             .collect(),
         secret_files,
         network: builder.network.clone(),
-        warm: builder
-            .warm
-            .as_ref()
-            .and_then(|w| manifest::parse_duration(w.get_ref())),
+        warm: manifest::parse_warm(builder.warm.as_ref().map(|w| w.get_ref().as_str())).flatten(),
     })
 }
 

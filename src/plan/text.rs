@@ -73,8 +73,12 @@ impl Plan {
         if let Some(network) = &b.network {
             lines.push(format!("  network   {network}"));
         }
-        if let Some(warm) = b.warm {
-            lines.push(format!("  warm      {warm} s"));
+        match b.warm {
+            Some(warm) => lines.push(format!(
+                "  warm      kept running {} after the last build (builder.warm = \"off\": a fresh container each build)",
+                crate::units::duration_words(warm)
+            )),
+            None => lines.push("  warm      off: a fresh container each build".into()),
         }
         for m in &b.mounts {
             lines.push(format!(

@@ -21,7 +21,7 @@ tags = ["TAG"]
 "#;
 
 /// A project with [`MANIFEST`] tagging `tag`.
-fn tiny_project(name: &str, tag: &str) -> tempfile::TempDir {
+fn tiny_project(name: &str, tag: &str) -> Project {
     let dir = project(name);
     write_files(
         dir.path(),

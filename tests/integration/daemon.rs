@@ -498,7 +498,7 @@ fn clean_all_reaches_every_project_and_force_the_containers_it_would_keep() {
         .find(|c| *c != crashed_a)
         .expect("the live build's container");
     let volume =
-        |dir: &tempfile::TempDir| format!("dockception-{}-cache", project_label(dir.path()));
+        |dir: &Project| format!("dockception-{}-cache", project_label(dir.path()));
     let volumes = || {
         let mut v: Vec<String> =
             on_daemon(&["volume", "ls", "-q", "--filter", "label=dockception"])

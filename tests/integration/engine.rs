@@ -8,9 +8,9 @@ use crate::support::*;
 
 /// Build an example with a unique tag and a private output folder; return the image, the
 /// report and the output folder.
-fn build_example(example: &str) -> (TestImage, serde_json::Value, tempfile::TempDir) {
+fn build_example(example: &str) -> (TestImage, serde_json::Value, OutFolder) {
     let image = TestImage::new(example);
-    let out = tempfile::tempdir().expect("tempdir");
+    let out = out_folder();
     let manifest = repo()
         .join("examples")
         .join(example)
@@ -94,7 +94,7 @@ fn the_context_is_byte_identical_across_runs_and_docker_builds_it() {
         return;
     }
     let manifest = repo().join("examples/hello-c/dockception.toml");
-    let out = tempfile::tempdir().expect("tempdir");
+    let out = out_folder();
     let args = [
         "context",
         "-q",
@@ -469,7 +469,7 @@ fn compilation_images_build_two_images_with_one_command() {
         return;
     }
     let manifest = repo().join("examples/compilation-images/dockception.toml");
-    let out = tempfile::tempdir().expect("tempdir");
+    let out = out_folder();
     let (build_image, run_image) = (
         TestImage::new("compile-build"),
         TestImage::new("compile-run"),

@@ -24,7 +24,7 @@ include = [{include:?}]
 
 /// After an interrupt: nothing of the run is left on the engine or on disk.
 fn assert_left_nothing(dir: &Path, image: &TestImage) {
-    assert_eq!(containers_of(dir), Vec::<String>::new(), "containers left");
+    assert_eq!(all_containers_of(dir), Vec::<String>::new(), "containers left");
     assert_eq!(images_of(dir), Vec::<String>::new(), "images left");
     assert!(!image_exists(&image.0), "an image was tagged");
     let runs = dir.join(".dockception/runs");
@@ -196,7 +196,7 @@ fn a_second_ctrl_c_exits_at_once_and_names_what_is_left() {
         .lines()
         .find(|l| l.starts_with("exiting without cleanup; left behind: "))
         .unwrap_or_else(|| panic!("no left-behind line in:\n{stderr}"));
-    let left = containers_of(dir.path());
+    let left = all_containers_of(dir.path());
     assert_eq!(left.len(), 1, "{left:?}");
     let name = left[0].split(' ').next().expect("a name");
     assert!(
@@ -216,5 +216,5 @@ fn a_second_ctrl_c_exits_at_once_and_names_what_is_left() {
             .any(|l| l == format!("removed container {name}")),
         "{stdout}"
     );
-    assert_eq!(containers_of(dir.path()), Vec::<String>::new());
+    assert_eq!(all_containers_of(dir.path()), Vec::<String>::new());
 }

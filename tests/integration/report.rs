@@ -47,7 +47,7 @@ fn checked_json(stdout: &[u8]) -> Value {
 
 /// A copy of examples/hello-c whose build ships everything in its output folder, under a tag
 /// of its own.
-fn hello_project(name: &str, image: &TestImage, extra: &str) -> tempfile::TempDir {
+fn hello_project(name: &str, image: &TestImage, extra: &str) -> Project {
     let dir = project(name);
     let source = std::fs::read_to_string(repo().join("examples/hello-c/src/hello.c")).expect("src");
     let manifest = format!(

@@ -43,7 +43,7 @@ fn inspect(image: &str) -> serde_json::Value {
 }
 
 /// Copy the project files (not the output folder) of `from` into a fresh folder.
-fn copy_project(from: &Path, prefix: &str) -> tempfile::TempDir {
+fn copy_project(from: &Path, prefix: &str) -> Project {
     let to = project(prefix);
     std::fs::copy(
         from.join("dockception.toml"),

@@ -54,7 +54,7 @@ fn a_package_is_installed_without_any_layer_holding_it() {
         return;
     }
     let manifest = repo().join("examples/clean-install/dockception.toml");
-    let out = tempfile::tempdir().expect("tempdir");
+    let out = out_folder();
     let image = TestImage::new("clean-install");
     let result = dockception(
         &[
@@ -413,7 +413,7 @@ fn init_is_the_bases_own_tini_or_the_path_the_manifest_names() {
 }
 
 /// A copy of `examples/clean-install` in a fresh project folder, with `run` replaced.
-fn clean_install_with(run: &str) -> tempfile::TempDir {
+fn clean_install_with(run: &str) -> Project {
     let dir = project("dpkg-repro");
     let example = repo().join("examples/clean-install");
     for file in ["debian/control", "src/greet.c"] {

@@ -106,17 +106,84 @@ impl Drop for TestImage {
 
 /// A throwaway project folder whose name marks the containers of its runs. Under
 /// `cargo xtask test` the name starts with the suite's run id (`DOCKCEPTION_TEST_RUN`), so the
-/// xtask can check afterwards that this run left nothing behind.
-pub fn project(prefix: &str) -> tempfile::TempDir {
+/// xtask can check afterwards that this run left nothing behind. Dropped, it removes the warm
+/// builders its builds left running (by design: `[builder] warm` is on by default), then the
+/// folder.
+pub fn project(prefix: &str) -> Project {
     let run = std::env::var("DOCKCEPTION_TEST_RUN")
         .ok()
         .filter(|r| !r.is_empty())
         .map(|r| format!("{r}-"))
         .unwrap_or_default();
-    tempfile::Builder::new()
+    let dir = tempfile::Builder::new()
         .prefix(&format!("dcpt-{run}{prefix}-"))
         .tempdir()
-        .expect("tempdir")
+        .expect("tempdir");
+    Project { dir: Some(dir) }
+}
+
+/// A project folder of [`project`].
+pub struct Project {
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Project {
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        self.dir.as_ref().expect("the folder").path()
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        if let Some(dir) = self.dir.take() {
+            drop(ContainersOf(dir.path().to_path_buf()));
+            drop(dir);
+        }
+    }
+}
+
+/// An output folder (`--out-dir`) for a build of a manifest in the repository, such as an
+/// example's. Dropped, it removes the warm builders whose output mount is inside it (their
+/// project is the example's, shared by other tests, so [`Project`] cannot find them), then the
+/// folder.
+pub fn out_folder() -> OutFolder {
+    OutFolder {
+        dir: Some(tempfile::tempdir().expect("tempdir")),
+    }
+}
+
+/// A folder of [`out_folder`].
+pub struct OutFolder {
+    dir: Option<tempfile::TempDir>,
+}
+
+impl OutFolder {
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        self.dir.as_ref().expect("the folder").path()
+    }
+}
+
+impl Drop for OutFolder {
+    fn drop(&mut self) {
+        let Some(dir) = self.dir.take() else { return };
+        let warm = docker(&["ps", "-aq", "--filter", "label=dockception.warm"]);
+        for id in String::from_utf8_lossy(&warm.stdout).split_whitespace() {
+            // A warm builder may end on its own meanwhile: a failed inspect lists nothing.
+            let sources = docker(&[
+                "inspect",
+                "--format",
+                "{{range .Mounts}}{{.Source}}\n{{end}}",
+                id,
+            ]);
+            let sources = String::from_utf8_lossy(&sources.stdout);
+            if sources.lines().any(|s| Path::new(s).starts_with(dir.path())) {
+                let _ = docker(&["rm", "-f", id]);
+            }
+        }
+        drop(dir);
+    }
 }
 
 /// Write `files` (path, content) under `dir`.
@@ -163,23 +230,56 @@ pub fn check_snapshot(path: &Path, got: &str, bless: bool) -> Result<(), String>
     })
 }
 
-/// Containers (any state) whose project label belongs to the project folder `dir`.
+/// Containers (any state) whose project label belongs to the project folder `dir`, but for
+/// its warm builders, which builds leave running on purpose (see [`warm_builders_of`]).
 pub fn containers_of(dir: &Path) -> Vec<String> {
+    labelled_of(dir)
+        .into_iter()
+        .filter(|(_, warm)| !warm)
+        .map(|(line, _)| line)
+        .collect()
+}
+
+/// The warm builders (`dockception.warm` label, any state) of the project folder `dir`.
+pub fn warm_builders_of(dir: &Path) -> Vec<String> {
+    labelled_of(dir)
+        .into_iter()
+        .filter(|(_, warm)| *warm)
+        .map(|(line, _)| line)
+        .collect()
+}
+
+/// Every container (any state) of the project folder `dir`, warm builders too.
+pub fn all_containers_of(dir: &Path) -> Vec<String> {
+    labelled_of(dir).into_iter().map(|(line, _)| line).collect()
+}
+
+/// `NAME PROJECT` lines of the labelled containers of `dir`, and whether each is a warm builder.
+fn labelled_of(dir: &Path) -> Vec<(String, bool)> {
     let name = slug(&dir.file_name().expect("name").to_string_lossy());
-    docker_stdout(&[
+    let listed = docker_stdout(&[
         "ps",
         "-a",
         "--filter",
         "label=dockception",
         "--format",
-        "{{.Names}} {{.Label \"dockception.project\"}}",
-    ])
+        "{{.Names}} {{.Label \"dockception.project\"}} {{.Label \"dockception.warm\"}}",
+    ]);
+    in_project(&listed, &name)
+}
+
+/// The lines of `listed` (`docker ps` as [`labelled_of`] asks) of the project slug `name`.
+fn in_project(listed: &str, name: &str) -> Vec<(String, bool)> {
+    listed
     .lines()
-    .filter(|line| {
-        line.split_once(' ')
-            .is_some_and(|(_, project)| project.starts_with(&format!("{name}-")))
+    .filter_map(|line| {
+        let mut words = line.split(' ');
+        let (container, project) = (words.next()?, words.next()?);
+        let warm = words.next().is_some_and(|w| !w.is_empty());
+        project
+            .starts_with(&format!("{name}-"))
+            .then(|| (format!("{container} {project}"), warm))
     })
-    .map(str::to_string)
     .collect()
 }
 
@@ -903,7 +1003,22 @@ pub struct ContainersOf(pub PathBuf);
 
 impl Drop for ContainersOf {
     fn drop(&mut self) {
-        for line in containers_of(&self.0) {
+        // Quietly nothing where no engine answers (a test that needed none, on a laptop).
+        let Ok(listed) = Command::new("docker")
+            .args([
+                "ps",
+                "-a",
+                "--filter",
+                "label=dockception",
+                "--format",
+                "{{.Names}} {{.Label \"dockception.project\"}} {{.Label \"dockception.warm\"}}",
+            ])
+            .output()
+        else {
+            return;
+        };
+        let name = slug(&self.0.file_name().unwrap_or_default().to_string_lossy());
+        for (line, _) in in_project(&String::from_utf8_lossy(&listed.stdout), &name) {
             if let Some(name) = line.split(' ').next() {
                 let _ = docker(&["rm", "-f", name]);
             }

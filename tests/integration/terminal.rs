@@ -140,7 +140,7 @@ impl Drop for Tmux {
 
 /// A project whose build prints eight lines, then waits until the test writes to the FIFO
 /// `ctl/gate` (see [`release`]), then writes its artifact. `extra` goes before the wait.
-fn gated_project(prefix: &str, image: &TestImage, extra: &str) -> tempfile::TempDir {
+fn gated_project(prefix: &str, image: &TestImage, extra: &str) -> Project {
     let dir = project(prefix);
     let manifest = format!(
         r#"[builder]

@@ -230,7 +230,7 @@ fn a_failing_command_in_the_warm_container_is_an_ordinary_build_failure() {
 
 /// A project whose build waits in its warm container for the file `signal/go`, after
 /// writing `signal/started`.
-fn busy_project(prefix: &str) -> tempfile::TempDir {
+fn busy_project(prefix: &str) -> Project {
     let dir = project(prefix);
     // The build waits for the test's go-ahead, so `clean` runs while it is in the container.
     let run = "touch /signal/started; i=0; until [ -f /signal/go ]; do i=$((i+1)); \
@@ -306,11 +306,11 @@ fn clean_keeps_a_warm_container_while_a_build_runs_in_it() {
     );
     // It makes the fresh container after the warning: wait for it.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while containers_of(dir.path()).len() < 2 {
+    while all_containers_of(dir.path()).len() < 2 {
         assert!(
             std::time::Instant::now() < deadline,
             "no fresh container beside the warm one: {:?}\n{}",
-            containers_of(dir.path()),
+            all_containers_of(dir.path()),
             third.stderr_so_far()
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
@@ -323,7 +323,7 @@ fn clean_keeps_a_warm_container_while_a_build_runs_in_it() {
     assert!(second.status.success(), "{}", text(&second.stderr));
     assert_eq!(warm.ids(), kept, "the warm builder is kept");
     assert_eq!(
-        containers_of(dir.path()).len(),
+        all_containers_of(dir.path()).len(),
         1,
         "the fresh container is gone, the warm one stays"
     );
@@ -364,7 +364,7 @@ fn clean_force_removes_a_warm_container_even_while_a_build_runs_in_it() {
     std::fs::write(dir.path().join("signal/go"), "").expect("go");
     second.wait_with_output().expect("the build ends");
     assert_eq!(warm.ids(), Vec::<String>::new());
-    assert_eq!(containers_of(dir.path()), Vec::<String>::new());
+    assert_eq!(all_containers_of(dir.path()), Vec::<String>::new());
 }
 
 #[test]
@@ -418,7 +418,7 @@ fn a_builder_image_without_bin_sh_builds_in_a_fresh_container_with_a_warning() {
         Vec::<String>::new(),
         "no warm container is left"
     );
-    assert_eq!(containers_of(dir.path()), Vec::<String>::new());
+    assert_eq!(all_containers_of(dir.path()), Vec::<String>::new());
 }
 
 /// `docker events` of the project's warm builders so far: (event, time in ns).
@@ -523,7 +523,7 @@ fn an_interrupted_build_removes_the_warm_container_it_ran_in() {
     let (code, _, stderr) = build.finish(60);
     assert_eq!(code, Some(130), "{stderr}");
     assert_eq!(warm.ids(), Vec::<String>::new(), "{stderr}");
-    assert_eq!(containers_of(dir.path()), Vec::<String>::new());
+    assert_eq!(all_containers_of(dir.path()), Vec::<String>::new());
 }
 
 #[test]
