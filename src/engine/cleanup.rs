@@ -39,27 +39,41 @@ impl Engine {
         left
     }
 
-    /// The containers of this process that exist, by the session token in their names; none
-    /// when the engine cannot say.
+    /// The containers of this process that exist: by the session token in their names, and
+    /// by the owner label (a warm builder's name is stable, so it carries no token); none when
+    /// the engine cannot say.
     async fn session_containers(&self) -> Vec<String> {
-        let filters = HashMap::from([
+        let by_name = HashMap::from([
             ("label".to_string(), vec![LABEL.to_string()]),
             ("name".to_string(), vec![session().to_string()]),
         ]);
-        let options = ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let found = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .unwrap_or_default();
-        found
-            .into_iter()
-            .flat_map(|c| c.names.unwrap_or_default())
-            .map(|name| name.trim_start_matches('/').to_string())
-            .collect()
+        let by_owner = HashMap::from([(
+            "label".to_string(),
+            vec![format!(
+                "{}={}",
+                owner::OWNER_LABEL,
+                Owner::this_process().label()
+            )],
+        )]);
+        let mut names = Vec::new();
+        for filters in [by_name, by_owner] {
+            let options = ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build();
+            let found = self
+                .docker
+                .list_containers(Some(options))
+                .await
+                .unwrap_or_default();
+            for name in found.into_iter().flat_map(|c| c.names.unwrap_or_default()) {
+                let name = name.trim_start_matches('/').to_string();
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        names
     }
 
     /// Remove the named containers, which work stopped midway left (the other targets of a

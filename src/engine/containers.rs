@@ -173,13 +173,29 @@ impl Engine {
             .force(true)
             .v(false)
             .build();
-        self.docker
-            .remove_container(name, Some(options))
-            .await
-            .or_absent()
-            .doing(On::Container(name), || format!("removing container {name}"))?;
+        let removed = self.docker.remove_container(name, Some(options)).await;
+        // A warm builder removes itself once stopped (auto-remove): when that removal is
+        // already under way, wait for it, so that what it mounts (a cache volume) is free.
+        if matches!(&removed, Err(e) if super::error::status_code(e) == Some(409)) {
+            self.wait_until_gone(name).await;
+        } else {
+            removed
+                .or_absent()
+                .doing(On::Container(name), || format!("removing container {name}"))?;
+        }
         self.untrack(name);
         Ok(())
+    }
+
+    /// Wait (up to ten seconds) until the engine no longer knows the container `name`.
+    async fn wait_until_gone(&self, name: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            match self.docker.inspect_container(name, None).await.or_absent() {
+                Ok(None) | Err(_) => return,
+                Ok(Some(_)) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        }
     }
 
     /// Create a container, tracked from before the request is sent: if the run is interrupted

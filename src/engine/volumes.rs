@@ -120,9 +120,36 @@ impl Engine {
         &self,
         name: &str,
     ) -> std::result::Result<bool, bollard::errors::Error> {
+        self.release_from_idle_warm_builders(name).await;
         let options = RemoveVolumeOptionsBuilder::new().force(false).build();
         let removed = self.docker.remove_volume(name, Some(options)).await;
         Ok(removed.or_absent()?.is_some())
+    }
+
+    /// Remove the warm builders that mount `volume` and run no build now: they keep it only
+    /// for a next build, which would start one anew. One that builds keeps it, and removing
+    /// the volume then fails with the engine's words, naming the container.
+    async fn release_from_idle_warm_builders(&self, volume: &str) {
+        let filters = HashMap::from([
+            (
+                "label".to_string(),
+                vec![super::warm::WARM_LABEL.to_string()],
+            ),
+            ("volume".to_string(), vec![volume.to_string()]),
+        ]);
+        let options = bollard::query_parameters::ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let Ok(holders) = self.docker.list_containers(Some(options)).await else {
+            return;
+        };
+        for holder in holders {
+            let Some(id) = holder.id else { continue };
+            if !self.runs_an_exec(&id).await {
+                let _ = self.remove_container(&id).await;
+            }
+        }
     }
 
     /// A fresh volume belongs to root; give it to the build's user so the cache is writable.

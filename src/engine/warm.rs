@@ -61,10 +61,8 @@ impl Engine {
         {
             WarmStart::Unavailable(reason) => return Ok(WarmRun::Unavailable(reason)),
             WarmStart::Running => self.track(&name),
-            WarmStart::Started => {
-                self.track(&name);
-                progress.say(&started_line(&name, warm_secs));
-            }
+            // Made by this run: tracked since its create.
+            WarmStart::Started => progress.say(&started_line(&name, warm_secs)),
         }
         match self.exec_build(&name, plan, secrets, image, progress).await {
             Ok(WarmRun::Ran(exit)) => {

@@ -7,9 +7,8 @@ use toml::Spanned;
 use crate::manifest::check_engine::check_engine_values;
 use crate::manifest::suggest::{quoted, suggestion};
 use crate::manifest::{
-    glob, normalise_container_path, parse_port_spec, parse_warm, vars, ArtifactSource,
-    Artifacts, Builder, Command, Diagnostic, Init, LoadedManifest, NamedTarget, Port, Runtime,
-    Target,
+    glob, normalise_container_path, parse_port_spec, parse_warm, vars, ArtifactSource, Artifacts,
+    Builder, Command, Diagnostic, Init, LoadedManifest, NamedTarget, Port, Runtime, Target,
 };
 
 /// Every problem of the target `named`; `names` and `targets` are all the manifest's targets.

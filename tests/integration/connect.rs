@@ -12,6 +12,7 @@ use crate::support::*;
 const MANIFEST: &str = r#"[builder]
 image = "busybox:local"
 run = "echo over the wire > /out/hello"
+warm = "off"
 
 [artifacts]
 include = ["hello"]

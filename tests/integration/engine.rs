@@ -342,7 +342,7 @@ fn an_interrupted_build_removes_its_container_and_folders() {
         .spawn()
         .expect("dockception runs");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while containers_of(dir.path()).is_empty() {
+    while all_containers_of(dir.path()).is_empty() {
         assert!(
             std::time::Instant::now() < deadline,
             "the builder never started"
@@ -359,10 +359,11 @@ fn an_interrupted_build_removes_its_container_and_folders() {
     let stderr = text(&result.stderr);
     assert_eq!(result.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("error: interrupted by SIGINT"), "{stderr}");
-    assert_eq!(containers_of(dir.path()), Vec::<String>::new());
-    let runs = std::fs::read_dir(dir.path().join(".dockception/runs")).expect("runs folder");
+    assert_eq!(all_containers_of(dir.path()), Vec::<String>::new());
+    // (A build in the warm builder makes its run folder only once the command has ended.)
+    let runs = std::fs::read_dir(dir.path().join(".dockception/runs"));
     assert_eq!(
-        runs.count(),
+        runs.map_or(0, |r| r.count()),
         0,
         "the interrupted run's folder was left behind"
     );

@@ -22,9 +22,18 @@ include = [{include:?}]
     )
 }
 
-/// After an interrupt: nothing of the run is left on the engine or on disk.
-fn assert_left_nothing(dir: &Path, image: &TestImage) {
-    assert_eq!(all_containers_of(dir), Vec::<String>::new(), "containers left");
+/// After an interrupt: nothing of the run is left on the engine or on disk. Only the warm
+/// builder stays (`[builder] warm` is on by default), and only once the build command has
+/// ended in it: an interrupt while the command runs removes it too.
+fn assert_left_nothing(dir: &Path, image: &TestImage, command_ended: bool) {
+    assert_eq!(containers_of(dir), Vec::<String>::new(), "containers left");
+    if !command_ended {
+        assert_eq!(
+            warm_builders_of(dir),
+            Vec::<String>::new(),
+            "the warm builder the command ran in is left"
+        );
+    }
     assert_eq!(images_of(dir), Vec::<String>::new(), "images left");
     assert!(!image_exists(&image.0), "an image was tagged");
     let runs = dir.join(".dockception/runs");
@@ -39,7 +48,13 @@ fn assert_left_nothing(dir: &Path, image: &TestImage) {
 }
 
 /// Interrupt `dockception build` once stderr shows `when`, with `signal`; return its stderr.
-fn interrupt_at(dir: &Path, when: &str, signal: Signal, status: i32) -> String {
+fn interrupt_at(
+    dir: &Path,
+    when: &str,
+    signal: Signal,
+    status: i32,
+    command_ended: bool,
+) -> String {
     let image = TestImage::new("interrupted");
     let build = Running::start(&["build", "--tag", &image.0], dir, &[]);
     build.wait_for(when, 120);
@@ -51,7 +66,7 @@ fn interrupt_at(dir: &Path, when: &str, signal: Signal, status: i32) -> String {
         stderr.contains(&format!("error: interrupted by {name}")),
         "{stderr}"
     );
-    assert_left_nothing(dir, &image);
+    assert_left_nothing(dir, &image, command_ended);
     stderr
 }
 
@@ -104,6 +119,7 @@ fn ctrl_c_while_pulling_the_builder() {
         "is not present locally; pulling it",
         Signal::INT,
         130,
+        false,
     );
     assert!(!stderr.contains("==> building in"), "{stderr}");
     assert!(!image_exists(&builder));
@@ -122,7 +138,7 @@ fn sigterm_while_the_builder_runs() {
             &manifest("busybox:local", "echo started; sleep 120", "app"),
         )],
     );
-    interrupt_at(dir.path(), "| started", Signal::TERM, 143);
+    interrupt_at(dir.path(), "| started", Signal::TERM, 143, false);
 }
 
 #[test]
@@ -138,7 +154,13 @@ fn ctrl_c_while_selecting_artifacts() {
         dir.path(),
         &[("dockception.toml", &manifest("busybox:local", run, "many"))],
     );
-    let stderr = interrupt_at(dir.path(), "==> selecting artifacts", Signal::INT, 130);
+    let stderr = interrupt_at(
+        dir.path(),
+        "==> selecting artifacts",
+        Signal::INT,
+        130,
+        true,
+    );
     assert!(
         !stderr.contains("==> building the runtime image"),
         "the walk ended before the signal:\n{stderr}"
@@ -162,6 +184,7 @@ fn ctrl_c_while_building_the_runtime_image() {
         "==> building the runtime image on",
         Signal::INT,
         130,
+        true,
     );
     assert!(!stderr.contains("tagged"), "{stderr}");
 }
@@ -173,13 +196,11 @@ fn a_second_ctrl_c_exits_at_once_and_names_what_is_left() {
     }
     let dir = project("int-twice");
     let _left = ContainersOf(dir.path().to_path_buf());
-    write_files(
-        dir.path(),
-        &[(
-            "dockception.toml",
-            &manifest("busybox:local", "echo started; sleep 120", "app"),
-        )],
-    );
+    // A fresh container: a warm builder left with the killed run's command still running in it
+    // is kept by `clean` until that command ends (or `--force`), as a build in use.
+    let fresh = manifest("busybox:local", "echo started; sleep 120", "app")
+        .replace("[builder]\n", "[builder]\nwarm = \"off\"\n");
+    write_files(dir.path(), &[("dockception.toml", &fresh)]);
     // The build reaches the engine through a proxy that is frozen once the builder runs: the
     // removal the first Ctrl-C asks for never arrives, so the container is certainly left.
     let proxy = EngineProxy::start(None);

@@ -42,7 +42,7 @@ user = "65534:65534"
     let image = TestImage::new("labelled");
     let build = Running::start(&["build", "--tag", &image.0], dir.path(), &[]);
     build.wait_for("| started", 60);
-    let containers = containers_of(dir.path());
+    let containers = all_containers_of(dir.path());
     assert_eq!(containers.len(), 1, "{containers:?}");
     let name = containers[0].split(' ').next().expect("name");
     let labels = inspect("container", name, "{{json .Config.Labels}}");
@@ -118,12 +118,15 @@ fn clean_removes_what_killed_runs_left_and_spares_builds_in_progress() {
         return;
     }
     let dir = project("clean");
+    // Fresh containers: what a killed run leaves is its own (a warm builder's exec would
+    // outlive the killed run, and `clean` keeps a warm builder while a build runs in it).
     let manifest = |run: &str| {
         format!(
             r#"
 [builder]
 image = "busybox:local"
 run = {run:?}
+warm = "off"
 
 [artifacts]
 include = ["app"]
@@ -376,7 +379,8 @@ fn two_builds_of_one_manifest_at_once_do_not_collide() {
     let second = Running::start(&["build", "--tag", &b.0], dir.path(), &[]);
     first.wait_for("| started", 60);
     second.wait_for("| started", 60);
-    let running = containers_of(dir.path());
+    // One runs in the warm builder, the other in a fresh container beside it.
+    let running = all_containers_of(dir.path());
     assert_eq!(
         running.len(),
         2,

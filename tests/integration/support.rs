@@ -178,7 +178,10 @@ impl Drop for OutFolder {
                 id,
             ]);
             let sources = String::from_utf8_lossy(&sources.stdout);
-            if sources.lines().any(|s| Path::new(s).starts_with(dir.path())) {
+            if sources
+                .lines()
+                .any(|s| Path::new(s).starts_with(dir.path()))
+            {
                 let _ = docker(&["rm", "-f", id]);
             }
         }
@@ -271,16 +274,16 @@ fn labelled_of(dir: &Path) -> Vec<(String, bool)> {
 /// The lines of `listed` (`docker ps` as [`labelled_of`] asks) of the project slug `name`.
 fn in_project(listed: &str, name: &str) -> Vec<(String, bool)> {
     listed
-    .lines()
-    .filter_map(|line| {
-        let mut words = line.split(' ');
-        let (container, project) = (words.next()?, words.next()?);
-        let warm = words.next().is_some_and(|w| !w.is_empty());
-        project
-            .starts_with(&format!("{name}-"))
-            .then(|| (format!("{container} {project}"), warm))
-    })
-    .collect()
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split(' ');
+            let (container, project) = (words.next()?, words.next()?);
+            let warm = words.next().is_some_and(|w| !w.is_empty());
+            project
+                .starts_with(&format!("{name}-"))
+                .then(|| (format!("{container} {project}"), warm))
+        })
+        .collect()
 }
 
 /// The slug dockception makes of a folder name for its project label.

@@ -46,12 +46,17 @@ fn manifest(run: &str, env: &str) -> String {
 }
 
 fn manifest_warm(run: &str, env: &str, warm: &str) -> String {
+    let warm = if warm.is_empty() {
+        String::new()
+    } else {
+        format!("warm = \"{warm}\"")
+    };
     format!(
         r#"
 [builder]
 image = "busybox:local"
 run = "{run}"
-warm = "{warm}"
+{warm}
 {env}
 
 [[mount]]
@@ -156,6 +161,117 @@ fn a_rebuild_runs_in_the_same_warm_container_until_its_configuration_changes() {
     );
     assert!(now.contains(&kept[0]), "{now:?}");
     assert_eq!(docker_stdout(&["run", "--rm", &image.0]).trim(), "two");
+}
+
+/// The line a build says when it leaves a warm builder running.
+const STAYS_UP: &str = "stays up until 10m without a build, for a faster rebuild (`dockception ps` lists it, `dockception clean` stops it, [builder] warm = \"off\" turns this off)";
+
+#[test]
+fn by_default_the_builder_stays_warm_says_so_once_and_ps_lists_it() {
+    if !engine_with(&["busybox:local"]) {
+        return;
+    }
+    let dir = project("warm-default");
+    write_files(
+        dir.path(),
+        &[
+            (
+                "dockception.toml",
+                &manifest_warm("cp /src/msg /out/app", "", ""),
+            ),
+            ("msg", "one\n"),
+        ],
+    );
+    let warm = WarmContainers::of(dir.path());
+    let image = TestImage::new("warm-default");
+    let first = build(dir.path(), &image);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let kept = warm.ids();
+    assert_eq!(
+        kept.len(),
+        1,
+        "the default keeps one warm builder: {kept:?}"
+    );
+    let name = docker_stdout(&["inspect", "-f", "{{.Name}}", &kept[0]]);
+    let name = name.trim().trim_start_matches('/').to_string();
+    let said: Vec<String> = text(&first.stderr)
+        .lines()
+        .filter(|l| l.contains(STAYS_UP))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        said,
+        [format!("note: the builder container {name} {STAYS_UP}")],
+        "{}",
+        text(&first.stderr)
+    );
+
+    let listed = dockception(&["ps"], dir.path());
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    let line = text(&listed.stdout)
+        .lines()
+        .find(|l| l.starts_with(&name))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("ps does not list {name}:\n{}", text(&listed.stdout)));
+    assert!(
+        line.contains("warm builder of target default (idle, ends after 10m without a build)")
+            && line.contains(&project_label(dir.path()))
+            && line.contains("busybox:local")
+            && line.contains("Up "),
+        "{line}"
+    );
+
+    // A rebuild runs in the same container and says nothing more about it.
+    std::fs::write(dir.path().join("msg"), "two\n").expect("write");
+    let second = build(dir.path(), &image);
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    assert_eq!(warm.ids(), kept, "the rebuild ran in the kept container");
+    assert!(
+        !text(&second.stderr).contains(STAYS_UP),
+        "{}",
+        text(&second.stderr)
+    );
+    let ran = docker_stdout(&["run", "--rm", &image.0]);
+    assert_eq!(ran, "two\n");
+
+    let cleaned = dockception(&["clean"], dir.path());
+    assert!(cleaned.status.success(), "{}", text(&cleaned.stderr));
+    assert_eq!(warm.ids(), Vec::<String>::new());
+    let listed = dockception(&["ps"], dir.path());
+    assert!(
+        !text(&listed.stdout).contains(&name),
+        "{}",
+        text(&listed.stdout)
+    );
+}
+
+#[test]
+fn warm_off_runs_each_build_in_a_fresh_container_and_leaves_nothing() {
+    if !engine_with(&["busybox:local"]) {
+        return;
+    }
+    let dir = project("warm-off");
+    write_files(
+        dir.path(),
+        &[
+            (
+                "dockception.toml",
+                &manifest_warm("cp /src/msg /out/app", "", "off"),
+            ),
+            ("msg", "one\n"),
+        ],
+    );
+    let planned = dockception(&["plan"], dir.path());
+    assert!(
+        text(&planned.stdout).contains("  warm      off: a fresh container each build"),
+        "{}",
+        text(&planned.stdout)
+    );
+    let image = TestImage::new("warm-off");
+    let built = build(dir.path(), &image);
+    assert!(built.status.success(), "{}", text(&built.stderr));
+    assert!(!text(&built.stderr).contains(STAYS_UP));
+    assert_eq!(all_containers_of(dir.path()), Vec::<String>::new());
 }
 
 #[test]
