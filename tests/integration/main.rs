@@ -26,5 +26,6 @@ mod second_engine;
 mod speed;
 mod targets;
 mod terminal;
+mod token_auth;
 mod warm;
 mod xtask;
