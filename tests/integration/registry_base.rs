@@ -1,0 +1,242 @@
+//! A runtime base that names a registry and exists only there (copied in with skopeo, never
+//! in the engine): the final image is written with no engine (the builder still runs in it),
+//! the base's init and library lookups are answered from its layers, the pushed image runs
+//! after a `docker pull`, a rebuild pulls nothing, and a tag that moves rebuilds the image.
+//! Traffic only to 127.0.0.1.
+
+use std::path::Path;
+use std::process::Command;
+
+use dockception::deliver::{push, testkit};
+use dockception::Progress;
+
+use crate::support::*;
+
+/// Copy the engine's `image` to `reference` on a test registry, without tagging it in the
+/// engine.
+fn copy_to_registry(image: &str, reference: &str) {
+    let out = Command::new("skopeo")
+        .args(["copy", "--dest-tls-verify=false"])
+        .arg(format!("docker-daemon:{image}"))
+        .arg(format!("docker://{reference}"))
+        .output()
+        .expect("skopeo runs");
+    assert!(out.status.success(), "skopeo copy: {}", text(&out.stderr));
+}
+
+fn busybox_manifest(base: &str, message: &str) -> String {
+    format!(
+        r#"
+[builder]
+image = "busybox:local"
+run = "printf '{message}\n' > /out/hello"
+
+[artifacts]
+include = ["hello"]
+
+[runtime]
+base = "{base}"
+user = "65534:65534"
+entrypoint = ["/bin/cat", "/hello"]
+"#
+    )
+}
+
+fn build(dir: &Path, args: &[&str]) -> (serde_json::Value, String) {
+    let mut all = vec!["build", "--format", "json"];
+    all.extend(args);
+    let out = dockception(&all, dir);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{args:?}: {stderr}");
+    let reports: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    (reports[0].clone(), stderr)
+}
+
+/// `docker pull` `tag` and run it; its output.
+fn pull_and_run(tag: &str) -> String {
+    let pulled = docker(&["pull", tag]);
+    assert!(pulled.status.success(), "{}", text(&pulled.stderr));
+    let run = docker(&["run", "--rm", tag]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    text(&run.stdout)
+}
+
+#[test]
+fn a_base_only_on_a_registry_builds_with_no_engine_for_the_image_and_a_moved_tag_rebuilds() {
+    if !engine_with(&["busybox:local"]) || !tools(&["docker-registry", "skopeo"]) {
+        return;
+    }
+    let registry = Registry::start(RegistryOptions::default());
+    let base = format!("{}/base/busybox-{}:1", registry.address, std::process::id());
+    copy_to_registry("busybox:local", &base);
+    assert!(!image_exists(&base), "the base is only on the registry");
+
+    let dir = project("registry-only-base");
+    write_files(
+        dir.path(),
+        &[(
+            "dockception.toml",
+            &busybox_manifest(&base, "from the registry"),
+        )],
+    );
+    let tag = TestImage(format!(
+        "{}/team/on-registry-base-{}:1",
+        registry.address,
+        std::process::id()
+    ));
+    let (report, stderr) = build(dir.path(), &["--push", "--tag", &tag.0]);
+    assert!(
+        stderr.contains(&format!(
+            "taking the layers of the base {base} from its registry"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(report["delivered"][0]["to"], "registry", "{report}");
+    assert!(
+        !image_exists(&base),
+        "the engine never got the base: the image was written from the registry's layers"
+    );
+    assert_eq!(pull_and_run(&tag.0), "from the registry\n");
+
+    // Again: the store keeps the base by the manifest digest the tag names; nothing is pulled.
+    let (again, stderr) = build(dir.path(), &["--push", "--tag", &tag.0]);
+    assert!(!stderr.contains("taking the layers"), "{stderr}");
+    assert_eq!(again["digest"], report["digest"], "the same image");
+
+    // Loaded into the engine (which has busybox:local's layers, so only ours go), then up to
+    // date while the tag names the same base.
+    let loaded = TestImage::new("registry-base-load");
+    let (first, _) = build(dir.path(), &["--tag", &loaded.0]);
+    assert_eq!(first["up_to_date"], false);
+    let run = docker(&["run", "--rm", &loaded.0]);
+    assert_eq!(
+        text(&run.stdout),
+        "from the registry\n",
+        "{}",
+        text(&run.stderr)
+    );
+    let (second, _) = build(dir.path(), &["--tag", &loaded.0]);
+    assert_eq!(second["up_to_date"], true, "{second}");
+
+    // The tag moves to another image (one the engine has never seen): the next build is not
+    // up to date, takes the new base and loads all its layers.
+    let store = tempfile::tempdir().expect("tempdir");
+    let other = testkit::image(
+        store.path(),
+        &[vec![("etc/moved", b"the tag moved\n".to_vec())]],
+    )
+    .expect("image");
+    block_on(push::push(
+        &other,
+        std::slice::from_ref(&base),
+        &push::RegistrySettings::default(),
+        &Progress::Silent,
+    ))
+    .expect("the tag moved");
+    let (moved, stderr) = build(dir.path(), &["--tag", &loaded.0]);
+    assert_eq!(moved["up_to_date"], false, "{moved}");
+    assert!(stderr.contains("taking the layers of the base"), "{stderr}");
+    assert_ne!(moved["image_id"], first["image_id"]);
+    let id = docker_stdout(&["image", "inspect", "-f", "{{.Id}}", &loaded.0]);
+    assert_eq!(id.trim(), moved["image_id"].as_str().expect("id"));
+    let layers = docker_stdout(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{len .RootFS.Layers}}",
+        &loaded.0,
+    ]);
+    assert_eq!(layers.trim(), "2", "the moved base's one layer and ours");
+}
+
+const HELLO_C: &str = r#"#include <math.h>
+#include <stdio.h>
+int main(int argc, char **argv) {
+    printf("Hello from C! sqrt(16) = %.0f\n", sqrt(16.0 * argc));
+    return 0;
+}
+"#;
+
+fn c_manifest(base: &str) -> String {
+    format!(
+        r#"[builder]
+image   = "gcc:local"
+workdir = "/src"
+run     = "gcc -O2 -o /out/hello hello.c -lm"
+
+[[mount]]
+source = "src"
+target = "/src"
+
+[artifacts]
+include = ["hello"]
+
+[runtime]
+base = "{base}"
+user = "65534:65534"
+entrypoint = ["/hello"]
+libs = "auto"
+"#
+    )
+}
+
+#[test]
+fn a_registry_base_answers_the_library_lookups_from_its_layers() {
+    if !engine_with(&["gcc:local", "debian-minimal:local"])
+        || !tools(&["docker-registry", "skopeo"])
+    {
+        return;
+    }
+    let registry = Registry::start(RegistryOptions::default());
+    let base = format!("{}/base/debian-{}:1", registry.address, std::process::id());
+    copy_to_registry("debian-minimal:local", &base);
+    assert!(!image_exists(&base), "the base is only on the registry");
+
+    // The same program on the same base, once from the engine: what the lookups must find.
+    let from_engine = project("libs-engine-base");
+    write_files(
+        from_engine.path(),
+        &[
+            ("dockception.toml", &c_manifest("debian-minimal:local")),
+            ("src/hello.c", HELLO_C),
+        ],
+    );
+    let engine_image = TestImage::new("libs-engine-base");
+    let (expected, _) = build(
+        from_engine.path(),
+        &["--tag", &engine_image.0, "--output", "type=none"],
+    );
+
+    let dir = project("libs-registry-base");
+    write_files(
+        dir.path(),
+        &[
+            ("dockception.toml", &c_manifest(&base)),
+            ("src/hello.c", HELLO_C),
+        ],
+    );
+    let tag = TestImage(format!(
+        "{}/team/hello-{}:1",
+        registry.address,
+        std::process::id()
+    ));
+    let (report, _) = build(dir.path(), &["--push", "--tag", &tag.0]);
+    let libs = &report["libs"];
+    assert_eq!(libs["elf_artifacts"][0]["linking"], "dynamic", "{libs}");
+    assert_eq!(
+        libs["added"],
+        serde_json::json!([]),
+        "libc and libm are on the base, found in its layers: nothing copied from the builder"
+    );
+    let on_base = libs["on_base"].to_string();
+    assert!(
+        on_base.contains("libc.so.6") && on_base.contains("libm.so.6"),
+        "{on_base}"
+    );
+    assert_eq!(
+        libs, &expected["libs"],
+        "the layers answer as a container of the base does"
+    );
+    assert!(!image_exists(&base), "the engine never got the base");
+    assert_eq!(pull_and_run(&tag.0), "Hello from C! sqrt(16) = 4\n");
+}
