@@ -1,7 +1,8 @@
 //! A runtime base that names a registry and exists only there (copied in with skopeo, never
 //! in the engine): the final image is written with no engine (the builder still runs in it),
 //! the base's init and library lookups are answered from its layers, the pushed image runs
-//! after a `docker pull`, a rebuild pulls nothing, and a tag that moves rebuilds the image.
+//! after a `docker pull`, a rebuild pulls nothing (a base pinned by digest asks nothing), and
+//! a tag that moves rebuilds the image. Runtime steps still run in the engine, on the same base.
 //! Traffic only to 127.0.0.1.
 
 use std::path::Path;
@@ -108,6 +109,12 @@ fn a_base_only_on_a_registry_builds_with_no_engine_for_the_image_and_a_moved_tag
     let loaded = TestImage::new("registry-base-load");
     let (first, _) = build(dir.path(), &["--tag", &loaded.0]);
     assert_eq!(first["up_to_date"], false);
+    let to_engine = &first["delivered"][0];
+    assert_eq!(to_engine["to"], "engine", "{first}");
+    assert!(
+        to_engine["skipped_bytes"].as_u64().expect("skipped") > 100_000,
+        "the engine has busybox's layer already (same diff id): {to_engine}"
+    );
     let run = docker(&["run", "--rm", &loaded.0]);
     assert_eq!(
         text(&run.stdout),
@@ -135,6 +142,10 @@ fn a_base_only_on_a_registry_builds_with_no_engine_for_the_image_and_a_moved_tag
     .expect("the tag moved");
     let (moved, stderr) = build(dir.path(), &["--tag", &loaded.0]);
     assert_eq!(moved["up_to_date"], false, "{moved}");
+    assert_eq!(
+        moved["delivered"][0]["skipped_bytes"], 0,
+        "the engine lacks the new base: its layer is sent too"
+    );
     assert!(stderr.contains("taking the layers of the base"), "{stderr}");
     assert_ne!(moved["image_id"], first["image_id"]);
     let id = docker_stdout(&["image", "inspect", "-f", "{{.Id}}", &loaded.0]);
@@ -239,4 +250,107 @@ fn a_registry_base_answers_the_library_lookups_from_its_layers() {
     );
     assert!(!image_exists(&base), "the engine never got the base");
     assert_eq!(pull_and_run(&tag.0), "Hello from C! sqrt(16) = 4\n");
+}
+
+#[test]
+fn runtime_steps_on_a_registry_base_run_in_the_engine_which_must_have_the_same_base() {
+    if !engine_with(&["busybox:local", "debian-minimal:local"])
+        || !tools(&["docker-registry", "skopeo"])
+    {
+        return;
+    }
+    let registry = Registry::start(RegistryOptions::default());
+    let base = TestImage(format!(
+        "{}/base/steps-{}:1",
+        registry.address,
+        std::process::id()
+    ));
+    copy_to_registry("busybox:local", &base.0);
+    let manifest = format!(
+        "{}run = [\"cp /artifacts/hello /copied\"]\n",
+        busybox_manifest(&base.0, "stepped")
+    )
+    .replace("\"/bin/cat\", \"/hello\"", "\"/bin/cat\", \"/copied\"");
+    let dir = project("registry-base-steps");
+    write_files(dir.path(), &[("dockception.toml", &manifest)]);
+    let tag = TestImage(format!(
+        "{}/team/steps-{}:1",
+        registry.address,
+        std::process::id()
+    ));
+    build(dir.path(), &["--push", "--tag", &tag.0]);
+    assert!(
+        image_exists(&base.0),
+        "runtime steps need a container of the base: the engine pulled it"
+    );
+    assert_eq!(pull_and_run(&tag.0), "stepped\n");
+
+    // The engine's image of that name is another one: the steps would run on a base that is
+    // not the one the layers came from, so the build stops, naming both.
+    let other = TestImage(format!(
+        "{}/base/steps-other-{}:1",
+        registry.address,
+        std::process::id()
+    ));
+    copy_to_registry("busybox:local", &other.0);
+    docker_stdout(&["tag", "debian-minimal:local", &other.0]);
+    write_files(
+        dir.path(),
+        &[("dockception.toml", &manifest.replace(&base.0, &other.0))],
+    );
+    let out = dockception(&["build", "--push", "--tag", &tag.0], dir.path());
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("the base {} is sha256:", other.0))
+            && stderr.contains("in the engine")
+            && stderr.contains("docker pull"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_init_is_found_in_a_registry_base_and_a_pinned_base_asks_the_registry_nothing() {
+    if !engine_with(&["busybox:local"]) || !tools(&["docker-registry"]) {
+        return;
+    }
+    let registry = Registry::start(RegistryOptions::default());
+    let store = tempfile::tempdir().expect("tempdir");
+    let with_tini = testkit::image(
+        store.path(),
+        &[vec![
+            ("bin/cat", b"not run".to_vec()),
+            ("usr/bin/tini", b"not run either".to_vec()),
+        ]],
+    )
+    .expect("image");
+    let base = format!("{}/base/tini-{}:1", registry.address, std::process::id());
+    block_on(push::push(
+        &with_tini,
+        std::slice::from_ref(&base),
+        &push::RegistrySettings::default(),
+        &Progress::Silent,
+    ))
+    .expect("pushed");
+    let pinned = format!(
+        "{}@{}",
+        base.rsplit_once(':').expect("a tag").0,
+        with_tini.digest()
+    );
+    let dir = project("registry-base-init");
+    let manifest = format!("{}init = true\n", busybox_manifest(&pinned, "with an init"));
+    write_files(dir.path(), &[("dockception.toml", &manifest)]);
+    let (report, _) = build(dir.path(), &["--output", "type=none"]);
+    assert_eq!(
+        report["init"],
+        format!("tini at /usr/bin/tini, from the base {pinned}"),
+        "{report}"
+    );
+    assert!(!image_exists(&pinned) && !image_exists(&base));
+
+    // The registry is gone: the base pinned by digest is in the store, so nothing is asked.
+    drop(registry);
+    let (again, stderr) = build(dir.path(), &["--output", "type=none"]);
+    assert!(!stderr.contains("taking the layers"), "{stderr}");
+    assert_eq!(again["image_id"], report["image_id"]);
 }
