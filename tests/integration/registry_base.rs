@@ -158,6 +158,16 @@ fn a_base_only_on_a_registry_builds_with_no_engine_for_the_image_and_a_moved_tag
         &loaded.0,
     ]);
     assert_eq!(layers.trim(), "2", "the moved base's one layer and ours");
+    // The first load gave the pushed image (the same inputs, the same image), which the
+    // pull tagged; with both tags gone nothing of the project is left.
+    assert_eq!(first["image_id"], report["image_id"]);
+    drop(loaded);
+    drop(tag);
+    assert!(
+        images_of(dir.path()).is_empty(),
+        "{:?}",
+        images_of(dir.path())
+    );
 }
 
 const HELLO_C: &str = r#"#include <math.h>
