@@ -111,17 +111,44 @@ pub(crate) async fn registry_base(
     registry: &RegistrySettings,
     progress: &Progress,
 ) -> Result<(Base, String)> {
-    let taken = deliver::push::base_from_registry(base, store, registry, || {
-        progress.phase(&format!(
-            "taking the layers of the base {base} from its registry"
-        ))
-    })
-    .await?;
+    let taken = take_from_registry(store, base, registry, progress).await?;
     let listed = match cached_base(store, &taken.image.image_id) {
         Some(found) => found,
         None => list_pulled(store, base, taken.image).await?,
     };
     Ok((listed, taken.manifest_digest))
+}
+
+/// What the up-to-date check knows a base that names a registry by: its image id and the
+/// digest of the manifest its reference names now (the base is pulled when the store lacks
+/// it; its listings are not read).
+pub(crate) async fn registry_base_id(
+    store: &BlobStore,
+    base: &str,
+    registry: &RegistrySettings,
+    progress: &Progress,
+) -> Result<String> {
+    let taken = take_from_registry(store, base, registry, progress).await?;
+    Ok(format!(
+        "{} from {}",
+        taken.image.image_id, taken.manifest_digest
+    ))
+}
+
+async fn take_from_registry(
+    store: &BlobStore,
+    base: &str,
+    registry: &RegistrySettings,
+    progress: &Progress,
+) -> Result<deliver::push::RegistryBase> {
+    Ok(
+        deliver::push::base_from_registry(base, store, registry, || {
+            progress.phase(&format!(
+                "taking the layers of the base {base} from its registry"
+            ))
+        })
+        .await?,
+    )
 }
 
 /// The facts the engine would give about `base`, read from its config and listings.

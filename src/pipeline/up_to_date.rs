@@ -30,9 +30,7 @@ pub(crate) async fn fingerprint_target(
             "scratch".to_string()
         } else if crate::manifest::names_registry(&plan.runtime.base) {
             let store = super::image::blob_store(plan);
-            let (base, manifest_digest) =
-                super::image::registry_base(&store, &plan.runtime.base, registry, progress).await?;
-            format!("{} from {manifest_digest}", base.image.image_id)
+            super::image::registry_base_id(&store, &plan.runtime.base, registry, progress).await?
         } else {
             engine.ensure_image(&plan.runtime.base, progress).await?.id
         };
