@@ -363,4 +363,18 @@ fn the_init_is_found_in_a_registry_base_and_a_pinned_base_asks_the_registry_noth
     let (again, stderr) = build(dir.path(), &["--output", "type=none"]);
     assert!(!stderr.contains("taking the layers"), "{stderr}");
     assert_eq!(again["image_id"], report["image_id"]);
+
+    // With no program and no user in the manifest, the base's config gives them: its Cmd is
+    // what the init starts, and it sets no user, so the image would run as root.
+    let bare = manifest
+        .replace("user = \"65534:65534\"\n", "")
+        .replace("entrypoint = [\"/bin/cat\", \"/hello\"]\n", "");
+    write_files(dir.path(), &[("dockception.toml", &bare)]);
+    let (_, stderr) = build(dir.path(), &["--output", "type=none"]);
+    assert!(
+        stderr.contains(&format!(
+            "[runtime] user is not set and the base {pinned} sets no other user"
+        )),
+        "{stderr}"
+    );
 }
