@@ -63,15 +63,18 @@ pub async fn base_from_registry(
     before_pull: impl FnOnce(),
 ) -> Result<RegistryBase> {
     let (_, image) = parse_reference(reference)?;
+    let mut connected = None;
     let named = match image.digest() {
         Some(digest) => digest.to_string(),
         None => {
             let registry = connect(&image, settings, RegistryOperation::Pull).await?;
-            registry
+            let named = registry
                 .client
                 .fetch_manifest_digest(&image, &registry.auth)
                 .await
-                .map_err(|e| registry.error(ACTION, &image, e))?
+                .map_err(|e| registry.error(ACTION, &image, e))?;
+            connected = Some(registry);
+            named
         }
     };
     if let Some(kept) = base::by_manifest(store, &named) {
@@ -82,7 +85,11 @@ pub async fn base_from_registry(
         });
     }
     before_pull();
-    let (image, manifest_digest) = pull(reference, store, settings).await?;
+    let registry = match connected {
+        Some(registry) => registry,
+        None => connect(&image, settings, RegistryOperation::Pull).await?,
+    };
+    let (image, manifest_digest) = pull_from(&registry, &image, reference, store).await?;
     Ok(RegistryBase {
         image,
         manifest_digest,
@@ -97,24 +104,29 @@ pub async fn pull_base(
     store: &BlobStore,
     settings: &RegistrySettings,
 ) -> Result<BaseImage> {
-    pull(reference, store, settings).await.map(|(base, _)| base)
-}
-
-/// [`pull_base`], also giving the digest of the manifest (or index) `reference` named, which
-/// the store then remembers for [`base_from_registry`].
-async fn pull(
-    reference: &str,
-    store: &BlobStore,
-    settings: &RegistrySettings,
-) -> Result<(BaseImage, String)> {
     let (_, image) = parse_reference(reference)?;
     let registry = connect(&image, settings, RegistryOperation::Pull).await?;
+    pull_from(&registry, &image, reference, store)
+        .await
+        .map(|(base, _)| base)
+}
+
+/// [`pull_base`] from `registry`, also giving the digest of the manifest (or index)
+/// `reference` (read as `image`) named, which the store then remembers for
+/// [`base_from_registry`].
+async fn pull_from(
+    registry: &Registry,
+    image: &Reference,
+    reference: &str,
+    store: &BlobStore,
+) -> Result<(BaseImage, String)> {
+    let image = image.clone();
     let unusable = |message: String, help: &str| Error::Base {
         reference: reference.to_string(),
         message,
         help: help.to_string(),
     };
-    let (mut manifest, manifest_digest) = fetch_manifest(&registry, &image).await?;
+    let (mut manifest, manifest_digest) = fetch_manifest(registry, &image).await?;
     let remember = |base: &BaseImage| {
         base::remember_manifest(store, &manifest_digest, &base.image_id)
             .map_err(|e| unusable(e.to_string(), "check the output folder"))
@@ -130,7 +142,7 @@ async fn pull(
                 "name a base built for this platform",
             )
         })?;
-        manifest = fetch_manifest(&registry, &image.clone_with_digest(digest))
+        manifest = fetch_manifest(registry, &image.clone_with_digest(digest))
             .await?
             .0;
     }
@@ -187,7 +199,7 @@ async fn pull(
                 "use a base whose layers are gzip (as `docker push` writes them)",
             ));
         }
-        layers.push(pull_layer(&registry, &image, store, blob, diff_id, reference).await?);
+        layers.push(pull_layer(registry, &image, store, blob, diff_id, reference).await?);
     }
     let base = BaseImage {
         image_id,
