@@ -112,7 +112,8 @@ ensure_engine
 # A real registry for the tests that pull (they start it themselves, on 127.0.0.1).
 command -v docker-registry >/dev/null || [ "$(id -u)" != 0 ] || apt_install docker-registry
 # skopeo reads what dockception writes and pushes (tests/integration/deliver.rs); htpasswd
-# (apache2-utils) makes the bcrypt file of the basic-auth registry; openssl its TLS certificate.
+# (apache2-utils) makes the bcrypt file of the basic-auth registry; openssl its TLS certificate,
+# and the token service's CA, key and JWT signatures (tests/integration/token_auth.rs).
 command -v skopeo >/dev/null || [ "$(id -u)" != 0 ] || apt_install skopeo
 command -v htpasswd >/dev/null || [ "$(id -u)" != 0 ] || apt_install apache2-utils
 command -v openssl >/dev/null || [ "$(id -u)" != 0 ] || apt_install openssl

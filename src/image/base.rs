@@ -47,6 +47,33 @@ pub fn cached(store: &BlobStore, image_id: &str) -> Option<BaseImage> {
     whole.then_some(base)
 }
 
+/// The file that records which base the manifest (or index) `manifest_digest` gave.
+fn manifest_path(store: &BlobStore, manifest_digest: &str) -> PathBuf {
+    store.root().join("bases").join("manifests").join(format!(
+        "{}.id",
+        manifest_digest.trim_start_matches("sha256:")
+    ))
+}
+
+/// The base the manifest (or index) `manifest_digest` gave when it was pulled, when the store
+/// still has it whole: a base from a registry is found again by what its tag names now.
+pub fn by_manifest(store: &BlobStore, manifest_digest: &str) -> Option<BaseImage> {
+    let named = manifest_digest.strip_prefix("sha256:")?;
+    if named.len() != 64 || !named.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let image_id = std::fs::read_to_string(manifest_path(store, manifest_digest)).ok()?;
+    cached(store, image_id.trim())
+}
+
+/// Record that the manifest (or index) `manifest_digest` gives the base `image_id`.
+pub fn remember_manifest(store: &BlobStore, manifest_digest: &str, image_id: &str) -> Result<()> {
+    let path = manifest_path(store, manifest_digest);
+    let folder = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(folder).map_err(|e| Error::io("creating", folder, e))?;
+    write_atomic(&path, image_id.as_bytes()).map_err(|e| Error::io("writing", &path, e))
+}
+
 /// Read the export of the base `name` (a `docker save` archive, in either the layout of
 /// Docker 20.10 or the OCI layout newer engines write) and keep it in `store`. `tap` is asked,
 /// for each layer, for a channel that receives the layer's uncompressed tar as it passes (the
@@ -252,6 +279,11 @@ mod tests {
         assert_eq!(base.layers.len(), 2);
         assert!(base.layers.iter().all(|l| l.diff_id == diff && l.from_base));
         assert_eq!(cached(&store, &base.image_id), Some(base.clone()));
+        let manifest = format!("sha256:{}", "ab".repeat(32));
+        assert_eq!(by_manifest(&store, &manifest), None, "not remembered yet");
+        remember_manifest(&store, &manifest, &base.image_id).expect("remembered");
+        assert_eq!(by_manifest(&store, &manifest), Some(base.clone()));
+        assert_eq!(by_manifest(&store, "sha256:../../x"), None, "only digests");
         std::fs::remove_file(store.path(&base.layers[0].blob.digest)).expect("rm");
         assert_eq!(
             cached(&store, &base.image_id),

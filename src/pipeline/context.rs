@@ -11,7 +11,7 @@ use crate::progress::Progress;
 
 use super::artifacts::produce_artifacts;
 use super::runtime::context_spec;
-use super::runtime::prepare_runtime;
+use super::runtime::{base_files, prepare_runtime};
 use super::shared_libs;
 use super::target::Outputs;
 
@@ -40,15 +40,18 @@ pub async fn write_context(
     for plan in &plans.targets {
         let produced = produce_artifacts(engine, plan, &outputs, None, progress).await?;
         if &plan.target == target {
-            let prepared = prepare_runtime(engine, plan, progress).await?;
+            let registry = crate::deliver::push::RegistrySettings::default();
+            let prepared = prepare_runtime(engine, plan, &registry, progress).await?;
             if !prepared.runtime.steps.is_empty() {
                 return Err(Error::Usage {
                     message: format!("target `{target}` has runtime.run steps, which a Dockerfile context cannot express (the artifacts are mounted, not copied)"),
                     help: "use dockception build for this target".into(),
                 });
             }
+            let files = base_files(engine, plan, prepared.registry_base.as_ref());
             let mut libraries =
-                shared_libs::find_libraries(engine, plan, &produced.collected, progress).await?;
+                shared_libs::find_libraries(engine, plan, &produced.collected, files, progress)
+                    .await?;
             let mut spec = context_spec(plan, &prepared, &produced.collected);
             spec.add_files(std::mem::take(&mut libraries.files));
             // The tar is made on a blocking thread and written chunk by chunk, so an interrupt

@@ -39,27 +39,18 @@ pub(crate) fn blob_store(plan: &Plan) -> BlobStore {
     BlobStore::at(&plan.blobs_dir)
 }
 
-/// The base `base` (whose engine id is `facts.id`) from the store, or, when it names a
-/// registry, as that registry has it (its blobs byte for byte, so a push to the same registry
-/// mounts them), else exported from the engine into the store (once: later builds find it
-/// there).
+/// The base `base` (whose engine id is `facts.id`) from the store, else exported from the
+/// engine into the store (once: later builds find it there). A base that names a registry
+/// comes from [`registry_base`] instead, with no engine.
 pub(crate) async fn base_image(
     engine: &Engine,
     store: &BlobStore,
     base: &str,
     facts: &ImageFacts,
-    registry: &RegistrySettings,
     progress: &Progress,
 ) -> Result<Base> {
     if let Some(found) = cached_base(store, &facts.id) {
         return Ok(found);
-    }
-    if crate::manifest::names_registry(base) {
-        progress.phase(&format!(
-            "taking the layers of the base {base} from its registry"
-        ));
-        let image = deliver::push::pull_base(base, store, registry).await?;
-        return list_pulled(store, base, image).await;
     }
     progress.phase(&format!(
         "keeping the layers of the base {base} in {} (once)",
@@ -107,6 +98,89 @@ pub(crate) async fn base_image(
     let bytes = serde_json::to_vec(&scans).map_err(|e| measure_error(base, e.to_string()))?;
     crate::fsutil::write_atomic(&path, &bytes).map_err(|e| Error::io("writing", &path, e))?;
     Ok(Base { image, scans })
+}
+
+/// The base `base` (which names its registry) as the registry names it now, with no engine:
+/// kept in the store by the manifest digest its reference names (so a build whose base is
+/// kept pulls nothing: one `HEAD`, or nothing for a `@sha256:` reference), its layers' listings
+/// read from the stored blobs once. Also gives the manifest digest, which the fingerprint
+/// takes: a tag that moves names another manifest, so the image is built again.
+pub(crate) async fn registry_base(
+    store: &BlobStore,
+    base: &str,
+    registry: &RegistrySettings,
+    progress: &Progress,
+) -> Result<(Base, String)> {
+    let taken = take_from_registry(store, base, registry, progress).await?;
+    let listed = match cached_base(store, &taken.image.image_id) {
+        Some(found) => found,
+        None => list_pulled(store, base, taken.image).await?,
+    };
+    Ok((listed, taken.manifest_digest))
+}
+
+/// What the up-to-date check knows a base that names a registry by: its image id and the
+/// digest of the manifest its reference names now (the base is pulled when the store lacks
+/// it; its listings are not read).
+pub(crate) async fn registry_base_id(
+    store: &BlobStore,
+    base: &str,
+    registry: &RegistrySettings,
+    progress: &Progress,
+) -> Result<String> {
+    let taken = take_from_registry(store, base, registry, progress).await?;
+    Ok(format!(
+        "{} from {}",
+        taken.image.image_id, taken.manifest_digest
+    ))
+}
+
+async fn take_from_registry(
+    store: &BlobStore,
+    base: &str,
+    registry: &RegistrySettings,
+    progress: &Progress,
+) -> Result<deliver::push::RegistryBase> {
+    Ok(
+        deliver::push::base_from_registry(base, store, registry, || {
+            progress.phase(&format!(
+                "taking the layers of the base {base} from its registry"
+            ))
+        })
+        .await?,
+    )
+}
+
+/// The facts the engine would give about `base`, read from its config and listings.
+pub(crate) fn facts_of(base: &Base) -> ImageFacts {
+    let config: serde_json::Value =
+        serde_json::from_str(&base.image.config).unwrap_or(serde_json::Value::Null);
+    let strings = |value: &serde_json::Value| -> Option<Vec<String>> {
+        value.as_array().map(|items| {
+            items
+                .iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+    };
+    let text = |value: &serde_json::Value| value.as_str().unwrap_or("").to_string();
+    let run = &config["config"];
+    ImageFacts {
+        id: base.image.image_id.clone(),
+        size: base
+            .scans
+            .iter()
+            .flat_map(|scan| &scan.entries)
+            .map(|entry| entry.size)
+            .sum(),
+        config: crate::engine::BaseConfig {
+            entrypoint: strings(&run["Entrypoint"]),
+            cmd: strings(&run["Cmd"]),
+            user: run["User"].as_str().map(String::from),
+        },
+        architecture: text(&config["architecture"]),
+        os: text(&config["os"]),
+    }
 }
 
 /// The listings of a base pulled from a registry, read from its blobs in the store, and kept.

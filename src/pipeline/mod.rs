@@ -3,6 +3,7 @@
 //! chain; the other files are its steps.
 
 mod artifacts;
+mod base_files;
 pub(crate) mod caches;
 mod cleanup;
 mod context;

@@ -3,6 +3,7 @@
 use crate::artifacts::collect::Collected;
 use crate::artifacts::pid1;
 use crate::artifacts::run_dir::RunDir;
+use crate::deliver::push::RegistrySettings;
 use crate::engine::{self, Engine};
 use crate::error::{Error, Result};
 use crate::fsutil::FromIo as _;
@@ -14,6 +15,7 @@ use crate::report::measure;
 use crate::report::store::{self as baseline};
 use crate::report::{BuildFacts, Report, SizedImage};
 
+use super::base_files::{ImageLookup, LayerTree};
 use super::up_to_date::context_epoch;
 use super::{image, shared_libs};
 
@@ -21,19 +23,33 @@ use super::{image, shared_libs};
 pub(crate) struct PreparedRuntime {
     pub(crate) runtime: plan::RuntimePlan,
     pub(crate) base: engine::BaseConfig,
-    /// The base's facts from the engine; `None` for scratch.
+    /// The base's facts (from the engine, or from its registry); `None` for scratch.
     pub(crate) base_facts: Option<engine::ImageFacts>,
     pub(crate) base_bytes: u64,
     pub(crate) init: Option<pid1::Init>,
+    /// The base, when it was taken straight from its registry (it names one): then the engine
+    /// does not have it, and its files are looked up in its layers.
+    pub(crate) registry_base: Option<image::Base>,
 }
 
+/// What the runtime base runs and holds, and the init: a base that names a registry is taken
+/// from there (into the blob store, no engine); any other from the engine.
 pub(crate) async fn prepare_runtime(
     engine: &Engine,
     plan: &Plan,
+    registry: &RegistrySettings,
     progress: &Progress,
 ) -> Result<PreparedRuntime> {
+    let mut registry_base = None;
     let (base_bytes, base, base_facts) = if plan.runtime.is_scratch() {
         (0, engine::BaseConfig::default(), None)
+    } else if crate::manifest::names_registry(&plan.runtime.base) {
+        let store = image::blob_store(plan);
+        let (taken, _) =
+            image::registry_base(&store, &plan.runtime.base, registry, progress).await?;
+        let facts = image::facts_of(&taken);
+        registry_base = Some(taken);
+        (facts.size, facts.config.clone(), Some(facts))
     } else {
         let facts = engine.ensure_image(&plan.runtime.base, progress).await?;
         (facts.size, facts.config.clone(), Some(facts))
@@ -42,7 +58,7 @@ pub(crate) async fn prepare_runtime(
     if let Some(warning) = image::root_warning(&plan.runtime, Some(&base_user)) {
         progress.warn(&warning);
     }
-    let init = choose_init(engine, plan).await?;
+    let init = choose_init(engine, plan, registry_base.as_ref()).await?;
     let runtime = match &init {
         None => plan.runtime.clone(),
         Some(init) => pid1::wrap(
@@ -62,11 +78,30 @@ pub(crate) async fn prepare_runtime(
         base_facts,
         base_bytes,
         init,
+        registry_base,
     })
 }
 
-/// Find the init `runtime.init` asks for: in the base first, else a static tini in the builder.
-pub(crate) async fn choose_init(engine: &Engine, plan: &Plan) -> Result<Option<pid1::Init>> {
+/// Where the files of `plan`'s runtime base are looked up: the layers of a base taken from
+/// its registry (`registry_base`), else a container of it in the engine.
+pub(crate) fn base_files<'a>(
+    engine: &'a Engine,
+    plan: &'a Plan,
+    registry_base: Option<&image::Base>,
+) -> ImageLookup<'a> {
+    match registry_base {
+        Some(base) => ImageLookup::Layers(LayerTree::from_scans(&base.scans)),
+        None => ImageLookup::engine(engine, &plan.runtime.base, &plan.project),
+    }
+}
+
+/// Find the init `runtime.init` asks for: in the base first (`registry_base`: its layers), else
+/// a static tini in the builder.
+pub(crate) async fn choose_init(
+    engine: &Engine,
+    plan: &Plan,
+    registry_base: Option<&image::Base>,
+) -> Result<Option<pid1::Init>> {
     let r = &plan.runtime;
     match &r.init {
         plan::InitPlan::None => Ok(None),
@@ -77,9 +112,8 @@ pub(crate) async fn choose_init(engine: &Engine, plan: &Plan) -> Result<Option<p
         })),
         plan::InitPlan::Auto => {
             if !r.is_scratch() {
-                if let Some(path) =
-                    first_present(engine, &r.base, pid1::BASE_CANDIDATES, &plan.project).await?
-                {
+                let files = base_files(engine, plan, registry_base);
+                if let Some(path) = first_present(files, pid1::BASE_CANDIDATES).await? {
                     return Ok(Some(pid1::Init {
                         description: format!("tini at {path}, from the base {}", r.base),
                         path,
@@ -88,9 +122,8 @@ pub(crate) async fn choose_init(engine: &Engine, plan: &Plan) -> Result<Option<p
                 }
             }
             let builder = &plan.builder.image;
-            let Some(path) =
-                first_present(engine, builder, pid1::BUILDER_CANDIDATES, &plan.project).await?
-            else {
+            let files = ImageLookup::engine(engine, builder, &plan.project);
+            let Some(path) = first_present(files, pid1::BUILDER_CANDIDATES).await? else {
                 return Err(Error::Init {
                     message: format!(
                         "runtime.init = true, but neither the base {} nor the builder {builder} has tini",
@@ -120,17 +153,14 @@ pub(crate) async fn choose_init(engine: &Engine, plan: &Plan) -> Result<Option<p
     }
 }
 
-/// The first of `paths` that is a file (or a link to one) in `image`; nothing runs in it.
+/// The first of `paths` that is a file (or a link to one) in `files`; nothing runs in it.
 pub(crate) async fn first_present(
-    engine: &Engine,
-    image: &str,
+    mut files: ImageLookup<'_>,
     paths: &[&str],
-    project: &str,
 ) -> Result<Option<String>> {
-    let files = engine.open_image_files(image, project).await?;
     let mut found = Ok(None);
     for path in paths {
-        match engine.stat_image_file(&files, path).await {
+        match files.stat(path).await {
             Ok(engine::Entry::File { .. } | engine::Entry::Symlink { .. }) => {
                 found = Ok(Some(path.to_string()));
                 break;
@@ -142,8 +172,8 @@ pub(crate) async fn first_present(
             }
         }
     }
-    engine.close_image_files(files).await?;
-    Ok(found?)
+    files.close().await?;
+    found
 }
 
 /// The content of the file at `path` in `image`, copied out through a run folder of the
@@ -173,29 +203,27 @@ pub(crate) async fn build_image(
     destinations: &super::Destinations,
 ) -> Result<(Report, Option<String>)> {
     let builder = engine.ensure_image(&plan.builder.image, progress).await?;
-    let prepared = prepare_runtime(engine, plan, progress).await?;
+    let mut prepared = prepare_runtime(engine, plan, destinations.registry(), progress).await?;
     let store = image::blob_store(plan);
-    let base = match &prepared.base_facts {
-        None => None,
-        Some(facts) => Some(
-            image::base_image(
-                engine,
-                &store,
-                &plan.runtime.base,
-                facts,
-                destinations.registry(),
-                progress,
-            )
-            .await?,
-        ),
+    let from_registry = prepared.registry_base.is_some();
+    let base = match (&prepared.base_facts, prepared.registry_base.take()) {
+        (None, _) => None,
+        (Some(_), Some(taken)) => Some(taken),
+        (Some(facts), None) => {
+            Some(image::base_image(engine, &store, &plan.runtime.base, facts, progress).await?)
+        }
     };
     let steps = !prepared.runtime.steps.is_empty();
+    if steps && from_registry {
+        steps_base_in_engine(engine, plan, base.as_ref(), progress).await?;
+    }
     // What dynamically linked artifacts need (checked, or copied from the builder): shipped
     // with the artifacts. Runtime steps install into a base that has its own libraries.
     let mut libraries = if steps {
         shared_libs::Libraries::default()
     } else {
-        shared_libs::find_libraries(engine, plan, collected, progress).await?
+        let files = base_files(engine, plan, base.as_ref().filter(|_| from_registry));
+        shared_libs::find_libraries(engine, plan, collected, files, progress).await?
     };
     let (layer, scan, created_by) = if steps {
         progress.stage(
@@ -253,7 +281,13 @@ pub(crate) async fn build_image(
     progress.stage(Stage::Image, &phase);
     let mut delivered = Vec::new();
     if destinations.loads(plan) {
-        delivered.push(image::load(engine, &written, &plan.tags, base.is_some()).await?);
+        // A base from the engine is there; one from a registry only when the engine has it too.
+        let engine_has_base = match &base {
+            None => false,
+            Some(_) if !from_registry => true,
+            Some(taken) => engine.image_facts(&taken.image.image_id).await?.is_some(),
+        };
+        delivered.push(image::load(engine, &written, &plan.tags, engine_has_base).await?);
     }
     delivered.extend(destinations.deliver(plan, &written, progress).await?);
     let keep = written
@@ -297,6 +331,30 @@ pub(crate) async fn build_image(
     report.libs = libraries.linkage;
     baseline::save(&plan.out_dir, &report)?;
     Ok((report, prepared.init.map(|i| i.description)))
+}
+
+/// Runtime steps run in a container of the base, so a base taken from its registry must be in
+/// the engine too (the engine pulls it), and be the same image the layers came from.
+async fn steps_base_in_engine(
+    engine: &Engine,
+    plan: &Plan,
+    base: Option<&image::Base>,
+    progress: &Progress,
+) -> Result<()> {
+    let facts = engine.ensure_image(&plan.runtime.base, progress).await?;
+    match base {
+        Some(taken) if taken.image.image_id != facts.id => Err(Error::Usage {
+            message: format!(
+                "the base {} is {} on its registry but {} in the engine, and the runtime steps run in the engine's",
+                plan.runtime.base, taken.image.image_id, facts.id
+            ),
+            help: format!(
+                "pull it again (docker pull {}), or name the base by digest (NAME@sha256:...)",
+                plan.runtime.base
+            ),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// What an image runs on, from the engine's facts (amd64 and linux when it does not say).

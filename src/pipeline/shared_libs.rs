@@ -1,6 +1,6 @@
-//! Find what dynamically linked artifacts need: ask the engine about the base and the builder
-//! until the pure search in `artifacts::shared_libs` has its answers, copy what `libs = "auto"`
-//! takes from the builder.
+//! Find what dynamically linked artifacts need: ask about the base (its layers, when it came
+//! from its registry, else the engine) and the builder (the engine) until the pure search in
+//! `artifacts::shared_libs` has its answers, copy what `libs = "auto"` takes from the builder.
 
 use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt as _;
@@ -12,6 +12,8 @@ use crate::artifacts::linkage::{AddedLibrary, Linkage, LinkedArtifact};
 use crate::artifacts::run_dir::RunDir;
 use crate::artifacts::shared_libs::*;
 use crate::engine::{Engine, Entry, ImageFiles};
+
+use super::base_files::ImageLookup;
 use crate::error::{Error, Result};
 use crate::fsutil::FromIo as _;
 use crate::image::context::ContextFile;
@@ -30,13 +32,14 @@ pub(crate) struct Libraries {
     _copies: Option<RunDir>,
 }
 
-/// Check the collected artifacts' shared libraries against the base, and with `libs = "auto"`
-/// copy what the base lacks out of the builder image. Fails, naming them, when something stays
-/// missing.
+/// Check the collected artifacts' shared libraries against the base (whose files `base`
+/// looks up), and with `libs = "auto"` copy what the base lacks out of the builder image.
+/// Fails, naming them, when something stays missing.
 pub(crate) async fn find_libraries(
     engine: &Engine,
     plan: &Plan,
     collected: &Collected,
+    base: ImageLookup<'_>,
     progress: &Progress,
 ) -> Result<Libraries> {
     let mode = plan.runtime.libs;
@@ -56,7 +59,7 @@ pub(crate) async fn find_libraries(
     let mut session = Session {
         engine,
         plan,
-        base: None,
+        base,
         builder: None,
         copies: None,
         copied: BTreeMap::new(),
@@ -235,12 +238,13 @@ fn read_elf(path: &std::path::Path) -> Result<Option<ElfInfo>> {
     }
 }
 
-/// The engine side of a resolution: stopped containers of the base and the builder to read
-/// files from, opened when first needed and always closed.
+/// The image side of a resolution: the base's files (its layers, or a stopped container) and a
+/// stopped container of the builder to read files from, opened when first needed and always
+/// closed.
 struct Session<'a> {
     engine: &'a Engine,
     plan: &'a Plan,
-    base: Option<ImageFiles>,
+    base: ImageLookup<'a>,
     builder: Option<ImageFiles>,
     copies: Option<RunDir>,
     copied: BTreeMap<String, PathBuf>,
@@ -270,17 +274,8 @@ impl Session<'_> {
     async fn answer(&mut self, query: Query, facts: &mut Facts) -> Result<()> {
         match query {
             Query::StatBase(path) => {
-                if self.base.is_none() {
-                    self.base = Some(
-                        self.engine
-                            .open_image_files(&self.plan.runtime.base, &self.plan.project)
-                            .await?,
-                    );
-                }
-                if let Some(base) = &self.base {
-                    let entry = stat(self.engine, base, &path).await?;
-                    facts.base.insert(path, entry);
-                }
+                let entry = stat_base(&mut self.base, &path).await?;
+                facts.base.insert(path, entry);
             }
             Query::StatBuilder(path) => {
                 let engine = self.engine;
@@ -330,10 +325,25 @@ impl Session<'_> {
     }
 
     async fn close(self) {
-        for files in [self.base, self.builder].into_iter().flatten() {
+        let _ = self.base.close().await;
+        if let Some(files) = self.builder {
             let _ = self.engine.close_image_files(files).await;
         }
     }
+}
+
+/// [`stat`] in the base, wherever its files are.
+async fn stat_base(base: &mut ImageLookup<'_>, path: &str) -> Result<Entry> {
+    let exact = exact_path(path);
+    let Some(text) = exact.to_str() else {
+        return Ok(Entry::Missing);
+    };
+    Ok(match base.stat(text).await? {
+        Entry::Symlink { target } => Entry::Symlink {
+            target: search_path(target.as_bytes()),
+        },
+        other => other,
+    })
 }
 
 /// What is at the [`search_path`] `path` of an image, its symlink target as a search path too.

@@ -38,7 +38,7 @@ pub(crate) async fn build_target(
 ) -> Result<Built> {
     let selected = plans.is_selected(&plan.target);
     let fingerprinted = if selected && plan.artifacts_from.is_none() {
-        Some(fingerprint_target(engine, plan, progress).await?)
+        Some(fingerprint_target(engine, plan, destinations.registry(), progress).await?)
     } else {
         None
     };

@@ -1,5 +1,12 @@
 //! The fingerprint of a target's inputs: plan, builder and base ids, mounted sources.
+//!
+//! A base that names a registry is identified by what its registry names it by now: the
+//! digest of the manifest (or index) its reference gives, asked with one `HEAD` each build
+//! (nothing is pulled when the store keeps that base), and the base's image id. A tag that
+//! moves names another manifest, so the image is built again on the new base; a reference
+//! pinned by digest asks the registry nothing.
 
+use crate::deliver::push::RegistrySettings;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::fsutil::FromIo as _;
@@ -13,6 +20,7 @@ use super::fingerprint;
 pub(crate) async fn fingerprint_target(
     engine: &Engine,
     plan: &Plan,
+    registry: &RegistrySettings,
     progress: &Progress,
 ) -> Result<(fingerprint::Sources, String, fingerprint::State)> {
     // The sources are scanned on a blocking thread while the engine answers.
@@ -20,6 +28,9 @@ pub(crate) async fn fingerprint_target(
         let builder = engine.ensure_image(&plan.builder.image, progress).await?;
         let base_id = if plan.runtime.is_scratch() {
             "scratch".to_string()
+        } else if crate::manifest::names_registry(&plan.runtime.base) {
+            let store = super::image::blob_store(plan);
+            super::image::registry_base_id(&store, &plan.runtime.base, registry, progress).await?
         } else {
             engine.ensure_image(&plan.runtime.base, progress).await?.id
         };

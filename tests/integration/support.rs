@@ -571,6 +571,22 @@ pub struct RegistryOptions {
     pub basic: Option<(String, String)>,
     /// Serve TLS with a certificate for 127.0.0.1 signed by a CA made for the test.
     pub tls: bool,
+    /// Token (Bearer) auth: clients are sent to a token service for a signed JWT.
+    pub token: Option<TokenAuth>,
+}
+
+/// The registry's side of token auth (distribution's `auth.token`): where clients get tokens,
+/// the names a token must carry, and the CA its signing certificate chains to.
+#[derive(Clone)]
+pub struct TokenAuth {
+    /// The token service's URL.
+    pub realm: String,
+    /// The registry's name as a service: the token's audience.
+    pub service: String,
+    /// The token's issuer.
+    pub issuer: String,
+    /// PEM file of the CA the token's `x5c` certificate must chain to.
+    pub bundle: PathBuf,
 }
 
 /// A real registry (Debian's docker-registry) on a free 127.0.0.1 port, stopped and its
@@ -584,7 +600,8 @@ pub struct Registry {
     dir: tempfile::TempDir,
 }
 
-fn run_ok(program: &str, args: &[&str], cwd: &Path) {
+/// Run `program ARGS` in `cwd`; it must succeed.
+pub fn run_ok(program: &str, args: &[&str], cwd: &Path) {
     let out = Command::new(program)
         .args(args)
         .current_dir(cwd)
@@ -691,6 +708,15 @@ impl Registry {
                 dir.path().join("htpasswd").display()
             ));
         }
+        if let Some(token) = &options.token {
+            config.push_str(&format!(
+                "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                token.realm,
+                token.service,
+                token.issuer,
+                token.bundle.display()
+            ));
+        }
         let file = dir.path().join("config.yml");
         std::fs::write(&file, config).expect("write config");
         let log = std::fs::File::create(dir.path().join("registry.log")).expect("log");
@@ -754,7 +780,8 @@ impl Drop for Registry {
     }
 }
 
-fn base64(bytes: &[u8]) -> String {
+/// `bytes` in base64 with padding (RFC 4648's standard alphabet).
+pub fn base64(bytes: &[u8]) -> String {
     const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {

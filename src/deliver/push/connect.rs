@@ -19,6 +19,21 @@ use super::{credentials, Error, RegistrySettings, Result};
 pub(super) struct Registry {
     pub client: Client,
     pub auth: RegistryAuth,
+    /// The registry asked for a token (Bearer auth) and its token service gave one: a 401
+    /// after that means the token does not grant the access, not that no credentials came.
+    pub bearer: bool,
+}
+
+impl Registry {
+    /// This stage's error for `e`, raised while `action` `reference`'s repository.
+    pub fn error(
+        &self,
+        action: &'static str,
+        reference: &Reference,
+        e: OciDistributionError,
+    ) -> Error {
+        error_for(action, reference, e, self.bearer)
+    }
 }
 
 /// Connect to the registry of `reference` for `operation`: read the credentials, pick the
@@ -37,10 +52,11 @@ pub(super) async fn connect(
     let https = client(registry, settings, ClientProtocol::Https)?;
     let tried = https.auth(reference, &auth, operation).await;
     let failed = match tried {
-        Ok(_) => {
+        Ok(token) => {
             return Ok(Registry {
                 client: https,
                 auth,
+                bearer: token.is_some(),
             })
         }
         Err(e) if !is_connection(&e) || !http_allowed(registry, settings) => {
@@ -52,7 +68,11 @@ pub(super) async fn connect(
     match http.auth(reference, &auth, operation).await {
         // A TLS server answers plain HTTP with a 400: then HTTPS was right, and its error says
         // what is wrong (most often a certificate).
-        Ok(_) if speaks_registry(&http, reference).await => Ok(Registry { client: http, auth }),
+        Ok(token) if speaks_registry(&http, reference).await => Ok(Registry {
+            client: http,
+            auth,
+            bearer: token.is_some(),
+        }),
         Ok(_) => Err(registry_error(action, reference, failed)),
         Err(e) if is_connection(&e) => {
             // Neither answers: the HTTPS error says more (a refused connection, a certificate).
@@ -207,12 +227,19 @@ fn status_of(e: &OciDistributionError) -> Option<u16> {
     }
 }
 
-/// This stage's error for `e`, raised while `action` `reference`'s repository: it names the
-/// registry and the repository and says what to do.
-pub(super) fn registry_error(
+/// This stage's error for `e`, raised while `action` `reference`'s repository, before a token
+/// was given: it names the registry and the repository and says what to do.
+fn registry_error(action: &'static str, reference: &Reference, e: OciDistributionError) -> Error {
+    error_for(action, reference, e, false)
+}
+
+/// The error for `e`; `bearer` when the registry's token service gave a token, so that a 401
+/// means the token lacks the access (the registry's `insufficient_scope`), as a 403 does.
+fn error_for(
     action: &'static str,
     reference: &Reference,
     e: OciDistributionError,
+    bearer: bool,
 ) -> Error {
     let registry = reference.registry().to_string();
     let pushing = action == "pushing to";
@@ -221,17 +248,22 @@ pub(super) fn registry_error(
     } else {
         ""
     };
-    let message = chain(&e);
-    let status = status_of(&e);
+    let message = chain(&e).trim().to_string();
+    let status = match status_of(&e) {
+        Some(401) if bearer => Some(403),
+        other => other,
+    };
     let lower = message.to_lowercase();
     let help = match status {
         Some(401) => format!(
             "the registry wants credentials it did not get or did not accept: log in with `docker login {registry}` (dockception reads $DOCKER_CONFIG/config.json and its credential helpers){nothing}"
         ),
         Some(403) => format!(
-            "the credentials for {registry} may not {} {}: ask for access, or use a repository you may write{nothing}",
+            "the credentials for {registry} may not {} {}{}: ask for access, or use a repository you may {}{nothing}",
             if pushing { "push to" } else { "pull" },
-            reference.repository()
+            reference.repository(),
+            if bearer { " (the token its token service gave does not grant it)" } else { "" },
+            if pushing { "write" } else { "read" },
         ),
         Some(404) => format!(
             "{} does not exist on {registry}: check the name, or create the repository first (some registries do not create one on push){nothing}",
@@ -244,7 +276,7 @@ pub(super) fn registry_error(
             "the registry's TLS certificate was not accepted: for a private CA give its PEM file (--registry-ca FILE); only for a registry you trust, skip verification for {registry}{nothing}"
         ),
         _ if matches!(e, OciDistributionError::AuthenticationFailure(_)) => format!(
-            "the registry's token service refused the credentials: log in again with `docker login {registry}`{nothing}"
+            "the registry's token service refused the credentials: check the user and password, or log in again with `docker login {registry}` (dockception reads $DOCKER_CONFIG/config.json and its credential helpers){nothing}"
         ),
         _ => format!(
             "check that the registry runs and is reachable (the connection failed or dropped){nothing}"

@@ -17,7 +17,7 @@ mod upload;
 
 use std::path::PathBuf;
 
-pub use pull::pull_base;
+pub use pull::{base_from_registry, pull_base, RegistryBase};
 pub use upload::push;
 
 use super::{Error, Result};

@@ -2,6 +2,10 @@
 //! else linux/amd64, from an index), the config, and each gzipped layer stored as it comes,
 //! its diff id checked against the config's while it passes. A base the store has whole
 //! (by image id) downloads no layer again. No engine is involved.
+//!
+//! [`base_from_registry`] is what a build calls: the store remembers which manifest digest gave
+//! which base, so a build whose base is already kept asks the registry one `HEAD` (what does
+//! the tag name now?) and pulls nothing; a reference pinned by digest asks nothing at all.
 
 use std::io::Write;
 
@@ -15,7 +19,7 @@ use crate::image::base::{self, BaseImage};
 use crate::image::blobs::BlobStore;
 use crate::image::{media, Descriptor, WrittenLayer};
 
-use super::connect::{chain, connect, registry_error, Registry};
+use super::connect::{chain, connect, Registry};
 use super::{parse_reference, Error, RegistrySettings, Result};
 
 const ACTION: &str = "pulling";
@@ -35,6 +39,64 @@ const GZIP_LAYERS: &[&str] = &[
     "application/vnd.docker.image.rootfs.diff.tar.gzip",
 ];
 
+/// A base taken from its registry, and the digest of the manifest (or index) its reference
+/// named when it was taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryBase {
+    /// The base, kept in the store.
+    pub image: BaseImage,
+    /// `sha256:` of the manifest (or index) the reference named.
+    pub manifest_digest: String,
+    /// Whether its blobs were downloaded now (false: the store had them).
+    pub pulled: bool,
+}
+
+/// The base `reference` as its registry names it now: from the store when the manifest digest
+/// the reference names (asked with one `HEAD`, or read from a `@sha256:` reference without
+/// asking) gave a base the store keeps whole, else pulled with [`pull_base`] (`before_pull` is
+/// called first, to say so). A tag that moved gives another manifest digest, so the new base is
+/// pulled.
+pub async fn base_from_registry(
+    reference: &str,
+    store: &BlobStore,
+    settings: &RegistrySettings,
+    before_pull: impl FnOnce(),
+) -> Result<RegistryBase> {
+    let (_, image) = parse_reference(reference)?;
+    let mut connected = None;
+    let named = match image.digest() {
+        Some(digest) => digest.to_string(),
+        None => {
+            let registry = connect(&image, settings, RegistryOperation::Pull).await?;
+            let named = registry
+                .client
+                .fetch_manifest_digest(&image, &registry.auth)
+                .await
+                .map_err(|e| registry.error(ACTION, &image, e))?;
+            connected = Some(registry);
+            named
+        }
+    };
+    if let Some(kept) = base::by_manifest(store, &named) {
+        return Ok(RegistryBase {
+            image: kept,
+            manifest_digest: named,
+            pulled: false,
+        });
+    }
+    before_pull();
+    let registry = match connected {
+        Some(registry) => registry,
+        None => connect(&image, settings, RegistryOperation::Pull).await?,
+    };
+    let (image, manifest_digest) = pull_from(&registry, &image, reference, store).await?;
+    Ok(RegistryBase {
+        image,
+        manifest_digest,
+        pulled: true,
+    })
+}
+
 /// Pull the base `reference` (e.g. `registry.example.com/base/busybox:1.36`) into `store`: its
 /// config and gzipped layers, by diff id, as `image::base::store_export` keeps an engine's export.
 pub async fn pull_base(
@@ -44,12 +106,31 @@ pub async fn pull_base(
 ) -> Result<BaseImage> {
     let (_, image) = parse_reference(reference)?;
     let registry = connect(&image, settings, RegistryOperation::Pull).await?;
+    pull_from(&registry, &image, reference, store)
+        .await
+        .map(|(base, _)| base)
+}
+
+/// [`pull_base`] from `registry`, also giving the digest of the manifest (or index)
+/// `reference` (read as `image`) named, which the store then remembers for
+/// [`base_from_registry`].
+async fn pull_from(
+    registry: &Registry,
+    image: &Reference,
+    reference: &str,
+    store: &BlobStore,
+) -> Result<(BaseImage, String)> {
+    let image = image.clone();
     let unusable = |message: String, help: &str| Error::Base {
         reference: reference.to_string(),
         message,
         help: help.to_string(),
     };
-    let mut manifest = fetch_manifest(&registry, &image).await?;
+    let (mut manifest, manifest_digest) = fetch_manifest(registry, &image).await?;
+    let remember = |base: &BaseImage| {
+        base::remember_manifest(store, &manifest_digest, &base.image_id)
+            .map_err(|e| unusable(e.to_string(), "check the output folder"))
+    };
     if manifest.get("manifests").is_some() {
         let digest = pick_platform(&manifest).ok_or_else(|| {
             unusable(
@@ -61,7 +142,9 @@ pub async fn pull_base(
                 "name a base built for this platform",
             )
         })?;
-        manifest = fetch_manifest(&registry, &image.clone_with_digest(digest)).await?;
+        manifest = fetch_manifest(registry, &image.clone_with_digest(digest))
+            .await?
+            .0;
     }
     let config_blob = descriptor(&manifest["config"])
         .ok_or_else(|| unusable("its manifest names no config".into(), "check the base"))?;
@@ -70,7 +153,7 @@ pub async fn pull_base(
         .client
         .pull_blob(&image, config_blob.digest.as_str(), &mut config)
         .await
-        .map_err(|e| registry_error(ACTION, &image, e))?;
+        .map_err(|e| registry.error(ACTION, &image, e))?;
     if config.len() > MAX_JSON {
         return Err(unusable("its config is too large".into(), "check the base"));
     }
@@ -78,7 +161,8 @@ pub async fn pull_base(
         .map_err(|_| unusable("its config is not UTF-8".into(), "check the base"))?;
     let image_id = format!("sha256:{}", hex(&Sha256::digest(config.as_bytes())));
     if let Some(kept) = base::cached(store, &image_id) {
-        return Ok(kept);
+        remember(&kept)?;
+        return Ok((kept, manifest_digest));
     }
     let parsed: Value = serde_json::from_str(&config)
         .map_err(|e| unusable(format!("its config is not JSON: {e}"), "check the base"))?;
@@ -115,7 +199,7 @@ pub async fn pull_base(
                 "use a base whose layers are gzip (as `docker push` writes them)",
             ));
         }
-        layers.push(pull_layer(&registry, &image, store, blob, diff_id, reference).await?);
+        layers.push(pull_layer(registry, &image, store, blob, diff_id, reference).await?);
     }
     let base = BaseImage {
         image_id,
@@ -123,16 +207,17 @@ pub async fn pull_base(
         layers,
     };
     base::keep(store, &base).map_err(|e| unusable(e.to_string(), "check the output folder"))?;
-    Ok(base)
+    remember(&base)?;
+    Ok((base, manifest_digest))
 }
 
-/// The manifest `image` names, as JSON.
-async fn fetch_manifest(registry: &Registry, image: &Reference) -> Result<Value> {
+/// The manifest `image` names, as JSON, and the digest of its bytes.
+async fn fetch_manifest(registry: &Registry, image: &Reference) -> Result<(Value, String)> {
     let (bytes, _) = registry
         .client
         .pull_manifest_raw(image, &registry.auth, MANIFEST_TYPES)
         .await
-        .map_err(|e| registry_error(ACTION, image, e))?;
+        .map_err(|e| registry.error(ACTION, image, e))?;
     if bytes.len() > MAX_JSON {
         return Err(Error::Base {
             reference: image.whole(),
@@ -140,11 +225,13 @@ async fn fetch_manifest(registry: &Registry, image: &Reference) -> Result<Value>
             help: "check the base".into(),
         });
     }
-    serde_json::from_slice(&bytes).map_err(|e| Error::Base {
+    let digest = format!("sha256:{}", hex(&Sha256::digest(&bytes)));
+    let value = serde_json::from_slice(&bytes).map_err(|e| Error::Base {
         reference: image.whole(),
         message: format!("its manifest is not JSON: {e}"),
         help: "check the base".into(),
-    })
+    })?;
+    Ok((value, digest))
 }
 
 /// A descriptor from its JSON.
@@ -241,7 +328,7 @@ async fn pull_layer(
         .client
         .pull_blob_stream(image, blob.digest.as_str())
         .await
-        .map_err(|e| registry_error(ACTION, image, e))?;
+        .map_err(|e| registry.error(ACTION, image, e))?;
     let mut writer = store.writer().map_err(stored)?;
     let mut tar = flate2::write::GzDecoder::new(TarCount {
         hasher: Sha256::new(),

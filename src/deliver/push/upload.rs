@@ -10,7 +10,7 @@ use crate::image::{media, Descriptor, WrittenImage};
 use crate::progress::Progress;
 use crate::units::human;
 
-use super::connect::{connect, registry_error, Registry};
+use super::connect::{connect, Registry};
 use super::{check_tags, parse_reference, Error, Pushed, RegistrySettings, Result, Target};
 
 /// How many bytes are read from a blob file at a time.
@@ -102,7 +102,7 @@ async fn push_tag(
     }
     blobs.push((&image.config_blob, false));
     for (blob, from_base) in blobs {
-        let failed = |e| registry_error(ACTION, &reference, e);
+        let failed = |e| registry.error(ACTION, &reference, e);
         if registry
             .client
             .blob_exists(&reference, &blob.digest)
@@ -131,12 +131,12 @@ async fn push_tag(
             http::HeaderValue::from_static(media::MANIFEST),
         )
         .await
-        .map_err(|e| registry_error(ACTION, &reference, e))?;
+        .map_err(|e| registry.error(ACTION, &reference, e))?;
     let named = registry
         .client
         .fetch_manifest_digest(&reference, &registry.auth)
         .await
-        .map_err(|e| registry_error(ACTION, &reference, e))?;
+        .map_err(|e| registry.error(ACTION, &reference, e))?;
     if named != image.digest() {
         return Err(Error::Registry {
             action: ACTION,
