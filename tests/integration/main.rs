@@ -17,6 +17,7 @@ mod library;
 mod libs;
 mod manifest;
 mod manifest_input;
+mod podman;
 mod report;
 mod reproducible;
 mod runtime_steps;
