@@ -5,6 +5,7 @@
 #                                     debian-minimal:local
 #   scripts/engine.sh gcc busybox     engine + only those images
 #   scripts/engine.sh second-engine   engine + only the second engine's root filesystem
+#   scripts/engine.sh podman          engine + Podman, with the local images its tests use
 #
 # No image registry is needed: images are made from Debian's packages and imported.
 # When no engine answers and this runs as root on Debian, Debian's docker.io is installed and
@@ -108,6 +109,49 @@ make_second_engine_root() {
     touch "$root/.dockception-complete"
 }
 
+# Podman (Debian's podman 4.3) for the tests that build through its Docker-compatible API
+# (tests/integration/podman.rs start `podman system service` themselves, rootful). Its
+# containers start here only with ulimits under the machine's hard limits (DESIGN.md,
+# "Engines"), so containers.conf gets default_ulimits when it names none. The local images the
+# tests use are copied from the Docker Engine into Podman's storage (`docker save | podman
+# load`, the same image ids), again when the Docker Engine's copy changed.
+PODMAN_IMAGES=(busybox:local gcc:local debian-minimal:local)
+setup_podman() {
+    [ "$(id -u)" = 0 ] || { log "not root: no Podman (its tests run it rootful)"; return; }
+    command -v podman >/dev/null || apt_install podman
+    podman_ulimits
+    local image id
+    for image in "${PODMAN_IMAGES[@]}"; do
+        # Podman prints the id without docker's `sha256:`.
+        id=$(docker image inspect -f '{{.Id}}' "$image")
+        if [ "sha256:$(podman image inspect -f '{{.Id}}' "$image" 2>/dev/null)" = "$id" ]; then
+            log "Podman has $image"
+            continue
+        fi
+        log "copying $image into Podman's storage (docker save | podman load)"
+        docker save "$image" | podman load -q >/dev/null
+    done
+}
+
+# The hard limit $1 ("unlimited" or a number), at most $2.
+capped() { if [ "$1" = unlimited ] || [ "$1" -gt "$2" ]; then echo "$2"; else echo "$1"; fi; }
+
+# default_ulimits in /etc/containers/containers.conf, at most the hard limits of this machine.
+podman_ulimits() {
+    local conf=/etc/containers/containers.conf nofile nproc line
+    [ -f "$conf" ] && grep -q '^[[:space:]]*default_ulimits' "$conf" && return
+    nofile=$(capped "$(ulimit -Hn)" 1048576)
+    nproc=$(capped "$(ulimit -Hu)" 32768)
+    line="default_ulimits = [\"nofile=$nofile:$nofile\", \"nproc=$nproc:$nproc\"]"
+    log "setting Podman's $line in $conf"
+    mkdir -p "$(dirname "$conf")"
+    if [ -f "$conf" ] && grep -q '^\[containers\]' "$conf"; then
+        sed -i "/^\[containers\]/a $line" "$conf"
+    else
+        printf '[containers]\n%s\n' "$line" >>"$conf"
+    fi
+}
+
 ensure_engine
 # A real registry for the tests that pull (they start it themselves, on 127.0.0.1).
 command -v docker-registry >/dev/null || [ "$(id -u)" != 0 ] || apt_install docker-registry
@@ -126,15 +170,18 @@ command -v ssh >/dev/null || [ "$(id -u)" != 0 ] || apt_install openssh-client
 # A real terminal for the progress tests (tests/integration/terminal.rs drive tmux).
 command -v tmux >/dev/null || [ "$(id -u)" != 0 ] || apt_install tmux
 images=("$@")
-[ ${#images[@]} -gt 0 ] || images=(busybox gcc golang debian-minimal second-engine)
+[ ${#images[@]} -gt 0 ] || images=(busybox gcc golang debian-minimal second-engine podman)
 for image in "${images[@]}"; do
     case $image in
+        # Podman takes the Docker Engine's copies of the images its tests use.
+        podman) make_busybox; make_debian gcc:local apt gcc libc6-dev tini
+                make_debian debian-minimal:local minbase; setup_podman ;;
         busybox) make_busybox ;;
         # tini: dockception's `init = true` takes the static tini from the builder.
         gcc) make_debian gcc:local apt gcc libc6-dev tini ;;
         golang | go) make_debian golang:local apt golang-go ;;
         debian-minimal) make_debian debian-minimal:local minbase ;;
         second-engine) make_second_engine_root ;;
-        *) die "unknown image $image (known: busybox gcc golang debian-minimal second-engine)" ;;
+        *) die "unknown image $image (known: busybox gcc golang debian-minimal second-engine podman)" ;;
     esac
 done

@@ -11,6 +11,7 @@ use bollard::Docker;
 
 use super::endpoint::{self, Endpoint, Settings};
 use super::error::{error_chain, io_kind};
+use super::kind::EngineKind;
 use super::ssh::{SshBridge, SshDestination};
 use super::{Engine, Error, Result};
 
@@ -25,7 +26,8 @@ pub(super) enum ApiVersion {
             std::result::Result<bollard::models::SystemVersion, bollard::errors::Error>,
         >,
     ),
-    Known((usize, usize)),
+    /// The API version and which engine it is.
+    Known((usize, usize), EngineKind),
 }
 
 /// bollard's read and write timeout, in seconds (its default).
@@ -83,9 +85,21 @@ impl Engine {
     /// Make sure the engine speaks [`MIN_API_VERSION`] or newer, before creating anything on
     /// it. Waits for the answer asked for at connect the first time only.
     pub(super) async fn supported(&self) -> Result<()> {
+        let (version, _) = self.version_answer().await?;
+        check_api_version(&self.host, version)
+    }
+
+    /// Which engine this is ([`EngineKind`]: what it can do), from its `/version` answer.
+    pub(crate) async fn kind(&self) -> Result<EngineKind> {
+        Ok(self.version_answer().await?.1)
+    }
+
+    /// The API version and kind the engine's `/version` named; waits for the answer asked
+    /// for at connect the first time only.
+    async fn version_answer(&self) -> Result<((usize, usize), EngineKind)> {
         let mut known = self.api_version.lock().await;
-        let version = match &mut *known {
-            ApiVersion::Known(version) => *version,
+        match &mut *known {
+            ApiVersion::Known(version, kind) => Ok((*version, *kind)),
             ApiVersion::Asked(pending) => {
                 let answer = pending.await.map_err(|e| Error::NoDaemon {
                     host: self.host.clone(),
@@ -94,12 +108,14 @@ impl Engine {
                 })?;
                 let answer =
                     answer.map_err(|e| connect_error(&self.endpoint, self.ssh.as_ref(), &e))?;
+                let kind = EngineKind::from_components(
+                    answer.components.iter().flatten().map(|c| c.name.as_str()),
+                );
                 let version = api_version_of(&self.endpoint, answer.api_version)?;
-                *known = ApiVersion::Known(version);
-                version
+                *known = ApiVersion::Known(version, kind);
+                Ok((version, kind))
             }
-        };
-        check_api_version(&self.host, version)
+        }
     }
 }
 

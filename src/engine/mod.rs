@@ -7,8 +7,9 @@
 //! `endpoint` (which engine: `DOCKER_HOST`, a Docker context or the local socket), `connect`
 //! (the connection, TLS, and the engine's version), `ssh` (`ssh://` engines), `images`, `volumes` (cache volumes),
 //! `containers` (one-shot containers: the builder and its helpers), `warm` (the kept builder),
-//! `files` (reading an image's files), `cleanup` (what a run or a crash leaves) and `owner`
-//! (which leftovers may go, from labels alone).
+//! `files` (reading an image's files), `cleanup` (what a run or a crash leaves), `owner`
+//! (which leftovers may go, from labels alone) and `kind` (which engine it is: Docker or
+//! Podman, asked what it can do rather than by name).
 
 mod cleanup;
 mod connect;
@@ -17,6 +18,7 @@ mod endpoint;
 mod error;
 mod files;
 mod images;
+mod kind;
 mod listing;
 pub(crate) mod owner;
 mod ssh;

@@ -119,7 +119,7 @@ pub fn store_export(
             rest.read_to_end(&mut bytes)
                 .map_err(|e| broken(e.to_string()))?;
             json.insert(path, bytes);
-        } else if path.ends_with("layer.tar") || path.starts_with("blobs/") {
+        } else if is_layer_path(&path) {
             let mut writer = LayerWriter::start(store, tap()).map_err(Error::Layer)?;
             let mut rest = rest;
             io::copy(&mut rest, &mut writer).map_err(|e| broken(e.to_string()))?;
@@ -174,6 +174,16 @@ pub fn keep(store: &BlobStore, base: &BaseImage) -> Result<()> {
         message: e.to_string(),
     })?;
     write_atomic(&index, &bytes).map_err(|e| Error::io("writing", &index, e))
+}
+
+/// Whether the export's file at `path` (not JSON) is a layer tar, in any of the layouts an
+/// engine's `docker save` writes: Docker 20.10's `<id>/layer.tar`, the OCI layout's
+/// `blobs/sha256/<digest>` (Docker 25 and newer), and Podman's `<diff id>.tar` at the top, whose
+/// legacy `<id>/layer.tar` entries are links to it.
+fn is_layer_path(path: &str) -> bool {
+    path.ends_with("/layer.tar")
+        || path.starts_with("blobs/")
+        || (!path.contains('/') && path.ends_with(".tar"))
 }
 
 /// One image of a `docker save` manifest.json.
@@ -290,6 +300,53 @@ mod tests {
             None,
             "a missing blob is a miss"
         );
+    }
+
+    #[test]
+    fn a_podman_export_is_kept_too() {
+        // As Podman 4.3 saves busybox:local: the layer at the top as `<diff id>.tar` (named so
+        // by manifest.json), the legacy folder's layer.tar a link to it, read-only modes.
+        let layer = tar_of(&[("bin/busybox", b"\x7fELF")]);
+        let hex = crate::fsutil::hex(&sha2::Sha256::digest(&layer));
+        let config = format!(
+            r#"{{"rootfs":{{"type":"layers","diff_ids":["sha256:{hex}"]}},"config":{{}}}}"#
+        );
+        let manifest = format!(
+            r#"[{{"Config":"c0f1.json","RepoTags":["localhost/busybox:local"],"Layers":["{hex}.tar"]}}]"#
+        );
+        let mut b = tar::Builder::new(Vec::new());
+        let mut add = |path: &str, data: &[u8]| {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o444);
+            h.set_cksum();
+            b.append_data(&mut h, path, data).expect("append");
+        };
+        add(&format!("{hex}.tar"), &layer);
+        add("c0f1.json", config.as_bytes());
+        add("f14b/VERSION", b"1.0");
+        add("f14b/json", b"{}");
+        add("manifest.json", manifest.as_bytes());
+        add("repositories", b"{}");
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_cksum();
+        b.append_link(&mut h, "f14b/layer.tar", format!("../{hex}.tar"))
+            .expect("link");
+        let export = b.into_inner().expect("tar");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = BlobStore::at(dir.path());
+        let mut taps = 0;
+        let base = store_export(export.as_slice(), &store, "busybox:local", || {
+            taps += 1;
+            None
+        })
+        .expect("stored");
+        assert_eq!(taps, 1, "one layer read");
+        assert_eq!(base.layers.len(), 1);
+        assert_eq!(base.layers[0].diff_id, format!("sha256:{hex}"));
+        assert_eq!(cached(&store, &base.image_id), Some(base));
     }
 
     #[test]

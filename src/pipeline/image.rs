@@ -453,7 +453,8 @@ pub(crate) fn measure_written(
     Ok(measure::measure(&SavedImage { config, layers }, &context))
 }
 
-/// Load `written` into the engine as `tags` (only the layers it lacks when it has the base).
+/// Load `written` into the engine as `tags` (only the layers it lacks when it has the base
+/// and its load takes an archive without them: Podman's does not).
 /// The tags' previous images stay, untagged, as after a `docker build`; `clean` removes them.
 pub(crate) async fn load(
     engine: &Engine,
@@ -461,6 +462,7 @@ pub(crate) async fn load(
     tags: &[String],
     engine_has_base: bool,
 ) -> Result<Delivery> {
+    let engine_has_base = engine_has_base && engine.kind().await?.loads_without_present_layers();
     let blobs = written.blobs.clone();
     let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counter = std::sync::Arc::clone(&sent);

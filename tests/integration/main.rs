@@ -17,6 +17,7 @@ mod library;
 mod libs;
 mod manifest;
 mod manifest_input;
+mod podman;
 mod registry_base;
 mod report;
 mod reproducible;

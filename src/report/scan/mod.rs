@@ -3,9 +3,10 @@
 //! would store) and listed entry by entry while it flows past; nothing but the file list is
 //! kept in memory. [`crate::report::measure`] turns what this reads into the report's numbers.
 //!
-//! Two layouts are understood: the legacy one dockerd 20.10 writes (`<id>/layer.tar`,
-//! `<config>.json`, `manifest.json`) and the OCI one of newer engines (`blobs/sha256/<hex>`,
-//! layers recognised by their tar header, gzip-compressed ones decompressed on the way).
+//! Three layouts are understood: the legacy one dockerd 20.10 writes (`<id>/layer.tar`,
+//! `<config>.json`, `manifest.json`), Podman's (`<diff id>.tar` at the top, the legacy paths
+//! as links to them) and the OCI one of newer engines (`blobs/sha256/<hex>`, layers recognised
+//! by their tar header, gzip-compressed ones decompressed on the way).
 
 mod layer;
 mod tee;
@@ -150,7 +151,7 @@ pub fn scan(reader: impl Read) -> Result<SavedImage, MeasureError> {
         }
         let path = clean_archive_path(&entry.path()?.to_string_lossy());
         let size = entry.size();
-        let part = if path == "layer.tar" || path.ends_with("/layer.tar") {
+        let part = if is_layer_tar(&path) {
             Part::Layer(scan_layer(&mut entry).map_err(|e| in_layer(&path, e))?)
         } else if path.starts_with("blobs/") {
             read_blob(&path, &mut entry, size)?
@@ -172,6 +173,15 @@ pub fn scan(reader: impl Read) -> Result<SavedImage, MeasureError> {
         }
     }
     assemble(jsons, layers)
+}
+
+/// Whether the export's file at `path` is an uncompressed layer tar by its name: dockerd
+/// 20.10's `<id>/layer.tar`, or Podman's `<diff id>.tar` at the top (its `<id>/layer.tar`
+/// entries are links to those, which are not read).
+fn is_layer_tar(path: &str) -> bool {
+    path == "layer.tar"
+        || path.ends_with("/layer.tar")
+        || (!path.contains('/') && path.ends_with(".tar"))
 }
 
 /// An OCI blob says what it is only in its first bytes: a tar header, the gzip magic or `{`.
@@ -356,6 +366,51 @@ mod tests {
         // Not an image dockception built (no rules): its COPY layers are `other`.
         assert_eq!(m.layers[1].role, Role::Other);
         assert_eq!(m.waste.reclaimable_bytes, 5, "the same file copied twice");
+    }
+
+    #[test]
+    fn a_podman_export_is_read_too() {
+        // As Podman 4.3 saves busybox:local: the layer at the top as `<diff id>.tar`, the
+        // legacy folder's layer.tar a link to it, manifest.json naming the top file.
+        let layer = layer_tar(&[Item::File("bin/busybox", &[1u8; 3000], 0o755)]);
+        let hex = &sha(&layer)["sha256:".len()..];
+        let config = serde_json::to_vec(&serde_json::json!({
+            "rootfs": {"type": "layers", "diff_ids": [sha(&layer)]},
+            "history": [{"created_by": "", "comment": "Imported from -"}],
+        }))
+        .expect("json");
+        let config_name = format!("{}.json", &sha(&config)["sha256:".len()..]);
+        let manifest = serde_json::to_vec(&serde_json::json!([{
+            "Config": config_name,
+            "RepoTags": ["localhost/busybox:local"],
+            "Layers": [format!("{hex}.tar")],
+        }]))
+        .expect("json");
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut add = |path: &str, data: &[u8]| {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o444);
+            builder
+                .append_data(&mut header, path, data)
+                .expect("append");
+        };
+        add(&format!("{hex}.tar"), &layer);
+        add(&config_name, &config);
+        add("f14b/VERSION", b"1.0");
+        add("f14b/json", b"{}");
+        add("manifest.json", &manifest);
+        add("repositories", b"{}");
+        let mut link = tar::Header::new_gnu();
+        link.set_entry_type(tar::EntryType::Symlink);
+        link.set_size(0);
+        builder
+            .append_link(&mut link, "f14b/layer.tar", format!("../{hex}.tar"))
+            .expect("link");
+        let saved = scan(&builder.into_inner().expect("tar")[..]).expect("scan");
+        assert_eq!(saved.layers.len(), 1);
+        assert_eq!(saved.layers[0].diff_id, sha(&layer));
+        assert_eq!(saved.layers[0].entries[0].path, "/bin/busybox");
     }
 
     #[test]
