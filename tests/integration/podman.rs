@@ -68,7 +68,7 @@ struct PodmanService {
     /// `unix://` address of the service's socket, for `DOCKER_HOST`.
     host: String,
     /// The test's project folders (removed after their leftovers) and their project labels.
-    projects: Vec<(tempfile::TempDir, String)>,
+    projects: Vec<(Project, String)>,
     tags: Vec<String>,
 }
 
