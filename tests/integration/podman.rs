@@ -346,10 +346,24 @@ fn hello_c_builds_on_scratch_and_on_busybox_through_podman() {
         podman_stdout(&["run", "--rm", &loaded]).trim(),
         "Hello, world! (C, static, on scratch)"
     );
+    // Only the warm builder stays, on purpose (`[builder] warm` is on by default).
+    let warm = podman(&[
+        "ps",
+        "-aq",
+        "--filter",
+        "label=dockception.warm",
+        "--filter",
+        &format!("label=dockception.project={}", project_label(&dir)),
+    ]);
+    let warm: Vec<String> = text(&warm.stdout)
+        .lines()
+        .map(|id| format!("container {id}"))
+        .collect();
+    assert_eq!(warm.len(), 1, "one warm builder: {warm:?}");
     let containers: Vec<String> = service
         .things_of(&dir)
         .into_iter()
-        .filter(|t| t.starts_with("container "))
+        .filter(|t| t.starts_with("container ") && !warm.contains(t))
         .collect();
     assert!(containers.is_empty(), "left behind: {containers:?}");
 }
@@ -476,7 +490,9 @@ fn clean_removes_what_builds_left_in_podman() {
         return;
     }
     let mut service = PodmanService::start();
-    let manifest = "[vars]\nRUN = \"echo started; sleep 300\"\n\n[builder]\nimage = \"busybox:local\"\nrun = \"${RUN}\"\n\n[[cache]]\ntarget = \"/cache\"\n\n[artifacts]\ninclude = [\"app\"]\n";
+    // Fresh containers: a killed run's command would go on in a warm builder, which `clean`
+    // keeps while a build runs in it.
+    let manifest = "[vars]\nRUN = \"echo started; sleep 300\"\n\n[builder]\nimage = \"busybox:local\"\nrun = \"${RUN}\"\nwarm = \"off\"\n\n[[cache]]\ntarget = \"/cache\"\n\n[artifacts]\ninclude = [\"app\"]\n";
     let dir = service.project("pm-clean", &[("dockception.toml", manifest)]);
     let tag = service.tag("clean");
 
