@@ -1,7 +1,8 @@
 //! A content-addressed store of blobs under the output folder: `sha256/<hex>` files, written
-//! through a temporary file and renamed into place whole, so a reader never sees a part and an
-//! interrupted write leaves only a temporary file that the next write's sweep removes. The
-//! store is bounded: [`BlobStore::prune`] drops the least recently used blobs beyond a size.
+//! through a temporary file and renamed into place whole, so a reader never sees a part. A
+//! temporary file goes when its writer is dropped (a failure, Ctrl-C); one that a killed
+//! process left behind goes at a later [`BlobStore::prune`], once it is a day old. The store is
+//! bounded: [`BlobStore::prune`] drops the least recently used blobs beyond a size.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -17,6 +18,13 @@ use super::Descriptor;
 
 /// How many bytes of blobs a store keeps by default before the oldest go.
 pub const DEFAULT_LIMIT: u64 = 4 << 30;
+
+/// How old a temporary file must be before [`BlobStore::prune`] takes it for a killed process's
+/// leftover: far longer than any write, so another build's file in progress is never touched.
+const STALE_TEMPORARY: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
+/// The prefix of every temporary file in the store's folder (no blob's name starts with it).
+const TEMPORARY: &str = ".incoming-";
 
 /// A folder of blobs named by their sha256.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,22 +73,30 @@ impl BlobStore {
     /// A writer whose bytes become a blob when [`BlobWriter::finish`] is called; dropped
     /// unfinished, it leaves nothing.
     pub fn writer(&self) -> io::Result<BlobWriter> {
-        let folder = self.root.join("sha256");
-        std::fs::create_dir_all(&folder)?;
-        let temp = tempfile::Builder::new()
-            .prefix(".incoming-")
-            .tempfile_in(&folder)?;
+        let temp = self.temporary_file()?;
         Ok(BlobWriter {
             file: io::BufWriter::with_capacity(256 * 1024, temp),
             hasher: Sha256::new(),
             size: 0,
-            folder,
+            folder: self.root.join("sha256"),
         })
     }
 
+    /// A temporary file in the store's folder (the same file system as the blobs), removed
+    /// when it is dropped: e.g. a layer's uncompressed tar while it is loaded and gzipped.
+    pub fn temporary_file(&self) -> io::Result<tempfile::NamedTempFile> {
+        let folder = self.root.join("sha256");
+        std::fs::create_dir_all(&folder)?;
+        tempfile::Builder::new()
+            .prefix(TEMPORARY)
+            .tempfile_in(&folder)
+    }
+
     /// Remove the least recently used blobs until the store holds at most `limit` bytes; blobs
-    /// in `keep` (the image just written) stay whatever their age. Returns the bytes removed.
+    /// in `keep` (the image just written) stay whatever their age. Temporary files a killed
+    /// process left go too. Returns the bytes removed.
     pub fn prune(&self, limit: u64, keep: &HashSet<String>) -> u64 {
+        self.remove_stale_temporaries();
         let mut entries = self.entries();
         let mut total: u64 = entries.iter().map(|e| e.size).sum();
         entries.sort_by_key(|e| e.used);
@@ -98,6 +114,27 @@ impl BlobStore {
             }
         }
         removed
+    }
+
+    fn remove_stale_temporaries(&self) {
+        let Ok(dir) = std::fs::read_dir(self.root.join("sha256")) else {
+            return;
+        };
+        let now = SystemTime::now();
+        for entry in dir.flatten() {
+            if !entry.file_name().to_string_lossy().starts_with(TEMPORARY) {
+                continue;
+            }
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age > STALE_TEMPORARY);
+            if stale {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 
     fn entries(&self) -> Vec<StoredBlob> {
@@ -216,6 +253,28 @@ mod tests {
                 .count(),
             0
         );
+    }
+
+    #[test]
+    fn pruning_removes_a_killed_writers_temporary_but_not_a_fresh_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = BlobStore::at(dir.path());
+        let fresh = store.temporary_file().expect("temporary");
+        let (_, stale) = store
+            .temporary_file()
+            .expect("temporary")
+            .keep()
+            .expect("keep");
+        let day_and_more = std::time::Duration::from_secs(25 * 60 * 60);
+        File::options()
+            .write(true)
+            .open(&stale)
+            .expect("open")
+            .set_modified(SystemTime::now() - day_and_more)
+            .expect("mtime");
+        store.prune(0, &HashSet::new());
+        assert!(!stale.exists(), "a day-old temporary is a leftover");
+        assert!(fresh.path().exists(), "a fresh one may be another build's");
     }
 
     #[test]

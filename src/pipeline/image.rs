@@ -1,9 +1,10 @@
 //! The runtime image, written by dockception: the base from the blob store (exported from
 //! the engine once, then kept by diff id), one layer of our own (the artifacts, or what the
-//! runtime steps changed), the config and the manifest; measured from what was written, then
-//! loaded into the engine, which tags it in the same call. Nothing is tagged before the image
-//! has been measured, and nothing is left untagged on the engine: a load either takes or does
-//! not.
+//! runtime steps changed), the config and the manifest. Our layer's plain tar is loaded into
+//! the engine (which tags the image in the same call) while its gzip, which only the manifest
+//! digest, the report's sizes, a push and an output need, finishes beside the load; the image
+//! is measured from what was written. Nothing is left untagged on the engine: a load either
+//! takes or does not, and one cut short (a failed gzip stops it) tags nothing.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -233,11 +234,75 @@ fn measure_error(image: &str, message: String) -> Error {
     })
 }
 
+/// Our layer of the image: its tar written and listed, its gzip done or still running.
+pub(crate) struct OurLayer {
+    /// `sha256:<hex>` of the uncompressed tar.
+    pub(crate) diff_id: String,
+    tar_bytes: u64,
+    /// What `docker load` takes of it: the plain tar while the gzip runs, else the blob.
+    load_file: deliver::load::LoadLayer,
+    /// Keeps the plain tar until this is dropped.
+    tar: Option<layer::LayerTar>,
+    gzip: Gzip,
+}
+
+enum Gzip {
+    Running(layer::PendingGzip),
+    Done(crate::image::Descriptor),
+}
+
+impl OurLayer {
+    fn spooled(spooled: layer::SpooledLayer) -> OurLayer {
+        OurLayer {
+            load_file: deliver::load::LoadLayer {
+                digest: spooled.diff_id.clone(),
+                path: spooled.tar.path().to_path_buf(),
+                size: spooled.tar_bytes,
+                from_base: false,
+            },
+            diff_id: spooled.diff_id,
+            tar_bytes: spooled.tar_bytes,
+            tar: Some(spooled.tar),
+            gzip: Gzip::Running(spooled.gzip),
+        }
+    }
+
+    fn written(layer: WrittenLayer, store: &BlobStore) -> OurLayer {
+        OurLayer {
+            load_file: deliver::load::LoadLayer {
+                digest: layer.blob.digest.clone(),
+                path: store.path(&layer.blob.digest),
+                size: layer.blob.size,
+                from_base: false,
+            },
+            diff_id: layer.diff_id,
+            tar_bytes: layer.tar_bytes,
+            tar: None,
+            gzip: Gzip::Done(layer.blob),
+        }
+    }
+
+    /// What holds the plain tar: keep it until the load is over.
+    pub(crate) fn take_tar(&mut self) -> Option<layer::LayerTar> {
+        self.tar.take()
+    }
+
+    /// The layer, once its gzip is in the store.
+    async fn finished(self) -> Result<WrittenLayer> {
+        let blob = match self.gzip {
+            Gzip::Done(blob) => blob,
+            Gzip::Running(gzip) => gzip.finished().await.map_err(crate::image::Error::Layer)?,
+        };
+        Ok(layer::layer(self.diff_id, self.tar_bytes, blob))
+    }
+}
+
 /// Write the layer of `spec`'s files into `store`, listing it for the report as it is written.
+/// Its gzip goes on after this returns.
 pub(crate) async fn write_files_layer(
     spec: ContextSpec,
     store: &BlobStore,
-) -> Result<(WrittenLayer, LayerScan)> {
+) -> Result<(OurLayer, LayerScan)> {
     let store = store.clone();
     let written = tokio::task::spawn_blocking(move || {
         let (copy, chunks) = layer::copy_channel();
@@ -246,32 +311,23 @@ pub(crate) async fn write_files_layer(
         (written, scanning.join())
     })
     .await;
-    finish_layer(written)
-}
-
-type LayerAndScan = (
-    std::io::Result<WrittenLayer>,
-    std::thread::Result<std::result::Result<LayerScan, crate::report::scan::MeasureError>>,
-);
-
-fn finish_layer(
-    written: std::result::Result<LayerAndScan, tokio::task::JoinError>,
-) -> Result<(WrittenLayer, LayerScan)> {
     let (written, scan) =
         written.map_err(|e| Error::Image(crate::image::Error::Layer(std::io::Error::other(e))))?;
     let written = written.map_err(crate::image::Error::Layer)?;
-    let mut scan = match scan {
-        Ok(Ok(scan)) => scan,
-        Ok(Err(e)) => return Err(measure_error("the runtime image", e.to_string())),
-        Err(_) => {
-            return Err(measure_error(
-                "the runtime image",
-                "the scan thread panicked".into(),
-            ))
-        }
-    };
-    scan.gzip_bytes = written.blob.size;
-    Ok((written, scan))
+    Ok((OurLayer::spooled(written), finish_scan(scan)?))
+}
+
+fn finish_scan(
+    scan: std::thread::Result<std::result::Result<LayerScan, crate::report::scan::MeasureError>>,
+) -> Result<LayerScan> {
+    match scan {
+        Ok(Ok(scan)) => Ok(scan),
+        Ok(Err(e)) => Err(measure_error("the runtime image", e.to_string())),
+        Err(_) => Err(measure_error(
+            "the runtime image",
+            "the scan thread panicked".into(),
+        )),
+    }
 }
 
 /// The folder the init binary is staged in, inside the artifacts mount.
@@ -291,7 +347,7 @@ pub(crate) async fn write_steps_layer(
     collected: &Collected,
     store: &BlobStore,
     progress: &Progress,
-) -> Result<(WrittenLayer, LayerScan)> {
+) -> Result<(OurLayer, LayerScan)> {
     let stage = RunDir::create(&plan.out_dir)?;
     let root = stage.output();
     for artifact in &collected.artifacts {
@@ -312,7 +368,7 @@ pub(crate) async fn write_steps_layer(
     std::fs::create_dir_all(&staging_dir).map_err(|e| Error::io("creating", &staging_dir, e))?;
     let mount = runtime.artifacts_mount.clone();
     let epoch = super::up_to_date::context_epoch();
-    let store = store.clone();
+    let layer_store = store.clone();
     let written = engine
         .run_steps_and_read(
             &runtime.base,
@@ -326,8 +382,14 @@ pub(crate) async fn write_steps_layer(
                 let set = changes::change_set(&list, &mount);
                 let (copy, chunks) = layer::copy_channel();
                 let scanning = std::thread::spawn(move || measure::scan_layer_listing(chunks));
-                let written =
-                    changes::write_changes(export, &set, &staging_dir, epoch, &store, Some(copy));
+                let written = changes::write_changes(
+                    export,
+                    &set,
+                    &staging_dir,
+                    epoch,
+                    &layer_store,
+                    Some(copy),
+                );
                 (written, scanning.join())
             },
         )
@@ -339,7 +401,11 @@ pub(crate) async fn write_steps_layer(
         tail: exit.tail,
     })?;
     drop(staging);
-    finish_layer(Ok(written))
+    let (written, scan) = written;
+    let written = written.map_err(crate::image::Error::Layer)?;
+    let mut scan = finish_scan(scan)?;
+    scan.gzip_bytes = written.blob.size;
+    Ok((OurLayer::written(written, store), scan))
 }
 
 /// The steps as one POSIX sh script that runs each with its own `sh -c` (as Dockerfile RUN
@@ -387,21 +453,21 @@ fn write_file(path: &Path, content: &[u8]) -> Result<()> {
     std::fs::write(path, content).map_err(|e| Error::io("writing", path, e))
 }
 
-/// The config and manifest of the image made of `base` (none for scratch) and `ours`.
-pub(crate) fn assemble(
-    store: &BlobStore,
+/// The config of the image made of `base` (none for scratch) and our layer `diff_id`, made by
+/// `created_by`: all an engine needs to load it.
+pub(crate) fn write_config(
     runtime: &RuntimePlan,
     base: Option<&Base>,
     platform: Platform,
-    ours: (WrittenLayer, String),
-) -> Result<WrittenImage> {
-    let (layer, created_by) = ours;
+    diff_id: &str,
+    created_by: String,
+) -> Result<Vec<u8>> {
     let labels = [(LABEL.to_string(), "image".to_string())];
     let added = [AddedLayer {
-        diff_id: layer.diff_id.clone(),
+        diff_id: diff_id.to_string(),
         created_by,
     }];
-    let config = config::write(&config::ConfigInput {
+    Ok(config::write(&config::ConfigInput {
         base: base.map(|b| b.image.config.as_bytes()),
         base_name: &runtime.base,
         platform,
@@ -409,14 +475,56 @@ pub(crate) fn assemble(
         labels: &labels,
         layers: &added,
         epoch: super::up_to_date::context_epoch(),
-    })?;
+    })?)
+}
+
+/// The image as `docker load` takes it: `config`, the base's blobs and our layer's file.
+pub(crate) fn loadable(
+    config: &[u8],
+    base: Option<&Base>,
+    store: &BlobStore,
+    ours: &OurLayer,
+) -> deliver::load::Loadable {
+    let mut layers: Vec<_> = base
+        .map(|b| {
+            b.image
+                .layers
+                .iter()
+                .map(|l| deliver::load::LoadLayer {
+                    digest: l.blob.digest.clone(),
+                    path: store.path(&l.blob.digest),
+                    size: l.blob.size,
+                    from_base: l.from_base,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    layers.push(ours.load_file.clone());
+    deliver::load::Loadable::new(config.to_vec(), layers)
+}
+
+/// The image written whole once our layer's gzip is done: `config` and the OCI manifest in
+/// the store.
+pub(crate) async fn seal(
+    store: &BlobStore,
+    runtime: &RuntimePlan,
+    base: Option<&Base>,
+    config: Vec<u8>,
+    ours: OurLayer,
+) -> Result<WrittenImage> {
     let mut layers: Vec<WrittenLayer> = base.map(|b| b.image.layers.clone()).unwrap_or_default();
-    layers.push(layer);
+    layers.push(ours.finished().await?);
     // A base from a registry: a push to the same registry mounts its layers from there.
     let base_ref =
         Some(runtime.base.clone()).filter(|r| base.is_some() && crate::manifest::names_registry(r));
-    manifest::assemble(store, config, layers, base_ref)
-        .map_err(|e| Error::io("writing the image into", store.root(), e))
+    let store = store.clone();
+    // Two small files, each synced to disk: off the runtime's threads.
+    tokio::task::spawn_blocking(move || {
+        manifest::assemble(&store, config, layers, base_ref)
+            .map_err(|e| Error::io("writing the image into", store.root(), e))
+    })
+    .await
+    .map_err(|e| Error::Image(crate::image::Error::Layer(std::io::Error::other(e))))?
 }
 
 /// The image's measurement, from what was written: its config, the base's listings and ours.
@@ -453,36 +561,37 @@ pub(crate) fn measure_written(
     Ok(measure::measure(&SavedImage { config, layers }, &context))
 }
 
-/// Load `written` into the engine as `tags` (only the layers it lacks when it has the base
+/// Load `image` into the engine as `tags` (only the layers it lacks when it has the base
 /// and its load takes an archive without them: Podman's does not).
 /// The tags' previous images stay, untagged, as after a `docker build`; `clean` removes them.
 pub(crate) async fn load(
     engine: &Engine,
-    written: &WrittenImage,
+    image: deliver::load::Loadable,
+    store: &BlobStore,
     tags: &[String],
     engine_has_base: bool,
 ) -> Result<Delivery> {
     let engine_has_base = engine_has_base && engine.kind().await?.loads_without_present_layers();
-    let blobs = written.blobs.clone();
+    let image_id = image.image_id.clone();
+    let skipped_bytes = deliver::load::skipped_bytes(&image, engine_has_base);
     let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counter = std::sync::Arc::clone(&sent);
-    let archive = deliver::load::archive(written.clone(), tags.to_vec(), engine_has_base).inspect(
-        move |chunk| {
+    let archive =
+        deliver::load::archive(image, tags.to_vec(), engine_has_base).inspect(move |chunk| {
             if let Ok(bytes) = chunk {
                 counter.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
             }
-        },
-    );
-    engine.load_archive(archive, written.image_id()).await?;
-    if let Some(out_base) = blobs.parent() {
-        deliver::load::record_loaded(out_base, written.image_id())
+        });
+    engine.load_archive(archive, &image_id).await?;
+    if let Some(out_base) = store.root().parent() {
+        deliver::load::record_loaded(out_base, &image_id)
             .map_err(|e| Error::io("writing", out_base.join(deliver::load::LOADED_LIST), e))?;
     }
     Ok(Delivery {
         to: "engine".into(),
         destination: engine_destination(tags),
         sent_bytes: sent.load(std::sync::atomic::Ordering::Relaxed),
-        skipped_bytes: deliver::load::skipped_bytes(written, engine_has_base),
+        skipped_bytes,
     })
 }
 

@@ -225,7 +225,7 @@ pub(crate) async fn build_image(
         let files = base_files(engine, plan, base.as_ref().filter(|_| from_registry));
         shared_libs::find_libraries(engine, plan, collected, files, progress).await?
     };
-    let (layer, scan, created_by) = if steps {
+    let (mut layer, mut scan, created_by) = if steps {
         progress.stage(
             Stage::Image,
             &format!(
@@ -265,30 +265,48 @@ pub(crate) async fn build_image(
         Some(facts) => platform_of(facts),
         None => platform_of(&builder),
     };
-    let written = image::assemble(
-        &store,
+    let config = image::write_config(
         &prepared.runtime,
         base.as_ref(),
         platform,
-        (layer, created_by),
+        &layer.diff_id,
+        created_by,
     )?;
-    let measured = image::measure_written(&written, plan, base.as_ref(), scan)?;
-    let phase = if destinations.loads(plan) {
-        format!("loading {} into the engine", written.image_id())
+    let loadable = image::loadable(&config, base.as_ref(), &store, &layer);
+    let image_id = loadable.image_id.clone();
+    let loads = destinations.loads(plan);
+    let phase = if loads {
+        format!("loading {} into the engine", loadable.image_id)
     } else {
-        format!("delivering {}", written.image_id())
+        format!("delivering {}", loadable.image_id)
     };
     progress.stage(Stage::Image, &phase);
-    let mut delivered = Vec::new();
-    if destinations.loads(plan) {
+    // The engine takes our layer's plain tar while its gzip (for the manifest digest, the
+    // report's sizes, a push or an output) finishes beside it: neither waits for the other.
+    let loading = async {
+        if !loads {
+            return Ok((None, None));
+        }
         // A base from the engine is there; one from a registry only when the engine has it too.
         let engine_has_base = match &base {
             None => false,
             Some(_) if !from_registry => true,
             Some(taken) => engine.image_facts(&taken.image.image_id).await?.is_some(),
         };
-        delivered.push(image::load(engine, &written, &plan.tags, engine_has_base).await?);
-    }
+        let delivery = image::load(engine, loadable, &store, &plan.tags, engine_has_base).await?;
+        // The size as the engine counts it, as for any image; the rest is from what we wrote.
+        let facts = engine.image_facts(&image_id).await?;
+        Ok((Some(delivery), facts))
+    };
+    // The plain tar stays until the load is over; the first to fail stops the other (a load
+    // cut short tags nothing).
+    let tar = layer.take_tar();
+    let sealing = image::seal(&store, &prepared.runtime, base.as_ref(), config, layer);
+    let ((delivery, loaded), written) = tokio::try_join!(loading, sealing)?;
+    drop(tar);
+    scan.gzip_bytes = written.layers.last().map_or(0, |l| l.blob.size);
+    let measured = image::measure_written(&written, plan, base.as_ref(), scan)?;
+    let mut delivered: Vec<_> = delivery.into_iter().collect();
     delivered.extend(destinations.deliver(plan, &written, progress).await?);
     let keep = written
         .layers
@@ -297,12 +315,6 @@ pub(crate) async fn build_image(
         .chain([written.image_id().to_string(), written.digest().to_string()])
         .collect();
     store.prune(crate::image::blobs::DEFAULT_LIMIT, &keep);
-    // The size as the engine counts it, as for any image; the rest is from what we wrote.
-    let loaded = if destinations.loads(plan) {
-        engine.image_facts(written.image_id()).await?
-    } else {
-        None
-    };
     let runtime_bytes = match loaded {
         Some(facts) => facts.size,
         None => measured.layers.iter().map(|l| l.sizes.content_bytes).sum(),

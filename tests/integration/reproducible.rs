@@ -194,6 +194,20 @@ fn on_busybox_the_same_inputs_give_the_same_image_and_only_our_layer_is_loaded()
         sent < 64 * 1024,
         "only our small layer, config and manifest go: {sent}"
     );
+    let ours = report["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .find(|l| l["role"] == "artifacts")
+        .expect("our layer");
+    let (tar, gzip) = (
+        ours["tar_bytes"].as_u64().expect("tar"),
+        ours["gzip_bytes"].as_u64().expect("gzip"),
+    );
+    assert!(
+        sent >= tar && gzip < tar,
+        "our layer goes as its plain tar ({tar} bytes, gzipped {gzip}), not gzipped: {sent}"
+    );
     let run = docker(&["run", "--rm", &image.0]);
     assert_eq!(text(&run.stdout), "hello\n", "{}", text(&run.stderr));
 }

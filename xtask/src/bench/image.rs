@@ -371,20 +371,20 @@ pub(super) fn render(bench: &ImageBench, targets: &mut Vec<super::Target>) -> St
 const NOTES: &str = "\
 Where dockception's image phase goes (the *assemble* and *load and report* columns):
 
-- *Assemble* is mostly compression: the layer is gzipped at level 6 (zlib-rs) on a thread of its
-  own into the blob store, and 5 MiB that do not compress take gzip(1) about 125 to 160 ms at
-  level 6 or 1 alike on this machine. The tar, its sha256 and the report's listing run beside it.
-  The classic builder and `docker import` compress nothing: they store the tar as it comes.
-- *Load and report* is `docker load` of the archive (the engine gunzips the layer, hashes it and
-  unpacks it, as import unpacks its tar) plus the image's facts and the report.
-- So on a base dockception is faster than the classic builder (no container and no commit for
-  the `COPY`), but the gzip eats most of what that saves: the ratio depends on how loaded the
-  shared machine is (0.45x in a `--only image` run at load 6.6, above 0.5x at lower load), so the
-  0.5x target is not met reliably. On scratch, where `docker import` does no more than unpack
-  one tar, the gzip that the registry and the OCI outputs need is what dockception pays extra.
-  Meeting both means loading the uncompressed tar and compressing only for a push or an output
-  (or beside the load), which changes what the blob store keeps and where the report's
-  compressed sizes come from: not a small change inside image/ or deliver/, so it is reported
-  here, not made.
+- *Assemble* is writing our layer's tar (sha256, the report's listing) into a temporary file
+  beside the blob store, and the config. The gzip (level 6, zlib-rs; 5 MiB that do not compress
+  take it about 110 to 190 ms here) is no longer before the load: `docker load` takes the plain
+  tar (the config names layers by their uncompressed digests) while a thread of its own gzips
+  the file into the blob store, for the manifest digest, the report's sizes, a push or an output.
+- *Load and report* is `docker load` of the archive plus the image's facts and the report. An
+  strace of one scratch build (loaded machine) showed the gzip and the manifest done about 100
+  ms after the `loading` line and the engine's answer some 300 ms later: the engine's load is
+  the critical path now, and dockception's own work after the answer is about 10 ms.
+- On scratch, `docker import` unpacks the one tar as it arrives, while `docker load` first
+  untars the whole archive on the engine and then applies the layer from there (DESIGN.md), so
+  load stays above import by that extra pass. Import would stamp its own config (time, docker
+  version), so it cannot give the image id of the config dockception wrote; the scratch target
+  needs a faster load on the engine's side, or streaming the layer into the load as it is
+  written (its size is known only at the end today), which would save the assemble column.
 
 ";
