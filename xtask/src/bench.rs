@@ -273,7 +273,6 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     let outcome = measure_all(
         &mut results,
         &wanted,
-        headline_only,
         reps,
         &bin,
         &work,
@@ -309,14 +308,21 @@ struct Sources<'a> {
 fn measure_all(
     results: &mut Run,
     wanted: &dyn Fn(&str) -> bool,
-    headline_only: bool,
     reps: usize,
     bin: &Path,
     work: &Path,
     sources: Sources,
     leftovers: &mut Leftovers,
 ) -> Result<(), String> {
-    for workload in WORKLOADS {
+    // `--only buildkit` is the one part that wants itself and not the whole run's other parts;
+    // it measures the headline ways only, the new workload first (the longest builds).
+    let headline_only = wanted("buildkit") && !wanted("image");
+    let order = if headline_only {
+        [&RUST, &GO, &LUA]
+    } else {
+        WORKLOADS
+    };
+    for workload in order {
         if wanted(workload.name) {
             results.loads.push((workload.name.into(), load_average()));
             let workload = if headline_only {
@@ -327,6 +333,12 @@ fn measure_all(
             results
                 .measured
                 .push(measure(workload, reps, bin, work, sources, leftovers)?);
+            // Each finished workload is written at once, so a run cut short still leaves what
+            // it measured.
+            let so_far = work.join("BENCHMARKS.so-far.md");
+            if let Err(e) = std::fs::write(&so_far, render(results, reps)) {
+                eprintln!("warning: writing {}: {e}", so_far.display());
+            }
         }
     }
     if wanted("image") {
@@ -854,7 +866,7 @@ fn machine() -> String {
             .unwrap_or_default()
     };
     format!(
-        "- CPU: {} ({} cores)\n- memory: {}\n- kernel: {}\n- Docker Engine {} ({} storage, classic builder: `DOCKER_BUILDKIT=0`)\n- dockception {} (release build), measured {}\n- load average when the report was written: {} (the machine is shared with other work; the ways are interleaved so they share the noise)\n",
+        "- CPU: {} ({} cores)\n- memory: {}\n- kernel: {}\n- Docker Engine {} ({} storage; the classic builder with `DOCKER_BUILDKIT=0`, its built-in BuildKit with `DOCKER_BUILDKIT=1 /usr/bin/docker build`)\n- dockception {} (release build), measured {}\n- load average when the report was written: {} (the machine is shared with other work; the ways are interleaved so they share the noise)\n",
         sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'"),
         sh("nproc"),
         sh("awk '/MemTotal/ {printf \"%.1f GiB\", $2/1048576}' /proc/meminfo"),
@@ -1111,8 +1123,14 @@ fn render(results: &Run, reps: usize) -> String {
             if met { "yes" } else { "**no**" }
         );
     }
-    if !measured.is_empty() {
+    if measured
+        .iter()
+        .any(|m| m.workload.ways.contains(&Way::Multi))
+    {
         out.push_str(NOTES);
+    }
+    if !measured.is_empty() {
+        out.push_str(buildkit::NOTES);
     }
     out
 }

@@ -21,6 +21,26 @@ use super::{Workload, SCENARIOS};
 /// The Docker CLI that builds with BuildKit without buildx (Debian's docker.io, 20.10).
 pub(super) const CLI: &str = "/usr/bin/docker";
 
+/// What issue 15's misses come from, as understood when this harness was written; the phase
+/// lines under each workload's targets are the measured account. Review after every run.
+pub(super) const NOTES: &str = r#"
+## Issue 15's misses: what they come from
+
+- **Runner overhead at most 100 ms on a rebuild, with the default fresh builder container:**
+  the engine's create, start, wait and removal of one container (each workload's "for scale"
+  line, `docker run --rm BUILDER true`) is by itself above 100 ms on this engine, before
+  dockception writes and loads the image (the `building the runtime image` and `loading` phases
+  above). A default that meets it has to avoid that container start (issue 15 part 2: the
+  warm builder's rows show what an exec in a kept container costs); that is product code, not
+  this harness.
+- **No-op at most 15 ms:** a no-op is dockception's start-up alone (manifest, plan, and the
+  fingerprint of every file of the mounted sources: the Rust workload mounts its 12 MiB
+  `vendor/` folder too), shown as the one `start-up` phase of the no-op runs above.
+- BuildKit's own no-op is its solve of a fully cached graph plus the context check and the
+  image export; its one-line change re-sends only the changed files of the context and reruns
+  the `RUN` step with the cache mount, so cargo and go rebuild incrementally there as well.
+"#;
+
 /// The Dockerfile of the BuildKit way: the builder stage runs the same command as dockception's
 /// manifest, with the same cache folder as a cache mount; the runtime stage is scratch plus the
 /// binary.
