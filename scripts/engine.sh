@@ -6,6 +6,8 @@
 #   scripts/engine.sh gcc busybox     engine + only those images
 #   scripts/engine.sh second-engine   engine + only the second engine's root filesystem
 #   scripts/engine.sh podman          engine + Podman, with the local images its tests use
+#   scripts/engine.sh rust            engine + only rust:local (not made by default: only
+#                                     `cargo xtask bench` asks for it)
 #
 # No image registry is needed: images are made from Debian's packages and imported.
 # When no engine answers and this runs as root on Debian, Debian's docker.io is installed and
@@ -90,6 +92,32 @@ make_debian() {
     docker import --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
         "$dir/rootfs.tar" "$image" >/dev/null
     log "made $image ($(docker image inspect -f '{{.Size}}' "$image") bytes)"
+}
+
+# rust:local, the builder of the bench's Rust workload: bookworm with gcc and libc6-dev (the
+# linker and the C runtime rustc links against) plus this machine's own Rust toolchain (the one
+# that builds dockception; bookworm's rustc 1.63 is older than the workload's rust-version), as
+# rustc, cargo and the host target's standard library only (no docs, no other tools).
+make_rust() {
+    have_image rust:local && { log "rust:local exists"; return; }
+    command -v mmdebstrap >/dev/null || apt_install mmdebstrap
+    command -v rustc >/dev/null || die "rust:local copies this machine's Rust toolchain, and there is no rustc on PATH"
+    local sysroot host dir
+    sysroot=$(rustc --print sysroot)
+    host=$(rustc -vV | sed -n 's/^host: //p')
+    [ -x "$sysroot/bin/cargo" ] || die "rust:local wants a rustup toolchain (rustc and cargo in one folder); $sysroot/bin has no cargo"
+    dir=$(mktemp -d)
+    tmpdirs+=("$dir")
+    mkdir -p "$dir/rust/bin" "$dir/rust/lib/rustlib"
+    cp "$sysroot/bin/rustc" "$sysroot/bin/cargo" "$dir/rust/bin/"
+    cp -P "$sysroot"/lib/*.so* "$dir/rust/lib/"
+    cp -r "$sysroot/lib/rustlib/$host" "$dir/rust/lib/rustlib/"
+    log "making rust:local with mmdebstrap (gcc, libc6-dev, $(rustc --version | cut -d' ' -f1-2) from $sysroot; a minute or two)"
+    mmdebstrap --quiet --variant=apt --include=gcc,libc6-dev,ca-certificates \
+        --customize-hook="sync-in $dir/rust /usr/local" bookworm "$dir/rootfs.tar"
+    docker import --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        "$dir/rootfs.tar" rust:local >/dev/null
+    log "made rust:local ($(docker image inspect -f '{{.Size}}' rust:local) bytes)"
 }
 
 # A Debian root filesystem with docker.io and openssh-server in a folder, for the tests that
@@ -182,6 +210,7 @@ for image in "${images[@]}"; do
         golang | go) make_debian golang:local apt golang-go ;;
         debian-minimal) make_debian debian-minimal:local minbase ;;
         second-engine) make_second_engine_root ;;
-        *) die "unknown image $image (known: busybox gcc golang debian-minimal second-engine podman)" ;;
+        rust) make_rust ;;
+        *) die "unknown image $image (known: busybox gcc golang debian-minimal second-engine podman rust)" ;;
     esac
 done

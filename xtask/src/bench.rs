@@ -11,16 +11,22 @@ use std::time::Instant;
 
 use crate::{cargo, root, run};
 
+mod buildkit;
 mod image;
 mod memory;
 mod phased;
 mod push;
+mod rust;
 
+use buildkit::BuildCache;
 use image::ImageBench;
 use memory::Memory;
 use push::{PushBench, Registry};
+use rust::RUST;
 
-const WAYS: [Way; 5] = [
+/// Every way, in the tables' order: the headline peer first, the classic ways below it.
+const WAYS: [Way; 6] = [
+    Way::Buildkit,
     Way::Single,
     Way::Multi,
     Way::Pipeline,
@@ -34,6 +40,8 @@ const LUA_DIR: &str = "lua-5.4.7";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Way {
+    /// BuildKit's multi-stage build with bind and cache mounts (issue 15's headline peer).
+    Buildkit,
     Single,
     Multi,
     Pipeline,
@@ -45,6 +53,7 @@ enum Way {
 impl Way {
     fn slug(self) -> &'static str {
         match self {
+            Way::Buildkit => "buildkit",
             Way::Single => "single",
             Way::Multi => "multi",
             Way::Pipeline => "pipeline",
@@ -55,8 +64,13 @@ impl Way {
     fn is_dockception(self) -> bool {
         matches!(self, Way::Dockception | Way::Warm)
     }
+    /// The classic builder's ways (`DOCKER_BUILDKIT=0`), measured in fewer repetitions.
+    fn is_classic(self) -> bool {
+        matches!(self, Way::Single | Way::Multi | Way::Pipeline)
+    }
     fn title(self) -> &'static str {
         match self {
+            Way::Buildkit => "BuildKit: multi-stage, bind + cache mounts",
             Way::Single => "single-stage Dockerfile",
             Way::Multi => "multi-stage Dockerfile",
             Way::Pipeline => "2015/2017 pipeline (`docker run -v` + `docker build -`)",
@@ -84,6 +98,7 @@ impl Scenario {
 }
 
 /// A real program and how each way builds it.
+#[derive(Clone, Copy)]
 struct Workload {
     name: &'static str,
     what: &'static str,
@@ -95,9 +110,14 @@ struct Workload {
     /// The same for dockception, with its caches in the cache volume.
     build_cached: &'static str,
     env: &'static [(&'static str, &'static str)],
+    /// The environment that puts the compiler's cache in `cache` (dockception and BuildKit).
+    cache_env: &'static [(&'static str, &'static str)],
     cache: &'static str,
-    /// The file and line the one-line change rewrites (`bench-0` becomes `bench-N`).
+    /// The file and line the one-line change rewrites (`bench-0` becomes a value never used
+    /// before, [`buildkit::change_value`]).
     change_file: &'static str,
+    /// The ways measured on this workload.
+    ways: &'static [Way],
 }
 
 const GO: Workload = Workload {
@@ -108,8 +128,10 @@ const GO: Workload = Workload {
     build: "go build -buildvcs=false -ldflags='-s -w' -o /out/kvd ./cmd/kvd",
     build_cached: "go build -buildvcs=false -ldflags='-s -w' -o /out/kvd ./cmd/kvd",
     env: &[("CGO_ENABLED", "0")],
+    cache_env: &[("GOCACHE", "/cache/go-build"), ("GOPATH", "/tmp/go")],
     cache: "/cache/go-build",
     change_file: "internal/version/version.go",
+    ways: &WAYS,
 };
 
 const LUA: Workload = Workload {
@@ -120,9 +142,13 @@ const LUA: Workload = Workload {
     build: "sh build.sh /src /tmp/obj /out",
     build_cached: "sh build.sh /src /cache/obj /out",
     env: &[],
+    cache_env: &[],
     cache: "/cache/obj",
     change_file: "main.c",
+    ways: &WAYS,
 };
+
+const WORKLOADS: [&Workload; 3] = [&GO, &LUA, &RUST];
 
 #[derive(Debug, Clone, Default)]
 struct Sample {
@@ -131,6 +157,8 @@ struct Sample {
     build_command_ms: Option<u64>,
     max_rss_kib: Option<u64>,
     up_to_date: Option<bool>,
+    /// dockception's `==>` phase lines: (seconds after spawn, the line).
+    phases: Vec<(f64, String)>,
 }
 
 type Results = BTreeMap<(Way, Scenario), Vec<Sample>>;
@@ -149,10 +177,22 @@ struct Measured {
 struct Leftovers {
     images: Vec<String>,
     tags: Vec<String>,
+    /// BuildKit's build cache records the bench made (pruned at the end and before each cold
+    /// BuildKit build).
+    build_cache: BuildCache,
 }
 
-/// What `--only` may name: a workload, or one of issue 14's image measurements.
-const PARTS: [&str; 5] = ["go-multi", "lua", "image", "push", "memory"];
+/// What `--only` may name: a workload, one of issue 14's image measurements, or `buildkit`:
+/// every workload with only the headline's ways (BuildKit and dockception's defaults).
+const PARTS: [&str; 7] = [
+    "buildkit",
+    "go-multi",
+    "lua",
+    "rust-toml2json",
+    "image",
+    "push",
+    "memory",
+];
 
 /// Everything one run measured; a part not run (`--only`) is empty.
 #[derive(Default)]
@@ -173,7 +213,9 @@ fn load_average() -> String {
 }
 
 pub fn bench(args: &[String]) -> Result<(), String> {
-    let mut reps = 3usize;
+    // Issue 15: medians of at least 6 for the headline (BuildKit, dockception), at least 5 for
+    // the rest.
+    let mut reps = 6usize;
     let mut only: Option<String> = None;
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
@@ -201,14 +243,27 @@ pub fn bench(args: &[String]) -> Result<(), String> {
             }
         }
     }
-    let wanted = |part: &str| only.as_deref().is_none_or(|o| o == part);
-    run(Command::new("bash").args(["scripts/engine.sh", "gcc", "golang"]))?;
+    let headline_only = only.as_deref() == Some("buildkit");
+    let wanted = |part: &str| {
+        only.as_deref().is_none_or(|o| o == part)
+            || (headline_only && WORKLOADS.iter().any(|w| w.name == part))
+    };
+    let mut images = vec!["scripts/engine.sh", "gcc", "golang"];
+    if wanted(RUST.name) {
+        images.push("rust");
+    }
+    run(Command::new("bash").args(images))?;
     eprintln!("==> building the release dockception");
     cargo(&["build", "--release", "--quiet", "--package", "dockception"])?;
     let bin = root().join("target/release/dockception");
     let work = root().join("target/bench");
     let lua = if wanted("lua") {
         Some(fetch_lua(&work)?)
+    } else {
+        None
+    };
+    let toml = if wanted(RUST.name) {
+        Some(rust::fetch_toml(&work)?)
     } else {
         None
     };
@@ -221,7 +276,10 @@ pub fn bench(args: &[String]) -> Result<(), String> {
         reps,
         &bin,
         &work,
-        lua.as_deref(),
+        Sources {
+            lua: lua.as_deref(),
+            toml: toml.as_deref(),
+        },
         &mut leftovers,
     );
     clean(&leftovers, &bin, &work);
@@ -238,22 +296,49 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// What the workloads copy in at bench time (`None` when their part is not run).
+#[derive(Clone, Copy)]
+struct Sources<'a> {
+    /// Lua's C sources (lua).
+    lua: Option<&'a Path>,
+    /// The toml crate's folder in cargo's registry (rust-toml2json).
+    toml: Option<&'a Path>,
+}
+
 fn measure_all(
     results: &mut Run,
     wanted: &dyn Fn(&str) -> bool,
     reps: usize,
     bin: &Path,
     work: &Path,
-    lua: Option<&Path>,
+    sources: Sources,
     leftovers: &mut Leftovers,
 ) -> Result<(), String> {
-    for workload in [&GO, &LUA] {
+    // `--only buildkit` is the one part that wants itself and not the whole run's other parts;
+    // it measures the headline ways only, the new workload first (the longest builds).
+    let headline_only = wanted("buildkit") && !wanted("image");
+    let order = if headline_only {
+        [&RUST, &GO, &LUA]
+    } else {
+        WORKLOADS
+    };
+    for workload in order {
         if wanted(workload.name) {
             results.loads.push((workload.name.into(), load_average()));
-            let lua = lua.unwrap_or(Path::new("."));
+            let workload = if headline_only {
+                buildkit::headline_ways(workload)
+            } else {
+                workload
+            };
             results
                 .measured
-                .push(measure(workload, reps, bin, work, lua, leftovers)?);
+                .push(measure(workload, reps, bin, work, sources, leftovers)?);
+            // Each finished workload is written at once, so a run cut short still leaves what
+            // it measured.
+            let so_far = work.join("BENCHMARKS.so-far.md");
+            if let Err(e) = std::fs::write(&so_far, render(results, reps)) {
+                eprintln!("warning: writing {}: {e}", so_far.display());
+            }
         }
     }
     if wanted("image") {
@@ -278,12 +363,22 @@ fn measure_all(
 
 /// The Lua 5.4 library sources of the lua-src crate, downloaded by cargo into its registry.
 fn fetch_lua(work: &Path) -> Result<PathBuf, String> {
-    let fetch = work.join("lua-src-fetch");
+    let dir = fetch_crate(work, "lua-src", LUA_SRC)?.join(LUA_DIR);
+    if !dir.join("lvm.c").exists() {
+        return Err(format!("{} holds no Lua sources", dir.display()));
+    }
+    Ok(dir)
+}
+
+/// The folder of crate `name` at exactly `version` in cargo's registry, downloaded by cargo
+/// when it is not there yet.
+fn fetch_crate(work: &Path, name: &str, version: &str) -> Result<PathBuf, String> {
+    let fetch = work.join(format!("{name}-fetch"));
     std::fs::create_dir_all(fetch.join("src")).map_err(|e| e.to_string())?;
     std::fs::write(
         fetch.join("Cargo.toml"),
         format!(
-            "[package]\nname = \"lua-src-fetch\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n[workspace]\n\n[dependencies]\nlua-src = \"={LUA_SRC}\"\n"
+            "[package]\nname = \"{name}-fetch\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n[workspace]\n\n[dependencies]\n{name} = \"={version}\"\n"
         ),
     )
     .map_err(|e| e.to_string())?;
@@ -296,24 +391,20 @@ fn fetch_lua(work: &Path) -> Result<PathBuf, String> {
         .output()
         .map_err(|e| format!("cargo metadata: {e}"))?;
     if !out.status.success() {
-        return Err("cargo metadata could not fetch lua-src".into());
+        return Err(format!("cargo metadata could not fetch {name}"));
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let needle = format!("lua-src-{LUA_SRC}/Cargo.toml");
+    let needle = format!("{name}-{version}/Cargo.toml");
     let manifest = text
         .split("\"manifest_path\":\"")
         .skip(1)
         .filter_map(|s| s.split('"').next())
         .find(|p| p.ends_with(&needle))
-        .ok_or("cargo metadata did not name lua-src's folder")?;
-    let dir = Path::new(manifest)
+        .ok_or(format!("cargo metadata did not name {name}'s folder"))?;
+    Ok(Path::new(manifest)
         .parent()
-        .ok_or("lua-src has no folder")?
-        .join(LUA_DIR);
-    if !dir.join("lvm.c").exists() {
-        return Err(format!("{} holds no Lua sources", dir.display()));
-    }
-    Ok(dir)
+        .ok_or(format!("{name} has no folder"))?
+        .to_path_buf())
 }
 
 fn tag(workload: &Workload, way: Way) -> String {
@@ -321,13 +412,21 @@ fn tag(workload: &Workload, way: Way) -> String {
 }
 
 /// A fresh copy of the workload for one way, with that way's own files.
-fn prepare(workload: &Workload, way: Way, work: &Path, lua: &Path) -> Result<PathBuf, String> {
+fn prepare(
+    workload: &Workload,
+    way: Way,
+    work: &Path,
+    sources: Sources,
+) -> Result<PathBuf, String> {
     let dir = work.join(workload.name).join(way.slug());
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     copy_tree(&root().join("benches/workloads").join(workload.name), &dir)?;
-    if workload.name == "lua" {
+    if let Some(toml) = sources.toml.filter(|_| workload.name == RUST.name) {
+        rust::add_sources(&dir, toml)?;
+    }
+    if let ("lua", Some(lua)) = (workload.name, sources.lua) {
         let dest = dir.join("lua");
         std::fs::create_dir_all(&dest).map_err(|e| e.to_string())?;
         for entry in std::fs::read_dir(lua).map_err(|e| e.to_string())? {
@@ -352,6 +451,7 @@ fn prepare(workload: &Workload, way: Way, work: &Path, lua: &Path) -> Result<Pat
     );
     let bin = workload.binary;
     let files: Vec<(&str, String)> = match way {
+        Way::Buildkit => vec![("Dockerfile", buildkit::dockerfile(workload))],
         Way::Single => vec![(
             "Dockerfile",
             format!("{stage}ENTRYPOINT [\"/out/{bin}\"]\n"),
@@ -386,11 +486,11 @@ fn prepare(workload: &Workload, way: Way, work: &Path, lua: &Path) -> Result<Pat
                 .iter()
                 .map(|(k, v)| format!("{k} = \"{v}\"\n"))
                 .collect();
-            let go_env = if workload.builder == "golang:local" {
-                "GOCACHE = \"/cache/go-build\"\nGOPATH = \"/tmp/go\"\n"
-            } else {
-                ""
-            };
+            let cache_env: String = workload
+                .cache_env
+                .iter()
+                .map(|(k, v)| format!("{k} = \"{v}\"\n"))
+                .collect();
             let warm = if way == Way::Warm {
                 "warm = \"5m\"\n"
             } else {
@@ -399,7 +499,7 @@ fn prepare(workload: &Workload, way: Way, work: &Path, lua: &Path) -> Result<Pat
             vec![(
                 "dockception.toml",
                 format!(
-                    "[builder]\nimage = \"{builder}\"\nworkdir = \"/src\"\nrun = \"{build}\"\n{warm}\n[builder.env]\n{env}{go_env}\n\
+                    "[builder]\nimage = \"{builder}\"\nworkdir = \"/src\"\nrun = \"{build}\"\n{warm}\n[builder.env]\n{env}{cache_env}\n\
                      [[mount]]\nsource = \".\"\ntarget = \"/src\"\n\n[[cache]]\ntarget = \"{cache}\"\n\n\
                      [artifacts]\ninclude = [\"{bin}\"]\n\n[runtime]\nentrypoint = [\"/{bin}\"]\n\n[image]\ntags = [\"{tag}\"]\n",
                     builder = workload.builder,
@@ -435,14 +535,18 @@ fn measure(
     reps: usize,
     bin: &Path,
     work: &Path,
-    lua: &Path,
+    sources: Sources,
     leftovers: &mut Leftovers,
 ) -> Result<Measured, String> {
     let mut dirs = BTreeMap::new();
-    for way in WAYS {
-        dirs.insert(way, prepare(workload, way, work, lua)?);
+    for &way in workload.ways {
+        dirs.insert(way, prepare(workload, way, work, sources)?);
         leftovers.tags.push(tag(workload, way));
     }
+    leftovers.build_cache.note_others()?;
+    let nonce = buildkit::nonce();
+    // The classic ways sit out the last repetition: at least 5 of them, 6 of the headline.
+    let classic_reps = if reps > 5 { reps - 1 } else { reps };
     let mut results = Results::new();
     let mut artifact_bytes = 0;
     let mut floor = Vec::new();
@@ -451,10 +555,17 @@ fn measure(
         quiet(Command::new("docker").args(["run", "--rm", workload.builder, "true"]))?;
         floor.push(start.elapsed().as_secs_f64());
         for scenario in SCENARIOS {
-            for way in WAYS {
+            for &way in workload.ways {
+                if way.is_classic() && rep > classic_reps {
+                    continue;
+                }
                 let dir = &dirs[&way];
                 if scenario == Scenario::Change {
-                    one_line_change(&dir.join(workload.change_file), rep)?;
+                    let value = buildkit::change_value(nonce, rep);
+                    one_line_change(&dir.join(workload.change_file), &value)?;
+                }
+                if scenario == Scenario::Cold && way == Way::Buildkit {
+                    leftovers.build_cache.empty_ours()?;
                 }
                 if scenario == Scenario::Cold && way.is_dockception() {
                     // No warm builder either: it holds the cache volume, and cold means none.
@@ -479,7 +590,7 @@ fn measure(
         }
     }
     let mut image_bytes = BTreeMap::new();
-    for way in WAYS {
+    for &way in workload.ways {
         let size = capture(Command::new("docker").args([
             "image",
             "inspect",
@@ -498,12 +609,12 @@ fn measure(
     })
 }
 
-/// Rewrite `bench-N` in the change file to `bench-<rep>`: one line, a real change.
-fn one_line_change(path: &Path, rep: usize) -> Result<(), String> {
+/// Rewrite the `"bench-…"` label in the change file to `value`: one line, a real change.
+fn one_line_change(path: &Path, value: &str) -> Result<(), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let start = text.find("\"bench-").ok_or("no bench- label to change")? + 1;
     let end = start + text[start..].find('"').ok_or("unterminated label")?;
-    let changed = format!("{}bench-{rep}{}", &text[..start], &text[end..]);
+    let changed = format!("{}{value}{}", &text[..start], &text[end..]);
     std::fs::write(path, changed).map_err(|e| e.to_string())
 }
 
@@ -519,6 +630,7 @@ fn timed(
     let tag = tag(workload, way);
     let rss_file = dir.with_extension("rss");
     let mut command = match way {
+        Way::Buildkit => buildkit::command(&tag, scenario),
         Way::Single | Way::Multi => {
             let mut c = Command::new("docker");
             c.env("DOCKER_BUILDKIT", "0").args(["build", "-t", &tag]);
@@ -535,10 +647,13 @@ fn timed(
         }
         Way::Dockception | Way::Warm => {
             let mut c = Command::new("/usr/bin/time");
-            c.args(["-f", "%M", "-o"])
-                .arg(&rss_file)
-                .arg(bin)
-                .args(["build", "-q", "--format", "json"]);
+            c.args(["-f", "%M", "-o"]).arg(&rss_file).arg(bin).args([
+                "build",
+                "--progress",
+                "plain",
+                "--format",
+                "json",
+            ]);
             if scenario == Scenario::Cold {
                 c.arg("--force");
             }
@@ -546,6 +661,9 @@ fn timed(
         }
     };
     command.current_dir(dir);
+    if way.is_dockception() {
+        return timed_dockception(workload, way, &mut command, &rss_file);
+    }
     let start = Instant::now();
     let out = command
         .stdin(Stdio::null())
@@ -566,8 +684,9 @@ fn timed(
         seconds,
         ..Default::default()
     };
-    let mut artifact_bytes = None;
+    let artifact_bytes = None;
     match way {
+        Way::Buildkit => sample.context_bytes = buildkit::context_sent(&stderr),
         Way::Single | Way::Multi => {
             sample.context_bytes = stdout.lines().find_map(sending_context);
             leftovers
@@ -581,17 +700,33 @@ fn timed(
             )))?;
             sample.context_bytes = tar.trim().parse().ok();
         }
-        Way::Dockception | Way::Warm => {
-            sample.context_bytes = json_u64(&stdout, "context_bytes");
-            sample.build_command_ms = json_u64(&stdout, "build_command_ms");
-            sample.up_to_date = Some(stdout.contains("\"up_to_date\": true"));
-            artifact_bytes = json_u64(&stdout, "artifact_bytes");
-            sample.max_rss_kib = std::fs::read_to_string(&rss_file)
-                .ok()
-                .and_then(|s| s.trim().parse().ok());
-        }
+        Way::Dockception | Way::Warm => {}
     }
     Ok((sample, artifact_bytes))
+}
+
+/// A dockception build with plain progress, its `==>` phase lines timed as they arrive
+/// (where the time goes), the figures from its JSON report.
+fn timed_dockception(
+    workload: &Workload,
+    way: Way,
+    command: &mut Command,
+    rss_file: &Path,
+) -> Result<(Sample, Option<u64>), String> {
+    let run = phased::run_phased(command)
+        .map_err(|e| format!("{} / {}: {e}", workload.name, way.title()))?;
+    let stdout = &run.stdout;
+    let sample = Sample {
+        seconds: run.seconds,
+        context_bytes: json_u64(stdout, "context_bytes"),
+        build_command_ms: json_u64(stdout, "build_command_ms"),
+        up_to_date: Some(stdout.contains("\"up_to_date\": true")),
+        max_rss_kib: std::fs::read_to_string(rss_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok()),
+        phases: run.phases.clone(),
+    };
+    Ok((sample, json_u64(stdout, "artifact_bytes")))
 }
 
 /// Remove what the benchmark made: its tags, the images its Dockerfile builds printed, its
@@ -603,7 +738,10 @@ fn clean(leftovers: &Leftovers, bin: &Path, work: &Path) {
     for id in leftovers.images.iter().rev() {
         let _ = Command::new("docker").args(["rmi", id]).output();
     }
-    for workload in [&GO, &LUA] {
+    if let Err(e) = leftovers.build_cache.empty_ours() {
+        eprintln!("warning: {e}");
+    }
+    for workload in WORKLOADS {
         for way in [Way::Dockception, Way::Warm] {
             let dir = work.join(workload.name).join(way.slug());
             if dir.join("dockception.toml").exists() {
@@ -645,9 +783,14 @@ fn capture(command: &mut Command) -> Result<String, String> {
 
 /// `Sending build context to Docker daemon  12.29kB` -> bytes (the CLI's decimal units).
 fn sending_context(line: &str) -> Option<u64> {
-    let size = line
-        .strip_prefix("Sending build context to Docker daemon")?
-        .trim();
+    decimal_size(
+        line.strip_prefix("Sending build context to Docker daemon")?
+            .trim(),
+    )
+}
+
+/// `12.29kB` -> bytes (the Docker CLI's and BuildKit's decimal units).
+fn decimal_size(size: &str) -> Option<u64> {
     let split = size.find(|c: char| c.is_ascii_alphabetic())?;
     let (number, unit) = size.split_at(split);
     let factor = match unit {
@@ -723,7 +866,7 @@ fn machine() -> String {
             .unwrap_or_default()
     };
     format!(
-        "- CPU: {} ({} cores)\n- memory: {}\n- kernel: {}\n- Docker Engine {} ({} storage, classic builder: `DOCKER_BUILDKIT=0`)\n- dockception {} (release build), measured {}\n- load average when the report was written: {} (the machine is shared with other work; the ways are interleaved so they share the noise)\n",
+        "- CPU: {} ({} cores)\n- memory: {}\n- kernel: {}\n- Docker Engine {} ({} storage; the classic builder with `DOCKER_BUILDKIT=0`, its built-in BuildKit with `DOCKER_BUILDKIT=1 /usr/bin/docker build`)\n- dockception {} (release build), measured {}\n- load average when the report was written: {} (the machine is shared with other work; the ways are interleaved so they share the noise)\n",
         sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'"),
         sh("nproc"),
         sh("awk '/MemTotal/ {printf \"%.1f GiB\", $2/1048576}' /proc/meminfo"),
@@ -741,13 +884,15 @@ type Target = (String, String, bool);
 
 fn render(results: &Run, reps: usize) -> String {
     let measured = &results.measured;
+    let classic = if reps > 5 { reps - 1 } else { reps };
     let mut out = String::new();
     let _ = writeln!(
         out,
         "# Benchmarks\n\nWritten by `cargo xtask bench` (xtask/src/bench.rs); rerun it to refresh. Every workload number\n\
-         is a median of {reps} repetitions, all ways measured side by side in the same run, interleaved\n\
-         (rep 1: cold for every way, then no-op for every way, then the change; rep 2: ...). The image\n\
-         measurements (issue 14) say their own counts.\n\n\
+         is a median of {reps} repetitions for BuildKit and dockception ({classic} for the classic builder's ways, which sit\n\
+         out the last one), all ways measured side by side in the same run, interleaved (rep 1: cold for\n\
+         every way, then no-op for every way, then the change; rep 2: ...). The image measurements\n\
+         (issue 14) say their own counts.\n\n\
          ## The machine\n\n{}{}",
         machine(),
         results
@@ -759,27 +904,36 @@ fn render(results: &Run, reps: usize) -> String {
     let _ = writeln!(
         out,
         "## The ways\n\n\
+         - **BuildKit: multi-stage, bind + cache mounts** (the headline peer): `DOCKER_BUILDKIT=1 /usr/bin/docker build` of\n  \
+           `FROM builder AS build` + `RUN --mount=type=bind,target=/src --mount=type=cache,target=CACHE BUILD` (the same\n  \
+           command and cache folder as dockception's manifest), then `FROM scratch` + `COPY --from=build` of the binary.\n\
          - **single-stage Dockerfile**: `FROM` the builder, `COPY . .`, `RUN` the build; the image is the builder plus everything.\n\
          - **multi-stage Dockerfile**: the same stage, then `FROM scratch` + `COPY --from=build` of the binary.\n\
          - **2015/2017 pipeline**: `docker run --rm -v $PWD:/src:ro -v $PWD/out:/out builder sh -c BUILD`, then a Dockerfile\n  \
            and the binary piped as a tar to `docker build -` (no cache volume: the articles had none).\n\
          - **dockception**: `dockception build` with the sources mounted and a `[[cache]]` volume for the compiler's\n  \
-           cache (Go's build cache; the objects of `build.sh`); a fresh builder container per build.\n\
+           cache (Go's build cache; the objects of `build.sh`; cargo's target folder); a fresh builder container per\n  \
+           build (the default). Run with `--progress plain --format json`, its phase lines timed as they arrive.\n\
          - **dockception, warm builder**: the same manifest with `[builder] warm = \"5m\"`: the builder container\n  \
            stays up between builds and a rebuild runs the command in it with `docker exec`.\n\n\
          Scenarios: **cold** = no layer cache (`--no-cache`) and no cache volume nor warm builder (`dockception\n\
-         clean --caches`, then `build --force`); **no-op** = the same build again, nothing changed; **one-line change** = one line of\n\
-         one source file rewritten, then rebuilt. Times are wall-clock, process start to exit.\n"
+         clean --caches`, then `build --force`; for BuildKit, every build cache record the bench made, cache mounts\n\
+         included, pruned with `docker builder prune --filter id=`, records that were there before left alone);\n\
+         **no-op** = the same build again, nothing changed; **one-line change** = one line of one source file\n\
+         rewritten to a value never used before (`bench-<run nonce>-<rep>`: BuildKit's cache is content-addressed),\n\
+         then rebuilt. Times are wall-clock, process start to exit.\n"
     );
     let mut targets: Vec<Target> = Vec::new();
     for m in measured {
         let w = m.workload;
         let _ = writeln!(out, "## Workload: {}\n\n{}\n", w.name, w.what);
+        out.push_str(&buildkit::headline(m, &mut targets));
+        let _ = writeln!(out, "**Every way:**\n");
         let _ = writeln!(
             out,
             "| way | cold | no-op | one-line change | image size | build context sent |\n|---|---:|---:|---:|---:|---:|"
         );
-        for way in WAYS {
+        for &way in w.ways {
             let med = |s: Scenario| seconds_of(&m.results[&(way, s)]);
             let context = m.results[&(way, Scenario::Cold)]
                 .iter()
@@ -802,8 +956,11 @@ fn render(results: &Run, reps: usize) -> String {
             "\n**dockception's time as a fraction of each peer's** (below 1 is faster; `0.10x` = ten times faster):\n\n\
              | dockception | against | cold | no-op | one-line change |\n|---|---|---:|---:|---:|"
         );
-        for ours in [Way::Dockception, Way::Warm] {
-            for way in [Way::Single, Way::Multi, Way::Pipeline] {
+        for ours in [Way::Dockception, Way::Warm]
+            .into_iter()
+            .filter(|ours| w.ways.contains(ours))
+        {
+            for &way in w.ways.iter().filter(|w| !w.is_dockception()) {
                 let ratio = |s: Scenario| {
                     seconds_of(&m.results[&(ours, s)]) / seconds_of(&m.results[&(way, s)])
                 };
@@ -827,6 +984,7 @@ fn render(results: &Run, reps: usize) -> String {
         let mut overheads = BTreeMap::new();
         for (ours, s) in [Way::Dockception, Way::Warm]
             .into_iter()
+            .filter(|ours| w.ways.contains(ours))
             .flat_map(|w| SCENARIOS.into_iter().map(move |s| (w, s)))
         {
             let samples = &m.results[&(ours, s)];
@@ -874,7 +1032,8 @@ fn render(results: &Run, reps: usize) -> String {
             secs(floor),
             m.floor.len()
         );
-        let samples: String = WAYS
+        let samples: String = w
+            .ways
             .iter()
             .flat_map(|way| SCENARIOS.iter().map(move |s| (*way, *s)))
             .map(|(way, s)| {
@@ -895,7 +1054,11 @@ fn render(results: &Run, reps: usize) -> String {
             "\n<details><summary>every sample (seconds)</summary>\n\n| way | scenario | samples |\n|---|---|---|\n{samples}\n</details>\n"
         );
         let multi = |s| seconds_of(&m.results[&(Way::Multi, s)]);
-        for ours in [Way::Dockception, Way::Warm] {
+        let issue_14 = w.ways.contains(&Way::Multi);
+        for ours in [Way::Dockception, Way::Warm]
+            .into_iter()
+            .filter(|_| issue_14)
+        {
             let d = |s| seconds_of(&m.results[&(ours, s)]);
             let who = if ours == Way::Warm {
                 format!("{} (warm builder)", w.name)
@@ -963,8 +1126,14 @@ fn render(results: &Run, reps: usize) -> String {
             if met { "yes" } else { "**no**" }
         );
     }
-    if !measured.is_empty() {
+    if measured
+        .iter()
+        .any(|m| m.workload.ways.contains(&Way::Multi))
+    {
         out.push_str(NOTES);
+    }
+    if !measured.is_empty() {
+        out.push_str(buildkit::NOTES);
     }
     out
 }
@@ -991,6 +1160,37 @@ const NOTES: &str = r#"
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn renders_a_workload_measured_with_only_some_ways() {
+        let workload = buildkit::headline_ways(&RUST);
+        let mut results = Results::new();
+        for &way in workload.ways {
+            for s in SCENARIOS {
+                let sample = Sample {
+                    seconds: 1.0,
+                    build_command_ms: way.is_dockception().then_some(500),
+                    phases: vec![(0.1, "building in rust:local".into())],
+                    ..Default::default()
+                };
+                results.insert((way, s), vec![sample]);
+            }
+        }
+        let run = Run {
+            measured: vec![Measured {
+                workload,
+                floor: vec![1.0],
+                results,
+                image_bytes: workload.ways.iter().map(|w| (*w, 1000)).collect(),
+                artifact_bytes: 1000,
+            }],
+            ..Default::default()
+        };
+        let markdown = render(&run, 6);
+        assert!(markdown.contains("| one-line change | 1.00 s | 1.00 s | 1.000x |"));
+        assert!(markdown.contains("**no**"), "{markdown}");
+        assert!(!markdown.contains("warm builder (`warm"), "{markdown}");
+    }
 
     #[test]
     fn parses_what_the_tools_print() {

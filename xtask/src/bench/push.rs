@@ -156,7 +156,7 @@ pub(super) fn measure_push(
     let mut changes = Vec::new();
     for rep in 1..=reps {
         eprintln!("==> push: one-line change {rep}/{reps}, pushed again");
-        one_line_change(&dir.join(GO.change_file), rep)?;
+        one_line_change(&dir.join(GO.change_file), &format!("bench-{rep}"))?;
         changes.push(push()?);
     }
     let _ = quiet(
