@@ -7,7 +7,9 @@
 //! `endpoint` (which engine: `DOCKER_HOST`, a Docker context or the local socket), `connect`
 //! (the connection, TLS, and the engine's version), `ssh` (`ssh://` engines), `images`, `volumes` (cache volumes),
 //! `containers` (one-shot containers: the builder and its helpers), `warm` (the kept builder),
-//! `files` (reading an image's files), `cleanup` (what a run or a crash leaves) and `owner`
+//! `files` (reading an image's files), `mode` (whether the engine sees this machine's
+//! files), `sync` and `remote` (sources in volumes, outputs read back, for an engine that does
+//! not), `cleanup` (what a run or a crash leaves) and `owner`
 //! (which leftovers may go, from labels alone).
 
 mod cleanup;
@@ -17,8 +19,11 @@ mod endpoint;
 mod error;
 mod files;
 mod images;
+pub(crate) mod mode;
 pub(crate) mod owner;
+mod remote;
 mod ssh;
+pub(crate) mod sync;
 mod volumes;
 mod warm;
 
@@ -46,6 +51,10 @@ pub struct Engine {
     /// do never waits for it (`/version` takes ~10 ms, most of a no-op build); anything that
     /// creates something waits for it first.
     api_version: tokio::sync::Mutex<connect::ApiVersion>,
+    /// What decides whether the engine sees this machine's files, set before the first build.
+    mode_setting: Mutex<Option<mode::ModeSetting>>,
+    /// That decision, made once per run when first needed.
+    mode: tokio::sync::OnceCell<mode::Decided>,
 }
 
 /// What the base image runs by default (what an init wraps when the manifest names no program).

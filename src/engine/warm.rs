@@ -10,6 +10,7 @@ use bollard::models::{ContainerCreateBody, ExecConfig};
 
 use super::containers::{builder_body, env_lines, millis_since, TAIL_LINES};
 use super::error::{daemon_message, docker_error, status_code, Answer, On};
+use super::mode::Mode;
 use super::{BuilderExit, Engine, ImageFacts, Result, WarmRun};
 use crate::plan::secrets::Resolved;
 use crate::plan::Plan;
@@ -48,7 +49,14 @@ impl Engine {
             ));
         };
         self.hide_in_output(secrets);
-        let (name, body) = warm_body(plan, output_dir, output_identity, secrets, image, warm_secs)?;
+        let mode = self.mode_now();
+        if mode == Mode::Remote {
+            return Ok(WarmRun::Unavailable(
+                "the warm builder is not used on a remote engine yet".into(),
+            ));
+        }
+        let (name, body) =
+            warm_body(plan, output_dir, output_identity, secrets, image, warm_secs, mode)?;
         match self
             .ensure_warm_container(&name, body, &plan.builder.image)
             .await?
@@ -201,8 +209,9 @@ fn warm_body(
     secrets: &Resolved,
     image: &ImageFacts,
     warm_secs: u64,
+    mode: Mode,
 ) -> Result<(String, ContainerCreateBody)> {
-    let mut body = builder_body(plan, output_dir, secrets, false)?;
+    let mut body = builder_body(plan, output_dir, secrets, false, mode)?;
     body.entrypoint = Some(vec!["/bin/sh".into(), "-c".into()]);
     body.cmd = Some(vec![idle_script(warm_secs)]);
     if let Some(host) = body.host_config.as_mut() {
@@ -306,7 +315,7 @@ mod tests {
             files: vec![],
         };
         let name = |plan: &Plan, image: &ImageFacts| {
-            warm_body(plan, Path::new("/o"), "1:2", &secrets, image, 60)
+            warm_body(plan, Path::new("/o"), "1:2", &secrets, image, 60, Mode::Local)
                 .expect("a body")
                 .0
         };
@@ -317,7 +326,8 @@ mod tests {
             assert_eq!(name(&plan, &image), first);
         }
         let (_, body) =
-            warm_body(&plan, Path::new("/o"), "1:2", &secrets, &image, 60).expect("a body");
+            warm_body(&plan, Path::new("/o"), "1:2", &secrets, &image, 60, Mode::Local)
+                .expect("a body");
         assert!(!format!("{:?}", body.env).contains("secret-value"));
         assert_eq!(body.host_config.and_then(|h| h.auto_remove), Some(true));
         let other_image = ImageFacts {

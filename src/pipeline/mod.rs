@@ -15,6 +15,7 @@ mod review;
 mod runtime;
 mod schedule;
 mod shared_libs;
+mod source_sync;
 mod target;
 mod up_to_date;
 
@@ -92,6 +93,7 @@ pub async fn build_if_changed(
     // build's, for the same inputs), so nothing is skipped as up to date then.
     let force = force || !destinations.only_load(plans);
     let mut secrets = resolve_secrets(plans)?;
+    configure_mode(engine, plans);
     let before = Tracked::now(engine);
     let mut schedule = schedule::Schedule::of(&plans.targets);
     let mut outputs = Outputs::new();
@@ -135,6 +137,24 @@ pub async fn build_if_changed(
     }
     never_started(plans, &schedule)?;
     Ok(reports.into_iter().flatten().collect())
+}
+
+/// Tell the engine what decides whether it sees this machine's files (asked only when a
+/// target builds, so a run with nothing to do asks nothing).
+fn configure_mode(engine: &Engine, plans: &PlanSet) {
+    let Some(first) = plans.targets.first() else {
+        return;
+    };
+    let project_dir = first
+        .blobs_dir
+        .parent()
+        .map_or_else(|| first.out_dir.clone(), std::path::Path::to_path_buf);
+    engine.configure_mode(crate::engine::mode::ModeSetting {
+        mode: plans.engine.mode,
+        set_by: plans.engine.set_by.clone(),
+        project_dir,
+        project: plans.project.clone(),
+    });
 }
 
 /// With several targets, an error names the target it happened in.

@@ -18,6 +18,7 @@ mod libs;
 mod manifest;
 mod manifest_input;
 mod report;
+mod remote;
 mod reproducible;
 mod runtime_steps;
 mod safety;

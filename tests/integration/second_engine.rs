@@ -107,7 +107,7 @@ fi
 exec chroot "$R" /usr/sbin/dockerd -H unix:///run/dcpt/docker.sock -H unix:///run/docker.sock \
     -H tcp://0.0.0.0:2376 --tlsverify --tlscacert=/run/dcpt/server/ca.pem \
     --tlscert=/run/dcpt/server/cert.pem --tlskey=/run/dcpt/server/key.pem \
-    --storage-driver=vfs --iptables=false --ip6tables=false --ip-masq=false \
+    --storage-driver=overlay2 --iptables=false --ip6tables=false --ip-masq=false \
     --cgroup-parent="/$CG" --pidfile=/run/docker.pid --exec-root=/run/docker-exec
 "#;
 
