@@ -78,32 +78,12 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn atomic_writes_replace_whole_files() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("report.json");
-        write_atomic(&path, b"{\"first\":1}").expect("write");
-        write_atomic(&path, b"{\"second\":2}").expect("write");
-        assert_eq!(std::fs::read(&path).expect("read"), b"{\"second\":2}");
-        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1);
-        let e = write_atomic(&dir.path().join("no/such/report.json"), b"x").expect_err("fails");
-        assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
-    }
-
-    #[test]
-    fn hex_is_lowercase_two_digits_a_byte() {
-        assert_eq!(hex(&[0x00, 0x0f, 0xab, 0xff]), "000fabff");
-    }
-}
-
 /// What `write` writes, as a stream of 256 KiB chunks: it runs on a blocking thread, and waits
 /// while the reader is behind, so nothing is held whole in memory. An error of `write` ends the
 /// stream as its last item; a reader that went away (the daemon hung up) ends `write`.
-pub(crate) fn stream_written<F>(write: F) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static
+pub(crate) fn stream_written<F>(
+    write: F,
+) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static
 where
     F: FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + Send + 'static,
 {
@@ -122,7 +102,8 @@ where
     tokio_stream::wrappers::ReceiverStream::new(receiver)
 }
 
-const CHUNK: usize = 256 * 1024;
+/// The size of the chunks [`stream_written`] sends.
+pub(crate) const CHUNK: usize = 256 * 1024;
 
 struct ChannelWriter {
     sender: tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
@@ -146,9 +127,30 @@ impl std::io::Write for ChannelWriter {
             &mut self.buffer,
             Vec::with_capacity(CHUNK),
         ));
-        self.sender
-            .blocking_send(Ok(chunk))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the engine stopped reading"))
+        self.sender.blocking_send(Ok(chunk)).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the engine stopped reading")
+        })
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_writes_replace_whole_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("report.json");
+        write_atomic(&path, b"{\"first\":1}").expect("write");
+        write_atomic(&path, b"{\"second\":2}").expect("write");
+        assert_eq!(std::fs::read(&path).expect("read"), b"{\"second\":2}");
+        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1);
+        let e = write_atomic(&dir.path().join("no/such/report.json"), b"x").expect_err("fails");
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
+    }
+
+    #[test]
+    fn hex_is_lowercase_two_digits_a_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xab, 0xff]), "000fabff");
+    }
+}

@@ -48,7 +48,32 @@ impl Engine {
         let body = builder_body(plan, output_dir, secrets, true, Mode::Local)?;
         let name = unique_name("dockception-build", &plan.project);
         let action = format!("creating the builder container for {}", plan.builder.image);
-        self.run_container(&name, body, action, progress).await
+        self.run_container(&name, body, action, progress)
+            .await
+            .map_err(|e| self.unless_blind(e))
+    }
+
+    /// `e`, or, when it says the engine's host has no such folder to bind-mount, the error
+    /// that says the engine cannot see this machine's files (and a kept probe answer is
+    /// forgotten, so the next build asks again).
+    pub(super) fn unless_blind(&self, e: Error) -> Error {
+        let message = match &e {
+            Error::Container { message, .. }
+                if message.contains("bind source path does not exist") =>
+            {
+                message.clone()
+            }
+            _ => return e,
+        };
+        self.forget_mode();
+        Error::CannotSeeFiles {
+            host: self.host.clone(),
+            why: self
+                .mode
+                .get()
+                .map_or_else(|| "the default".to_string(), |d| d.why.clone()),
+            message,
+        }
     }
 
     /// From now on, the builder's output shows `***` for each of the secrets' values.

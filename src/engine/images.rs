@@ -13,8 +13,8 @@ use futures_util::{Stream, StreamExt};
 use indicatif::ProgressBar;
 
 use super::containers::{bind_mount, labels, unique_name};
-use super::mode::Mode;
 use super::error::{daemon_message, docker_error, is_connection_lost, Answer, On};
+use super::mode::Mode;
 use super::{
     BaseConfig, BuilderExit, Change, ChangeKind, Engine, Error, HistoryStep, ImageDetails,
     ImageFacts, Result,

@@ -29,6 +29,11 @@ mod warm;
 
 pub use error::{Error, Result};
 
+/// The address of the engine the docker CLI's settings choose (nothing is connected).
+pub(crate) fn configured_host() -> Result<String> {
+    Ok(endpoint::resolve(&endpoint::Settings::from_process())?.host)
+}
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 

@@ -35,16 +35,6 @@ pub(crate) enum Mode {
     Remote,
 }
 
-impl Mode {
-    /// `local` or `remote`.
-    pub(crate) fn word(self) -> &'static str {
-        match self {
-            Mode::Local => "local",
-            Mode::Remote => "remote",
-        }
-    }
-}
-
 /// What decides the mode, handed over before the first build ([`Engine::configure_mode`]).
 #[derive(Debug, Clone)]
 pub(crate) struct ModeSetting {
@@ -142,7 +132,7 @@ impl Engine {
         if let Some(mode) = fixed {
             return Ok(Decided {
                 mode,
-                why: format!("set by {}", setting.set_by),
+                why: setting.set_by.clone(),
             });
         }
         if let Some(mode) = cached_mode(&setting.project_dir, &self.host) {
@@ -298,7 +288,10 @@ mod tests {
         assert_eq!(cached_mode(dir.path(), "unix:///a.sock"), None);
         write_cache(dir.path(), "unix:///a.sock", Some(Mode::Remote));
         write_cache(dir.path(), "unix:///b.sock", Some(Mode::Local));
-        assert_eq!(cached_mode(dir.path(), "unix:///a.sock"), Some(Mode::Remote));
+        assert_eq!(
+            cached_mode(dir.path(), "unix:///a.sock"),
+            Some(Mode::Remote)
+        );
         assert_eq!(cached_mode(dir.path(), "unix:///b.sock"), Some(Mode::Local));
         write_cache(dir.path(), "unix:///a.sock", None);
         assert_eq!(cached_mode(dir.path(), "unix:///a.sock"), None);

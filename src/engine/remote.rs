@@ -58,11 +58,12 @@ impl Engine {
         secrets: &Resolved,
         output: bool,
     ) -> Result<()> {
-        let tar = prepared_tar(plan, secrets, output)
-            .map_err(|e| On::Container(name).error(
+        let tar = prepared_tar(plan, secrets, output).map_err(|e| {
+            On::Container(name).error(
                 format!("preparing the output folder and secrets of container {name}"),
                 e.to_string(),
-            ))?;
+            )
+        })?;
         let options = UploadToContainerOptionsBuilder::new().path("/").build();
         self.docker
             .upload_to_container(name, Some(options), bollard::body_full(tar.into()))
@@ -101,7 +102,11 @@ fn prepared_tar(plan: &Plan, secrets: &Resolved, output: bool) -> std::io::Resul
         header.set_gid(gid);
         header.set_mode(if owner.is_some() { 0o400 } else { 0o444 });
         header.set_size(content.len() as u64);
-        builder.append_data(&mut header, file.target.trim_start_matches('/'), &content[..])?;
+        builder.append_data(
+            &mut header,
+            file.target.trim_start_matches('/'),
+            &content[..],
+        )?;
     }
     builder.into_inner()
 }

@@ -123,7 +123,9 @@ impl Engine {
             let options = DownloadFromContainerOptionsBuilder::default()
                 .path(&path)
                 .build();
-            let mut download = self.docker.download_from_container(&helper.name, Some(options));
+            let mut download = self
+                .docker
+                .download_from_container(&helper.name, Some(options));
             let mut tar = Vec::new();
             let mut missing = false;
             while let Some(chunk) = download.next().await {
@@ -190,7 +192,10 @@ impl Engine {
             .upload_to_container(&helper.name, Some(options), bollard::body_try_stream(tar))
             .await
             .doing(On::Container(&helper.name), || {
-                format!("sending the sources into volumes {}", helper.volumes.join(", "))
+                format!(
+                    "sending the sources into volumes {}",
+                    helper.volumes.join(", ")
+                )
             })
     }
 
@@ -265,7 +270,10 @@ impl Engine {
         .and_then(|r| r);
         unpacked.map_err(|e| {
             On::Container(name).error(
-                format!("reading {path} of container {name} back into {}", dest.display()),
+                format!(
+                    "reading {path} of container {name} back into {}",
+                    dest.display()
+                ),
                 e.to_string(),
             )
         })

@@ -298,6 +298,8 @@ fn stream_tar(
 }
 
 pub(crate) use crate::fsutil::stream_written;
+#[cfg(test)]
+use crate::fsutil::CHUNK;
 
 struct CountingWriter<W> {
     inner: W,

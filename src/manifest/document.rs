@@ -87,9 +87,7 @@ pub struct EngineTable {
 }
 
 /// Whether the engine sees this machine's files (see [`EngineTable::mode`]).
-#[derive(
-    Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq, Eq, serde::Serialize,
-)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EngineMode {
     /// Ask the engine (a probe at the first build, its answer kept).

@@ -157,6 +157,40 @@ fn configure_mode(engine: &Engine, plans: &PlanSet) {
     });
 }
 
+/// For `dockception plan`: with `auto`, what the last probe of the configured engine found, if
+/// one was kept (nothing is asked).
+pub(crate) fn known_engine_mode(plans: &mut PlanSet) {
+    use crate::engine::mode::{cached_mode, Mode, MODE_CACHE_FILE};
+    if plans.engine.mode != crate::manifest::EngineMode::Auto {
+        return;
+    }
+    let Some(first) = plans.targets.first() else {
+        return;
+    };
+    let Some(project_dir) = first.blobs_dir.parent() else {
+        return;
+    };
+    let Ok(host) = crate::engine::configured_host() else {
+        return;
+    };
+    match cached_mode(project_dir, &host) {
+        Some(mode) => {
+            plans.engine.mode = match mode {
+                Mode::Local => crate::manifest::EngineMode::Local,
+                Mode::Remote => crate::manifest::EngineMode::Remote,
+            };
+            plans.engine.set_by = format!(
+                "auto: the kept answer of a probe of {host}, in {}",
+                project_dir.join(MODE_CACHE_FILE).display()
+            );
+        }
+        None => {
+            plans.engine.set_by =
+                format!("the first build asks {host} whether it sees this folder");
+        }
+    }
+}
+
 /// With several targets, an error names the target it happened in.
 fn in_target(plans: &PlanSet, target: &str, e: Error) -> Error {
     if plans.targets.len() > 1 {

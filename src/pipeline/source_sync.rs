@@ -216,7 +216,10 @@ async fn send(
         });
         summary.volumes.push(volume);
     }
-    let sent = upload(engine, plan, &helper, sends, &deletes, &changed, &token, progress).await;
+    let sent = upload(
+        engine, plan, &helper, sends, &deletes, &changed, &token, progress,
+    )
+    .await;
     let closed = engine.close_sync(helper).await;
     let sizes = sent?;
     closed?;
@@ -286,6 +289,16 @@ async fn upload(
             sizes[send.entry.mount] += bytes;
         }
     }
+    progress.phase(&format!(
+        "sending {} path(s) ({}) into {}",
+        sends.len(),
+        human(sizes.iter().sum()),
+        changed
+            .iter()
+            .map(|&i| plan.source_volume(i))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
     let (markers, token) = (changed.to_vec(), token.to_string());
     let tar = crate::fsutil::stream_written(move |out| {
         let mut builder = tar::Builder::new(out);
@@ -429,7 +442,9 @@ mod tests {
 
     #[test]
     fn deleting_a_folder_covers_what_it_held() {
-        let paths = ["a", "a/b", "a/b/c", "ab", "c/d"].map(String::from).to_vec();
+        let paths = ["a", "a/b", "a/b/c", "ab", "c/d"]
+            .map(String::from)
+            .to_vec();
         assert_eq!(topmost(paths), ["a", "ab", "c/d"]);
     }
 

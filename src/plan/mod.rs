@@ -115,8 +115,8 @@ pub struct PlanSet {
 pub struct EnginePlan {
     /// `auto`, `local` or `remote`.
     pub mode: manifest::EngineMode,
-    /// The setting that chose it: `--engine-mode`, `[engine] mode at FILE:LINE:COLUMN`, or
-    /// `the default`.
+    /// The setting that chose it, in words: `set by --engine-mode`, `set by [engine] mode at
+    /// FILE:LINE:COLUMN`, or `the default: …`.
     pub set_by: String,
 }
 
@@ -124,7 +124,8 @@ impl Default for EnginePlan {
     fn default() -> Self {
         EnginePlan {
             mode: manifest::EngineMode::Auto,
-            set_by: "the default".into(),
+            set_by: "the default: the first build asks the engine whether it sees this folder"
+                .into(),
         }
     }
 }

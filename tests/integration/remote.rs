@@ -53,7 +53,7 @@ fn last_sync(dir: &Path, target: &str) -> serde_json::Value {
     let path = if target == "default" {
         dir.join(".dockception/sync/last.json")
     } else {
-        dir.join(format!(".dockception/{target}/sync/last.json"))
+        dir.join(format!(".dockception/targets/{target}/sync/last.json"))
     };
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_slice(&bytes).expect("JSON")
@@ -98,7 +98,11 @@ fn hello_c_syncs_its_sources_builds_and_runs_on_an_engine_that_cannot_see_them()
     // The image is the remote engine's, and runs there.
     let ran = engine.docker(&["run", "--rm", &tag]);
     assert!(ran.status.success(), "{}", text(&ran.stderr));
-    assert!(text(&ran.stdout).contains("Hello, world"), "{}", text(&ran.stdout));
+    assert!(
+        text(&ran.stdout).contains("Hello, world"),
+        "{}",
+        text(&ran.stdout)
+    );
     assert!(!image_exists(&tag), "the local engine got the image");
 
     // A one-line change sends that one file.
@@ -112,15 +116,29 @@ fn hello_c_syncs_its_sources_builds_and_runs_on_an_engine_that_cannot_see_them()
     assert_eq!(volume["sent_files"], 1, "{sync}");
     assert_eq!(volume["sent"], serde_json::json!(["hello.c"]), "{sync}");
     let ran = engine.docker(&["run", "--rm", &tag]);
-    assert!(text(&ran.stdout).contains("Hello again, world"), "{}", text(&ran.stdout));
+    assert!(
+        text(&ran.stdout).contains("Hello again, world"),
+        "{}",
+        text(&ran.stdout)
+    );
 
     // A deleted file goes from the volume too: the build lists /src.
     std::fs::write(dir.path().join("src/extra.h"), "/* extra */\n").expect("write");
     succeeded(&on(&host, dir.path(), &["build", "-t", &tag]));
-    let volume_name = sync["volumes"][0]["volume"].as_str().expect("name").to_string();
+    let volume_name = sync["volumes"][0]["volume"]
+        .as_str()
+        .expect("name")
+        .to_string();
     let listed = |engine: &SecondEngine| {
         let out = engine.docker(&[
-            "run", "--rm", "-v", &format!("{volume_name}:/v:ro"), "gcc:local", "ls", "-a", "/v",
+            "run",
+            "--rm",
+            "-v",
+            &format!("{volume_name}:/v:ro"),
+            "gcc:local",
+            "ls",
+            "-a",
+            "/v",
         ]);
         text(&out.stdout)
     };
@@ -128,8 +146,251 @@ fn hello_c_syncs_its_sources_builds_and_runs_on_an_engine_that_cannot_see_them()
     std::fs::remove_file(dir.path().join("src/extra.h")).expect("rm");
     succeeded(&on(&host, dir.path(), &["build", "-t", &tag]));
     let sync = last_sync(dir.path(), "default");
-    assert_eq!(sync["volumes"][0]["deleted"], serde_json::json!(["extra.h"]), "{sync}");
+    assert_eq!(
+        sync["volumes"][0]["deleted"],
+        serde_json::json!(["extra.h"]),
+        "{sync}"
+    );
     assert_eq!(sync["volumes"][0]["sent_files"], 0, "{sync}");
     let now = listed(&engine);
     assert!(!now.contains("extra.h") && now.contains("hello.c"), "{now}");
+}
+
+/// Volumes of the project in `dir` on `engine`.
+fn remote_volumes(engine: &SecondEngine, dir: &Path) -> Vec<String> {
+    let filter = format!("label=dockception.project={}", project_label(dir));
+    let out = engine.docker(&["volume", "ls", "--filter", &filter, "--format", "{{.Name}}"]);
+    text(&out.stdout).lines().map(str::to_string).collect()
+}
+
+#[test]
+fn go_and_a_multi_target_manifest_build_there_plan_says_remote_and_clean_keeps_the_sources() {
+    let Some(engine) = engine_with_images(&["golang:local", "busybox:local"]) else {
+        return;
+    };
+    let host = engine.socket.clone();
+
+    let go = example("hello-go");
+    let tag = format!("{}:1", unique_token("remote-hello-go"));
+    let plan = succeeded_stdout(&on(&host, go.path(), &["plan"]));
+    assert!(
+        plan.contains("the first build asks") && plan.contains(&host),
+        "{plan}"
+    );
+    succeeded(&on(&host, go.path(), &["build", "-t", &tag]));
+    let ran = engine.docker(&["run", "--rm", &tag]);
+    assert!(ran.status.success(), "{}", text(&ran.stderr));
+    assert!(!text(&ran.stdout).is_empty());
+    // The probe's answer is kept: plan says remote without asking, and names the volume.
+    let plan = succeeded_stdout(&on(&host, go.path(), &["plan"]));
+    assert!(
+        plan.contains("engine    remote") && plan.contains("synced into volume dockception-src-"),
+        "{plan}"
+    );
+    let json = succeeded_stdout(&on(&host, go.path(), &["plan", "--format", "json"]));
+    let json: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(json["engine"]["mode"], "remote", "{json}");
+    // A manifest setting wins over the probe, and says where it is.
+    let local = on(&host, go.path(), &["plan", "--engine-mode", "local"]);
+    assert!(succeeded_stdout(&local).contains("local, sources bind-mounted (set by --engine-mode)"));
+
+    // Plain clean keeps the synced sources and the cache; --caches removes both.
+    let volumes = remote_volumes(&engine, go.path());
+    assert!(
+        volumes.iter().any(|v| v.starts_with("dockception-src-")),
+        "{volumes:?}"
+    );
+    let kept = succeeded_stdout(&on(&host, go.path(), &["clean"]));
+    assert_eq!(remote_volumes(&engine, go.path()), volumes, "{kept}");
+    succeeded(&on(&host, go.path(), &["clean", "--caches"]));
+    assert_eq!(remote_volumes(&engine, go.path()), Vec::<String>::new());
+    // The next build sends everything again.
+    std::fs::write(
+        go.path().join("main.go"),
+        std::fs::read_to_string(go.path().join("main.go")).expect("main.go") + "\n",
+    )
+    .expect("write");
+    succeeded(&on(&host, go.path(), &["build", "-t", &tag]));
+    assert_eq!(last_sync(go.path(), "default")["volumes"][0]["full"], true);
+    succeeded(&on(&host, go.path(), &["clean", "--caches"]));
+
+    // Two images from one manifest, one taking the other's artifacts, both run there.
+    let multi = example("compilation-images");
+    let token = unique_token("remote-multi");
+    let set = format!("TAG={token}");
+    succeeded(&on(&host, multi.path(), &["build", "--set", &set]));
+    for image in [
+        format!("compilation-build:{token}"),
+        format!("compilation:{token}"),
+    ] {
+        let ran = engine.docker(&["run", "--rm", &image]);
+        assert!(ran.status.success(), "{image}: {}", text(&ran.stderr));
+    }
+    assert_eq!(last_sync(multi.path(), "build")["volumes"][0]["full"], true);
+    succeeded(&on(&host, multi.path(), &["clean", "--caches"]));
+}
+
+fn succeeded_stdout(out: &Output) -> String {
+    succeeded(out);
+    text(&out.stdout)
+}
+
+/// A busybox project whose build lists its sources and reads a secret file, with a runtime step.
+const STEPS: &str = r#"[builder]
+image = "busybox:local"
+workdir = "/src"
+run = "cat /run/secrets/token > /out/seen-secret; ls -R /src > /out/listing; cp /src/app.sh /out/app"
+
+[builder.secrets]
+token = "secret.txt"
+
+[[mount]]
+source = "src"
+target = "/src"
+
+[artifacts]
+include = ["app", "listing", "seen-secret"]
+
+[runtime]
+base = "busybox:local"
+run = ["cp /artifacts/app /bin/app && chmod 755 /bin/app"]
+entrypoint = ["/bin/app"]
+
+[image]
+tags = ["TAG"]
+"#;
+
+#[test]
+fn runtime_steps_and_secret_files_work_there_and_the_secret_stays_out_of_volumes() {
+    let Some(engine) = engine_with_images(&["busybox:local"]) else {
+        return;
+    };
+    let dir = project("remote-steps");
+    let tag = format!("{}:1", unique_token("remote-steps"));
+    write_files(
+        dir.path(),
+        &[
+            ("dockception.toml", &STEPS.replace("TAG", &tag)),
+            ("secret.txt", "s3cr3t-value\n"),
+            ("src/app.sh", "#!/bin/sh\necho steps ran remotely\n"),
+            ("src/deep/one.txt", "1\n"),
+        ],
+    );
+    let host = engine.socket.clone();
+    succeeded(&on(&host, dir.path(), &["build"]));
+    let ran = engine.docker(&["run", "--rm", &tag]);
+    assert!(
+        text(&ran.stdout).contains("steps ran remotely"),
+        "{}",
+        text(&ran.stderr)
+    );
+    let last = dir.path().join(".dockception/last");
+    assert_eq!(
+        std::fs::read_to_string(last.join("seen-secret")).expect("seen"),
+        "s3cr3t-value\n"
+    );
+    assert!(std::fs::read_to_string(last.join("listing"))
+        .expect("listing")
+        .contains("one.txt"));
+    // No volume holds the secret.
+    for volume in remote_volumes(&engine, dir.path()) {
+        let out = engine.docker(&[
+            "run",
+            "--rm",
+            "-v",
+            &format!("{volume}:/v:ro"),
+            "busybox:local",
+            "grep",
+            "-r",
+            "s3cr3t",
+            "/v",
+        ]);
+        assert!(
+            !out.status.success(),
+            "volume {volume} holds the secret: {}",
+            text(&out.stdout)
+        );
+    }
+    // Again in the warm builder: the secret is there for the exec only.
+    let manifest = STEPS
+        .replace("TAG", &tag)
+        .replace("[builder.secrets]", "warm = \"60s\"\n\n[builder.secrets]");
+    std::fs::write(dir.path().join("dockception.toml"), manifest).expect("write");
+    for round in ["warm once", "warm again"] {
+        std::fs::write(
+            dir.path().join("src/app.sh"),
+            format!("#!/bin/sh\necho {round}\n"),
+        )
+        .expect("write");
+        let stderr = succeeded(&on(&host, dir.path(), &["build"]));
+        assert!(!stderr.contains("no warm builder"), "{stderr}");
+        let ran = engine.docker(&["run", "--rm", &tag]);
+        assert!(text(&ran.stdout).contains(round), "{}", text(&ran.stdout));
+        assert_eq!(
+            std::fs::read_to_string(last.join("seen-secret")).expect("seen"),
+            "s3cr3t-value\n"
+        );
+    }
+    let warm = engine.docker(&["ps", "-q", "--filter", "label=dockception.warm"]);
+    let warm = text(&warm.stdout).trim().to_string();
+    assert!(!warm.is_empty(), "no warm builder runs");
+    let left = engine.docker(&["exec", &warm, "ls", "/run/secrets"]);
+    assert!(
+        !text(&left.stdout).contains("token"),
+        "{}",
+        text(&left.stdout)
+    );
+    let _ = engine.docker(&["rm", "-f", &warm]);
+    succeeded(&on(&host, dir.path(), &["clean", "--caches"]));
+}
+
+#[test]
+fn an_interrupted_sync_is_not_taken_as_complete() {
+    let Some(engine) = engine_with_images(&["busybox:local"]) else {
+        return;
+    };
+    let dir = project("remote-interrupt");
+    let tag = format!("{}:1", unique_token("remote-interrupt"));
+    write_files(
+        dir.path(),
+        &[
+            ("dockception.toml", &STEPS.replace("TAG", &tag)),
+            ("secret.txt", "x\n"),
+            ("src/app.sh", "#!/bin/sh\necho first\n"),
+        ],
+    );
+    let host = engine.socket.clone();
+    succeeded(&on(&host, dir.path(), &["build"]));
+    // A large file makes the next sync long enough to interrupt once it started.
+    std::fs::write(dir.path().join("src/big.bin"), noise(512 << 20, 7)).expect("write");
+    std::fs::write(dir.path().join("src/app.sh"), "#!/bin/sh\necho second\n").expect("write");
+    let running = Running::start(
+        &["build", "--progress", "plain"],
+        dir.path(),
+        &[("DOCKER_HOST", host.as_str())],
+    );
+    // Once the upload started: the volume's marker says a sync is under way.
+    running.wait_for("sending ", 120);
+    running.signal(rustix::process::Signal::INT);
+    let (code, _, stderr) = running.finish(120);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(
+        !stderr.contains("synced "),
+        "the sync finished before the interrupt: {stderr}"
+    );
+    // The next build cannot trust the volume: it sends everything, and the build sees it all.
+    std::fs::remove_file(dir.path().join("src/big.bin")).expect("rm");
+    succeeded(&on(&host, dir.path(), &["build"]));
+    let sync = last_sync(dir.path(), "default");
+    assert_eq!(sync["volumes"][0]["full"], true, "{sync}");
+    let ran = engine.docker(&["run", "--rm", &tag]);
+    assert!(
+        text(&ran.stdout).contains("second"),
+        "{}",
+        text(&ran.stdout)
+    );
+    let listing =
+        std::fs::read_to_string(dir.path().join(".dockception/last/listing")).expect("listing");
+    assert!(!listing.contains("big.bin"), "{listing}");
+    succeeded(&on(&host, dir.path(), &["clean", "--caches"]));
 }

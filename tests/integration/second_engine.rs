@@ -114,6 +114,10 @@ exec chroot "$R" /usr/sbin/dockerd -H unix:///run/dcpt/docker.sock -H unix:///ru
 impl SecondEngine {
     /// Make the namespace, the certificates and start the engine; waits until it answers.
     pub fn start(options: SecondEngineOptions) -> SecondEngine {
+        // One engine starts at a time: several containerds starting at once on a loaded
+        // machine miss dockerd's wait for them ("timeout waiting for containerd to start").
+        static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _starting = STARTING.lock().unwrap_or_else(|e| e.into_inner());
         static STARTED: AtomicU32 = AtomicU32::new(0);
         let n = STARTED.fetch_add(1, Ordering::SeqCst);
         let slot = (std::process::id().wrapping_mul(7) + n * 13) % 250 + 1;
@@ -249,7 +253,7 @@ impl Drop for SecondEngine {
             .stderr(Stdio::null())
             .status();
         remove_cgroups(&self.name);
-        // vfs layers are plain folders; containers' files may be read-only for their owner.
+        // Layers and containers' files may be read-only for their owner.
         let _ = Command::new("chmod")
             .args(["-R", "u+w"])
             .arg(self.dir.path())
