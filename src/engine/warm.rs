@@ -50,12 +50,23 @@ impl Engine {
         };
         self.hide_in_output(secrets);
         let mode = self.mode_now();
-        // On a remote engine the output folder is the container's own, not a host folder.
-        let identity = match mode {
-            Mode::Local => output_identity,
-            Mode::Remote => "remote",
-        };
-        let (name, body) = warm_body(plan, output_dir, identity, secrets, image, warm_secs, mode)?;
+        if mode == Mode::Remote {
+            // Its output folder and secrets would need execs that empty and delete them; the
+            // test engine cannot run an exec in a container's own file system, so this is
+            // left for later rather than shipped untested.
+            return Ok(WarmRun::Unavailable(
+                "the warm builder is not used on a remote engine".into(),
+            ));
+        }
+        let (name, body) = warm_body(
+            plan,
+            output_dir,
+            output_identity,
+            secrets,
+            image,
+            warm_secs,
+            mode,
+        )?;
         match self
             .ensure_warm_container(&name, body, &plan.builder.image)
             .await?
@@ -63,13 +74,7 @@ impl Engine {
             Some(reason) => return Ok(WarmRun::Unavailable(reason)),
             None => self.track(&name),
         }
-        let ran = match mode {
-            Mode::Local => self.exec_build(&name, plan, secrets, image, progress).await,
-            Mode::Remote => {
-                self.exec_build_remote(&name, plan, output_dir, secrets, image, progress)
-                    .await
-            }
-        };
+        let ran = self.exec_build(&name, plan, secrets, image, progress).await;
         match ran {
             Ok(WarmRun::Ran(exit)) => {
                 self.untrack(&name);
@@ -114,88 +119,6 @@ impl Engine {
             )));
         }
         Ok(None)
-    }
-
-    /// [`Engine::exec_build`] on a remote engine: the container's output folder emptied and
-    /// made anew for the build's user, the secret files put in for this exec only (deleted
-    /// right after it, whatever its end), and the outputs read back into `output_dir`.
-    async fn exec_build_remote(
-        &self,
-        name: &str,
-        plan: &Plan,
-        output_dir: &Path,
-        secrets: &Resolved,
-        image: &ImageFacts,
-        progress: &Progress,
-    ) -> Result<WarmRun> {
-        let output = plan.builder.output_target.clone();
-        if let Some(reason) = self
-            .exec_as_root(name, &["rm", "-rf", "--", &output])
-            .await?
-        {
-            return Ok(WarmRun::Unavailable(reason));
-        }
-        self.upload_prepared(name, plan, secrets, true).await?;
-        let ran = self.exec_build(name, plan, secrets, image, progress).await;
-        if !secrets.files.is_empty() {
-            let mut rm = vec!["rm", "-f", "--"];
-            rm.extend(secrets.files.iter().map(|f| f.target.as_str()));
-            if let Some(reason) = self.exec_as_root(name, &rm).await? {
-                // The secrets must not stay: the container goes instead.
-                self.remove_container(name).await?;
-                return Err(super::Error::Container {
-                    action: format!("deleting the secret files from warm builder {name}"),
-                    container: name.to_string(),
-                    message: reason,
-                });
-            }
-        }
-        if let Ok(WarmRun::Ran(exit)) = &ran {
-            if exit.code == 0 {
-                self.download_folder(name, &output, output_dir).await?;
-            }
-        }
-        ran
-    }
-
-    /// Run `cmd` as root in the running container `name`, quietly; `Some(reason)` when it
-    /// could not run or failed.
-    async fn exec_as_root(&self, name: &str, cmd: &[&str]) -> Result<Option<String>> {
-        let config = ExecConfig {
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            cmd: Some(cmd.iter().map(|c| c.to_string()).collect()),
-            user: Some("0:0".into()),
-            ..Default::default()
-        };
-        let exec = match self.docker.create_exec(name, config).await {
-            Ok(exec) => exec.id,
-            Err(e) => return Ok(Some(daemon_message(&e))),
-        };
-        let tail = match self.docker.start_exec(&exec, None).await {
-            Ok(StartExecResults::Attached { mut output, .. }) => {
-                self.stream_lines(&mut output, name, &Progress::Quiet, TAIL_LINES)
-                    .await?
-            }
-            Ok(StartExecResults::Detached) => vec![],
-            Err(e) => return Ok(Some(daemon_message(&e))),
-        };
-        let code = self
-            .docker
-            .inspect_exec(&exec)
-            .await
-            .doing(On::Container(name), || {
-                format!("asking how `{}` in container {name} ended", cmd.join(" "))
-            })?
-            .exit_code
-            .unwrap_or(-1);
-        Ok((code != 0).then(|| {
-            format!(
-                "`{}` exited with {code}: {}",
-                cmd.join(" "),
-                tail.join("; ")
-            )
-        }))
     }
 
     /// Run the plan's command in the running container `name` and wait for its end.
