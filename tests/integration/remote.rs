@@ -194,6 +194,17 @@ fn go_and_a_multi_target_manifest_build_there_plan_says_remote_and_clean_keeps_t
     let local = on(&host, go.path(), &["plan", "--engine-mode", "local"]);
     assert!(succeeded_stdout(&local).contains("local, sources bind-mounted (set by --engine-mode)"));
 
+    // Bind-mounting there fails with the reason, and the kept answer is forgotten.
+    let local = on(&host, go.path(), &["build", "--force", "--engine-mode", "local"]);
+    assert!(!local.status.success());
+    let stderr = text(&local.stderr);
+    assert!(
+        stderr.contains("cannot see this machine's files") && stderr.contains("--engine-mode"),
+        "{stderr}"
+    );
+    let plan = succeeded_stdout(&on(&host, go.path(), &["plan"]));
+    assert!(plan.contains("the first build asks"), "{plan}");
+
     // Plain clean keeps the synced sources and the cache; --caches removes both.
     let volumes = remote_volumes(&engine, go.path());
     assert!(
@@ -311,6 +322,27 @@ fn runtime_steps_and_secret_files_work_there_and_the_secret_stays_out_of_volumes
             text(&out.stdout)
         );
     }
+    // Two builds of the target take turns: while another holds the lock, a build waits.
+    let lock_path = dir.path().join(".dockception/sync/lock");
+    let lock = std::fs::File::options()
+        .write(true)
+        .open(&lock_path)
+        .expect("the lock file");
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).expect("flock");
+    std::fs::write(dir.path().join("src/app.sh"), "#!/bin/sh\necho after the wait\n").expect("write");
+    let waiting = Running::start(
+        &["build", "--progress", "plain"],
+        dir.path(),
+        &[("DOCKER_HOST", host.as_str())],
+    );
+    waiting.wait_for("waiting for another dockception building target default", 120);
+    assert!(!waiting.stderr_so_far().contains("sending "));
+    drop(lock);
+    let (code, _, stderr) = waiting.finish(300);
+    assert_eq!(code, Some(0), "{stderr}");
+    let ran = engine.docker(&["run", "--rm", &tag]);
+    assert!(text(&ran.stdout).contains("after the wait"), "{}", text(&ran.stdout));
+
     // A warm builder is not used there: the build says so and runs in a fresh container.
     let manifest = STEPS
         .replace("TAG", &tag)
@@ -353,15 +385,29 @@ fn an_interrupted_sync_is_not_taken_as_complete() {
     let host = engine.socket.clone();
     succeeded(&on(&host, dir.path(), &["build"]));
     // A large file makes the next sync long enough to interrupt once it started.
-    std::fs::write(dir.path().join("src/big.bin"), noise(512 << 20, 7)).expect("write");
+    std::fs::write(dir.path().join("src/big.bin"), noise(1 << 30, 7)).expect("write");
     std::fs::write(dir.path().join("src/app.sh"), "#!/bin/sh\necho second\n").expect("write");
     let running = Running::start(
         &["build", "--progress", "plain"],
         dir.path(),
         &[("DOCKER_HOST", host.as_str())],
     );
-    // Once the upload started: the volume's marker says a sync is under way.
+    // Once the upload reached the volume (its marker says a sync is under way), Ctrl-C.
     running.wait_for("sending ", 120);
+    let volume = last_sync(dir.path(), "default")["volumes"][0]["volume"]
+        .as_str()
+        .expect("volume")
+        .to_string();
+    let marker = engine.volume_files(&volume).join(".dockception-sync");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::fs::read_to_string(&marker).unwrap_or_default() != "syncing" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the volume's marker never said syncing: {}",
+            running.stderr_so_far()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     running.signal(rustix::process::Signal::INT);
     let (code, _, stderr) = running.finish(120);
     assert_ne!(code, Some(0), "{stderr}");

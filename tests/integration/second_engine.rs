@@ -221,6 +221,16 @@ impl SecondEngine {
             .expect("the docker CLI runs")
     }
 
+    /// Where the engine keeps the files of volume `name`, as this machine sees them (its data
+    /// folder is one of the test's): for watching a volume without asking the engine.
+    pub fn volume_files(&self, name: &str) -> PathBuf {
+        self.dir
+            .path()
+            .join("data/volumes")
+            .join(name)
+            .join("_data")
+    }
+
     /// Copy `image` from the machine's engine into this one.
     pub fn load(&self, image: &str) {
         let tar = self.dir.path().join("image.tar");
