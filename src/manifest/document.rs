@@ -86,7 +86,7 @@ pub struct EngineTable {
     pub mode: Option<Spanned<EngineMode>>,
 }
 
-/// Whether the engine sees this machine's files (see [`EngineTable::mode`]).
+/// Whether the engine sees this machine's files: `[engine] mode`.
 #[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EngineMode {

@@ -195,7 +195,11 @@ fn go_and_a_multi_target_manifest_build_there_plan_says_remote_and_clean_keeps_t
     assert!(succeeded_stdout(&local).contains("local, sources bind-mounted (set by --engine-mode)"));
 
     // Bind-mounting there fails with the reason, and the kept answer is forgotten.
-    let local = on(&host, go.path(), &["build", "--force", "--engine-mode", "local"]);
+    let local = on(
+        &host,
+        go.path(),
+        &["build", "--force", "--engine-mode", "local"],
+    );
     assert!(!local.status.success());
     let stderr = text(&local.stderr);
     assert!(
@@ -329,19 +333,30 @@ fn runtime_steps_and_secret_files_work_there_and_the_secret_stays_out_of_volumes
         .open(&lock_path)
         .expect("the lock file");
     rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).expect("flock");
-    std::fs::write(dir.path().join("src/app.sh"), "#!/bin/sh\necho after the wait\n").expect("write");
+    std::fs::write(
+        dir.path().join("src/app.sh"),
+        "#!/bin/sh\necho after the wait\n",
+    )
+    .expect("write");
     let waiting = Running::start(
         &["build", "--progress", "plain"],
         dir.path(),
         &[("DOCKER_HOST", host.as_str())],
     );
-    waiting.wait_for("waiting for another dockception building target default", 120);
+    waiting.wait_for(
+        "waiting for another dockception building target default",
+        120,
+    );
     assert!(!waiting.stderr_so_far().contains("sending "));
     drop(lock);
     let (code, _, stderr) = waiting.finish(300);
     assert_eq!(code, Some(0), "{stderr}");
     let ran = engine.docker(&["run", "--rm", &tag]);
-    assert!(text(&ran.stdout).contains("after the wait"), "{}", text(&ran.stdout));
+    assert!(
+        text(&ran.stdout).contains("after the wait"),
+        "{}",
+        text(&ran.stdout)
+    );
 
     // A warm builder is not used there: the build says so and runs in a fresh container.
     let manifest = STEPS
