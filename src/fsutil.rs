@@ -78,6 +78,61 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// What `write` writes, as a stream of 256 KiB chunks: it runs on a blocking thread, and waits
+/// while the reader is behind, so nothing is held whole in memory. An error of `write` ends the
+/// stream as its last item; a reader that went away (the daemon hung up) ends `write`.
+pub(crate) fn stream_written<F>(
+    write: F,
+) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static
+where
+    F: FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + Send + 'static,
+{
+    let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(8);
+    tokio::task::spawn_blocking(move || {
+        let mut writer = ChannelWriter {
+            sender: sender.clone(),
+            buffer: Vec::with_capacity(CHUNK),
+        };
+        let result = write(&mut writer).and_then(|()| std::io::Write::flush(&mut writer));
+        if let Err(e) = result {
+            // The receiver may be gone when the daemon hung up; nothing else to tell then.
+            let _ = sender.blocking_send(Err(e));
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(receiver)
+}
+
+/// The size of the chunks [`stream_written`] sends.
+pub(crate) const CHUNK: usize = 256 * 1024;
+
+struct ChannelWriter {
+    sender: tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
+    buffer: Vec<u8>,
+}
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(data);
+        if self.buffer.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = bytes::Bytes::from(std::mem::replace(
+            &mut self.buffer,
+            Vec::with_capacity(CHUNK),
+        ));
+        self.sender.blocking_send(Ok(chunk)).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the engine stopped reading")
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

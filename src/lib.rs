@@ -51,7 +51,7 @@ mod units;
 pub use api::{build_blocking, build_blocking_to, manifest_schema, report_schema, rust, Options};
 pub use engine::Engine;
 pub use error::{Error, Result};
-pub use manifest::MAX_MANIFEST_BYTES;
+pub use manifest::{EngineMode, MAX_MANIFEST_BYTES};
 pub use pipeline::{build, build_to, Destinations, TargetReport};
 pub use plan::{Plan, PlanSet, Selection, TagOverride};
 pub use progress::Progress;

@@ -80,6 +80,8 @@ pub struct Options {
     /// The manifest's text, when it does not come from the file: `manifest` then only names it
     /// in messages, and relative paths still resolve against its folder.
     pub source: Option<Vec<u8>>,
+    /// How to use the engine, over the manifest's `[engine] mode` (`--engine-mode`).
+    pub engine_mode: Option<crate::manifest::EngineMode>,
 }
 
 /// A manifest read once for a run: the plan, and the gates of each selected target, both from
@@ -154,6 +156,7 @@ fn plan_options(options: &Options) -> plan::PlanOptions {
         tags: options.tags.clone(),
         out_dir: options.out_dir.clone(),
         selection: options.selection.clone(),
+        engine_mode: options.engine_mode,
     }
 }
 

@@ -280,6 +280,34 @@ pub(super) struct Common {
     /// set) or when stderr is not a terminal.
     #[arg(long, value_enum, value_name = "MODE", default_value_t = ProgressMode::Auto)]
     pub(super) progress: ProgressMode,
+    /// Whether the engine sees this machine's files: `local` bind-mounts the sources, `remote`
+    /// syncs each mount into a volume kept between builds and reads the outputs back (for
+    /// DOCKER_HOST=ssh://… or tcp://… to another machine), `auto` asks the engine once. Wins
+    /// over the manifest's `[engine] mode`.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub(super) engine_mode: Option<EngineModeArg>,
+}
+
+/// `--engine-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum EngineModeArg {
+    /// Ask the engine whether it sees this folder (once per engine; the answer is kept).
+    Auto,
+    /// Bind-mount the sources: the engine runs on this machine.
+    Local,
+    /// Sync the sources into volumes: the engine cannot see this machine's files.
+    Remote,
+}
+
+impl EngineModeArg {
+    /// The manifest's value of the same name.
+    pub(super) fn mode(self) -> crate::EngineMode {
+        match self {
+            EngineModeArg::Auto => crate::EngineMode::Auto,
+            EngineModeArg::Local => crate::EngineMode::Local,
+            EngineModeArg::Remote => crate::EngineMode::Remote,
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]

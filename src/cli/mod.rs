@@ -162,6 +162,7 @@ fn options(common: &Common, selection: Selection, tags: &[String]) -> Result<Opt
         tags: tags.iter().map(|t| TagOverride::parse(t)).collect(),
         set,
         out_dir: common.out_dir.clone(),
+        engine_mode: common.engine_mode.map(EngineModeArg::mode),
         ..Default::default()
     })
 }

@@ -12,7 +12,8 @@ pub(super) fn plan(
     tags: &[String],
     format: Format,
 ) -> Result<(), Error> {
-    let plan = crate::api::load_plan(&options(common, targets.selection(), tags)?)?;
+    let mut plan = crate::api::load_plan(&options(common, targets.selection(), tags)?)?;
+    crate::pipeline::known_engine_mode(&mut plan);
     match format {
         Format::Text | Format::Markdown => out!("{}", plan.to_text()),
         Format::Json => outln!(

@@ -69,6 +69,8 @@ impl Engine {
             ensured: Mutex::new(HashMap::new()),
             redact: Mutex::new(Vec::new()),
             api_version: tokio::sync::Mutex::new(ApiVersion::Asked(version)),
+            mode_setting: Mutex::new(None),
+            mode: tokio::sync::OnceCell::new(),
         })
     }
 

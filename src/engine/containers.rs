@@ -13,6 +13,7 @@ use bollard::query_parameters::{
 use futures_util::{Stream, StreamExt};
 
 use super::error::{docker_error, is_connection_lost, Answer, On};
+use super::mode::Mode;
 use super::owner::{Owner, OWNER_LABEL};
 use super::{BuilderExit, Engine, Error, Result};
 use crate::fsutil::FromIo as _;
@@ -39,10 +40,40 @@ impl Engine {
         progress: &Progress,
     ) -> Result<BuilderExit> {
         self.hide_in_output(secrets);
-        let body = builder_body(plan, output_dir, secrets, true)?;
+        if self.mode_now() == Mode::Remote {
+            return self
+                .run_builder_remote(plan, output_dir, secrets, progress)
+                .await;
+        }
+        let body = builder_body(plan, output_dir, secrets, true, Mode::Local)?;
         let name = unique_name("dockception-build", &plan.project);
         let action = format!("creating the builder container for {}", plan.builder.image);
-        self.run_container(&name, body, action, progress).await
+        self.run_container(&name, body, action, progress)
+            .await
+            .map_err(|e| self.unless_blind(e))
+    }
+
+    /// `e`, or, when it says the engine's host has no such folder to bind-mount, the error
+    /// that says the engine cannot see this machine's files (and a kept probe answer is
+    /// forgotten, so the next build asks again).
+    pub(super) fn unless_blind(&self, e: Error) -> Error {
+        let message = match &e {
+            Error::Container { message, .. }
+                if message.contains("bind source path does not exist") =>
+            {
+                message.clone()
+            }
+            _ => return e,
+        };
+        self.forget_mode();
+        Error::CannotSeeFiles {
+            host: self.host.clone(),
+            why: self
+                .mode
+                .get()
+                .map_or_else(|| "the default".to_string(), |d| d.why.clone()),
+            message,
+        }
     }
 
     /// From now on, the builder's output shows `***` for each of the secrets' values.
@@ -303,22 +334,30 @@ pub(super) fn millis_since(started: Instant) -> u64 {
 /// The builder container's configuration: the image, the command, the sources, caches and
 /// `output_dir` mounted, secret files mounted, and secret variables in its environment only
 /// when `with_secret_env` (a warm container gets them per exec instead, so they are never
-/// part of a container that outlives the build).
+/// part of a container that outlives the build). On a remote engine the sources are their
+/// synced volumes, and neither the output folder nor the secrets are mounted (they are
+/// uploaded into the container, see `remote`).
 pub(super) fn builder_body(
     plan: &Plan,
     output_dir: &Path,
     secrets: &Resolved,
     with_secret_env: bool,
+    mode: Mode,
 ) -> Result<ContainerCreateBody> {
     let b = &plan.builder;
     let mut mounts: Vec<Mount> = Vec::new();
-    for m in &b.mounts {
-        mounts.push(bind_mount(&m.source, &m.target, m.read_only)?);
+    for (i, m) in b.mounts.iter().enumerate() {
+        mounts.push(match mode {
+            Mode::Local => bind_mount(&m.source, &m.target, m.read_only)?,
+            Mode::Remote => named_volume_mount(&plan.source_volume(i), &m.target, m.read_only),
+        });
     }
     mounts.extend(b.caches.iter().map(volume_mount));
-    mounts.push(bind_mount(output_dir, &b.output_target, false)?);
-    for file in &secrets.files {
-        mounts.push(bind_mount(&file.source, &file.target, true)?);
+    if mode == Mode::Local {
+        mounts.push(bind_mount(output_dir, &b.output_target, false)?);
+        for file in &secrets.files {
+            mounts.push(bind_mount(&file.source, &file.target, true)?);
+        }
     }
     let secret_env: &[(String, String)] = if with_secret_env { &secrets.env } else { &[] };
     Ok(ContainerCreateBody {

@@ -162,6 +162,17 @@ pub enum Error {
         message: String,
     },
 
+    /// The engine was used in local mode but cannot see this machine's files.
+    #[error("the Docker Engine at {host} cannot see this machine's files ({message}), but the build bind-mounts them: local mode, {why}\n  help: build with --engine-mode remote or set [engine] mode = \"remote\" in the manifest (sources are then synced into volumes); with auto, the next build asks the engine again")]
+    CannotSeeFiles {
+        /// The engine's address.
+        host: String,
+        /// Which setting chose local mode.
+        why: String,
+        /// The daemon's words.
+        message: String,
+    },
+
     /// A file system operation failed.
     #[error(transparent)]
     Io(#[from] crate::fsutil::IoError),

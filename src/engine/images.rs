@@ -14,6 +14,7 @@ use indicatif::ProgressBar;
 
 use super::containers::{bind_mount, labels, unique_name};
 use super::error::{daemon_message, docker_error, is_connection_lost, Answer, On};
+use super::mode::Mode;
 use super::{
     BaseConfig, BuilderExit, Change, ChangeKind, Engine, Error, HistoryStep, ImageDetails,
     ImageFacts, Result,
@@ -232,6 +233,14 @@ impl Engine {
         T: Send + 'static,
     {
         let name = unique_name("dockception-steps", project);
+        // A remote engine cannot see `mount_dir`: its files are uploaded to `mount_at` in the
+        // created container instead, where the change list leaves them out all the same.
+        let remote = self.mode_now() == Mode::Remote;
+        let mounts = if remote {
+            vec![]
+        } else {
+            vec![bind_mount(mount_dir, mount_at, true)?]
+        };
         let body = ContainerCreateBody {
             image: Some(base.to_string()),
             entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
@@ -240,15 +249,35 @@ impl Engine {
             user: base_user.map(|_| "0:0".to_string()),
             labels: Some(labels("steps", project)),
             host_config: Some(HostConfig {
-                mounts: Some(vec![bind_mount(mount_dir, mount_at, true)?]),
+                mounts: Some(mounts),
                 ..Default::default()
             }),
             ..Default::default()
         };
         let action = format!("creating the runtime steps container on {base}");
         self.create_tracked(&name, body, action).await?;
-        let result = self.read_after_steps(&name, progress, read).await;
+        let result = async {
+            if remote {
+                self.upload_folder(&name, mount_dir, mount_at).await?;
+            }
+            self.read_after_steps(&name, progress, read).await
+        }
+        .await;
         self.then_remove(&name, result).await
+    }
+
+    /// Upload the host folder `dir` to `at` in container `name`.
+    async fn upload_folder(&self, name: &str, dir: &Path, at: &str) -> Result<()> {
+        let options = bollard::query_parameters::UploadToContainerOptionsBuilder::new()
+            .path("/")
+            .build();
+        let tar = super::sync::folder_tar(dir, at);
+        self.docker
+            .upload_to_container(name, Some(options), bollard::body_try_stream(tar))
+            .await
+            .doing(On::Container(name), || {
+                format!("sending the artifacts to {at} in container {name}")
+            })
     }
 
     async fn read_after_steps<T, F>(
@@ -315,7 +344,7 @@ impl Engine {
 
 /// Hand the engine's byte stream `export` to `read` as a reader, on a blocking thread: the
 /// bytes flow through and are never collected; the engine's errors surface as I/O errors.
-async fn read_blocking<T, F>(
+pub(super) async fn read_blocking<T, F>(
     export: impl Stream<Item = std::result::Result<Bytes, bollard::errors::Error>> + Send + 'static,
     read: F,
 ) -> std::result::Result<T, tokio::task::JoinError>

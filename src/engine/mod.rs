@@ -7,9 +7,11 @@
 //! `endpoint` (which engine: `DOCKER_HOST`, a Docker context or the local socket), `connect`
 //! (the connection, TLS, and the engine's version), `ssh` (`ssh://` engines), `images`, `volumes` (cache volumes),
 //! `containers` (one-shot containers: the builder and its helpers), `warm` (the kept builder),
-//! `files` (reading an image's files), `cleanup` (what a run or a crash leaves), `owner`
-//! (which leftovers may go, from labels alone) and `kind` (which engine it is: Docker or
-//! Podman, asked what it can do rather than by name).
+//! `files` (reading an image's files), `mode` (whether the engine sees this machine's
+//! files), `sync` and `remote` (sources in volumes, outputs read back, for an engine that does
+//! not), `cleanup` (what a run or a crash leaves), `owner` (which leftovers may go, from labels
+//! alone) and `kind` (which engine it is: Docker or Podman, asked what it can do rather than by
+//! name).
 
 mod cleanup;
 mod connect;
@@ -20,13 +22,21 @@ mod files;
 mod images;
 mod kind;
 mod listing;
+pub(crate) mod mode;
 pub(crate) mod owner;
+mod remote;
 mod ssh;
+pub(crate) mod sync;
 mod volumes;
 mod warm;
 
 pub use error::{Error, Result};
 pub(crate) use listing::ListedContainer;
+
+/// The address of the engine the docker CLI's settings choose (nothing is connected).
+pub(crate) fn configured_host() -> Result<String> {
+    Ok(endpoint::resolve(&endpoint::Settings::from_process())?.host)
+}
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -50,6 +60,10 @@ pub struct Engine {
     /// do never waits for it (`/version` takes ~10 ms, most of a no-op build); anything that
     /// creates something waits for it first.
     api_version: tokio::sync::Mutex<connect::ApiVersion>,
+    /// What decides whether the engine sees this machine's files, set before the first build.
+    mode_setting: Mutex<Option<mode::ModeSetting>>,
+    /// That decision, made once per run when first needed.
+    mode: tokio::sync::OnceCell<mode::Decided>,
 }
 
 /// What the base image runs by default (what an init wraps when the manifest names no program).

@@ -10,6 +10,7 @@ use bollard::models::{ContainerCreateBody, ExecConfig};
 
 use super::containers::{builder_body, env_lines, millis_since, TAIL_LINES};
 use super::error::{daemon_message, docker_error, status_code, Answer, On};
+use super::mode::Mode;
 use super::{BuilderExit, Engine, ImageFacts, Result, WarmRun};
 use crate::plan::secrets::Resolved;
 use crate::plan::Plan;
@@ -54,7 +55,24 @@ impl Engine {
             ));
         };
         self.hide_in_output(secrets);
-        let (name, body) = warm_body(plan, output_dir, output_identity, secrets, image, warm_secs)?;
+        let mode = self.mode_now();
+        if mode == Mode::Remote {
+            // Its output folder and secrets would need execs that empty and delete them; the
+            // test engine cannot run an exec in a container's own file system, so this is
+            // left for later rather than shipped untested.
+            return Ok(WarmRun::Unavailable(
+                "the warm builder is not used on a remote engine".into(),
+            ));
+        }
+        let (name, body) = warm_body(
+            plan,
+            output_dir,
+            output_identity,
+            secrets,
+            image,
+            warm_secs,
+            mode,
+        )?;
         match self
             .ensure_warm_container(&name, body, &plan.builder.image)
             .await?
@@ -64,7 +82,8 @@ impl Engine {
             // Made by this run: tracked since its create.
             WarmStart::Started => progress.say(&started_line(&name, warm_secs)),
         }
-        match self.exec_build(&name, plan, secrets, image, progress).await {
+        let ran = self.exec_build(&name, plan, secrets, image, progress).await;
+        match ran {
             Ok(WarmRun::Ran(exit)) => {
                 self.untrack(&name);
                 Ok(WarmRun::Ran(exit))
@@ -225,8 +244,9 @@ fn warm_body(
     secrets: &Resolved,
     image: &ImageFacts,
     warm_secs: u64,
+    mode: Mode,
 ) -> Result<(String, ContainerCreateBody)> {
-    let mut body = builder_body(plan, output_dir, secrets, false)?;
+    let mut body = builder_body(plan, output_dir, secrets, false, mode)?;
     body.entrypoint = Some(vec!["/bin/sh".into(), "-c".into()]);
     body.cmd = Some(vec![idle_script(warm_secs)]);
     if let Some(host) = body.host_config.as_mut() {
@@ -333,9 +353,17 @@ mod tests {
             files: vec![],
         };
         let name = |plan: &Plan, image: &ImageFacts| {
-            warm_body(plan, Path::new("/o"), "1:2", &secrets, image, 60)
-                .expect("a body")
-                .0
+            warm_body(
+                plan,
+                Path::new("/o"),
+                "1:2",
+                &secrets,
+                image,
+                60,
+                Mode::Local,
+            )
+            .expect("a body")
+            .0
         };
         let first = name(&plan, &image);
         assert!(first.starts_with("dockception-warm-"), "{first}");
@@ -343,8 +371,16 @@ mod tests {
         for _ in 0..20 {
             assert_eq!(name(&plan, &image), first);
         }
-        let (_, body) =
-            warm_body(&plan, Path::new("/o"), "1:2", &secrets, &image, 60).expect("a body");
+        let (_, body) = warm_body(
+            &plan,
+            Path::new("/o"),
+            "1:2",
+            &secrets,
+            &image,
+            60,
+            Mode::Local,
+        )
+        .expect("a body");
         assert!(!format!("{:?}", body.env).contains("secret-value"));
         assert_eq!(body.host_config.and_then(|h| h.auto_remove), Some(true));
         let other_image = ImageFacts {

@@ -297,57 +297,9 @@ fn stream_tar(
     stream_written(move |out| write_tar(&spec, out, layout).map(|_| ()))
 }
 
-/// What `write` writes, as a stream of 256 KiB chunks: it runs on a blocking thread, and waits
-/// while the reader is behind, so nothing is held whole in memory. An error of `write` ends the
-/// stream as its last item; a reader that went away (the daemon hung up) ends `write`.
-pub(crate) fn stream_written<F>(write: F) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static
-where
-    F: FnOnce(&mut dyn Write) -> io::Result<()> + Send + 'static,
-{
-    let (sender, receiver) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(8);
-    tokio::task::spawn_blocking(move || {
-        let mut writer = ChannelWriter {
-            sender: sender.clone(),
-            buffer: Vec::with_capacity(CHUNK),
-        };
-        let result = write(&mut writer).and_then(|()| writer.flush());
-        if let Err(e) = result {
-            // The receiver may be gone when the daemon hung up; nothing else to tell then.
-            let _ = sender.blocking_send(Err(e));
-        }
-    });
-    tokio_stream::wrappers::ReceiverStream::new(receiver)
-}
-
-const CHUNK: usize = 256 * 1024;
-
-struct ChannelWriter {
-    sender: tokio::sync::mpsc::Sender<io::Result<Bytes>>,
-    buffer: Vec<u8>,
-}
-
-impl Write for ChannelWriter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buffer.extend_from_slice(data);
-        if self.buffer.len() >= CHUNK {
-            self.flush()?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        if self.buffer.is_empty() {
-            return Ok(());
-        }
-        let chunk = Bytes::from(std::mem::replace(
-            &mut self.buffer,
-            Vec::with_capacity(CHUNK),
-        ));
-        self.sender
-            .blocking_send(Ok(chunk))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the engine stopped reading"))
-    }
-}
+pub(crate) use crate::fsutil::stream_written;
+#[cfg(test)]
+use crate::fsutil::CHUNK;
 
 struct CountingWriter<W> {
     inner: W,

@@ -67,6 +67,36 @@ pub struct Manifest {
     #[serde(default)]
     #[schemars(with = "Option<Names>")]
     pub default: Option<Spanned<Names>>,
+    /// How the builds use the engine. `dockception build --engine-mode` overrides it.
+    #[serde(default)]
+    pub engine: Option<EngineTable>,
+}
+
+/// `[engine]`: how the builds use the Docker Engine.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EngineTable {
+    /// `"local"`: the engine sees this machine's files, and sources are bind-mounted.
+    /// `"remote"`: it does not (`DOCKER_HOST=ssh://…` or `tcp://…` to another machine), so
+    /// each `[[mount]]` is synced into a volume kept between builds and the outputs come back
+    /// through the engine's archive API. `"auto"` (the default): a probe at the first build
+    /// asks the engine whether it sees this folder, and its answer is kept for that engine.
+    #[serde(default)]
+    #[schemars(with = "Option<EngineMode>")]
+    pub mode: Option<Spanned<EngineMode>>,
+}
+
+/// Whether the engine sees this machine's files: `[engine] mode`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineMode {
+    /// Ask the engine (a probe at the first build, its answer kept).
+    #[default]
+    Auto,
+    /// Bind-mount the sources: the engine runs on this machine.
+    Local,
+    /// Sync the sources into volumes: the engine cannot see this machine's files.
+    Remote,
 }
 
 /// One name or a list of names.

@@ -227,6 +227,8 @@ fn sorted_diagnostics(mut problems: Vec<Problem>, diagnostic: &Locate<'_>) -> Ve
 fn help_for_parse_error(message: &str) -> Option<String> {
     if message.starts_with("unknown field") {
         Some("remove the key or fix its spelling; the schema in schema/dockception.schema.json lists every key".into())
+    } else if message.starts_with("unknown variant") {
+        Some("write one of the values it lists".into())
     } else if message.starts_with("missing field") {
         Some("add the key; see README.md for a manifest walk-through".into())
     } else {

@@ -33,8 +33,8 @@ pub mod vars;
 mod tests;
 
 pub use document::{
-    json_schema, ArtifactSource, Artifacts, Builder, Command, Init, Libs, Manifest, Mount, Port,
-    Runtime, Target,
+    json_schema, ArtifactSource, Artifacts, Builder, Command, EngineMode, Init, Libs, Manifest,
+    Mount, Port, Runtime, Target,
 };
 pub use load::{load_with, parse_bytes_with, MAX_MANIFEST_BYTES};
 pub(crate) use reference::{

@@ -11,6 +11,7 @@ use crate::fsutil::FromIo as _;
 use crate::plan::{secrets, Plan};
 use crate::progress::{self, Progress, Stage};
 
+use super::fingerprint::Sources;
 use super::runtime::container_join;
 use super::target::Outputs;
 
@@ -45,14 +46,19 @@ pub(crate) async fn produce_artifacts(
     plan: &Plan,
     outputs: &Outputs,
     secrets: Option<&secrets::Resolved>,
+    sources: Option<&Sources>,
     progress: &Progress,
 ) -> Result<Produced> {
     if let Some(from) = &plan.artifacts_from {
         return from_target(plan, outputs, from);
     }
     let log = plan.out_dir.join(progress::LOG_FILE);
-    let (ran, log) =
-        progress::logging_to(log, progress, run_build(engine, plan, secrets, progress)).await;
+    let (ran, log) = progress::logging_to(
+        log,
+        progress,
+        run_build(engine, plan, secrets, sources, progress),
+    )
+    .await;
     let (exit, run) = ran?;
     if exit.code != 0 {
         return Err(Error::BuildCommandFailed {
@@ -101,6 +107,7 @@ async fn run_build(
     engine: &Engine,
     plan: &Plan,
     secrets: Option<&secrets::Resolved>,
+    sources: Option<&Sources>,
     progress: &Progress,
 ) -> Result<(engine::BuilderExit, RunDir)> {
     let builder = engine.ensure_image(&plan.builder.image, progress).await?;
@@ -109,6 +116,14 @@ async fn run_build(
         None => secrets::resolve(&plan.builder, |name| std::env::var_os(name))?,
     };
     engine.ensure_caches(plan, progress).await?;
+    // On a remote engine the sources go into their volumes first; the lock keeps another
+    // build of this target from changing them until this one's command ended.
+    let _synced = match engine.mode(&plan.builder.image).await?.mode {
+        engine::mode::Mode::Remote => {
+            Some(super::source_sync::sync_sources(engine, plan, sources, progress).await?)
+        }
+        engine::mode::Mode::Local => None,
+    };
     progress.stage(
         Stage::Builder,
         &format!(
@@ -171,6 +186,11 @@ pub(crate) async fn run_warm(
     progress: &Progress,
 ) -> Result<Option<(engine::BuilderExit, RunDir)>> {
     if plan.builder.warm.is_none() {
+        return Ok(None);
+    }
+    // Not on a remote engine (see `Engine::run_builder_warm`): a fresh container, as the
+    // README says, without a warning on every build for a default.
+    if engine.mode(&plan.builder.image).await?.mode == engine::mode::Mode::Remote {
         return Ok(None);
     }
     let dir = plan.out_dir.join("warm");

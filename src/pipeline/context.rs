@@ -37,8 +37,9 @@ pub async fn write_context(
         });
     };
     let mut outputs = Outputs::new();
+    super::configure_mode(engine, plans);
     for plan in &plans.targets {
-        let produced = produce_artifacts(engine, plan, &outputs, None, progress).await?;
+        let produced = produce_artifacts(engine, plan, &outputs, None, None, progress).await?;
         if &plan.target == target {
             let registry = crate::deliver::push::RegistrySettings::default();
             let prepared = prepare_runtime(engine, plan, &registry, progress).await?;

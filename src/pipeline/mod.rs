@@ -16,6 +16,7 @@ mod review;
 mod runtime;
 mod schedule;
 mod shared_libs;
+mod source_sync;
 mod target;
 mod up_to_date;
 
@@ -93,6 +94,7 @@ pub async fn build_if_changed(
     // build's, for the same inputs), so nothing is skipped as up to date then.
     let force = force || !destinations.only_load(plans);
     let mut secrets = resolve_secrets(plans)?;
+    configure_mode(engine, plans);
     let before = Tracked::now(engine);
     let mut schedule = schedule::Schedule::of(&plans.targets);
     let mut outputs = Outputs::new();
@@ -136,6 +138,58 @@ pub async fn build_if_changed(
     }
     never_started(plans, &schedule)?;
     Ok(reports.into_iter().flatten().collect())
+}
+
+/// Tell the engine what decides whether it sees this machine's files (asked only when a
+/// target builds, so a run with nothing to do asks nothing).
+fn configure_mode(engine: &Engine, plans: &PlanSet) {
+    let Some(first) = plans.targets.first() else {
+        return;
+    };
+    let project_dir = first
+        .blobs_dir
+        .parent()
+        .map_or_else(|| first.out_dir.clone(), std::path::Path::to_path_buf);
+    engine.configure_mode(crate::engine::mode::ModeSetting {
+        mode: plans.engine.mode,
+        set_by: plans.engine.set_by.clone(),
+        project_dir,
+        project: plans.project.clone(),
+    });
+}
+
+/// For `dockception plan`: with `auto`, what the last probe of the configured engine found, if
+/// one was kept (nothing is asked).
+pub(crate) fn known_engine_mode(plans: &mut PlanSet) {
+    use crate::engine::mode::{cached_mode, Mode, MODE_CACHE_FILE};
+    if plans.engine.mode != crate::manifest::EngineMode::Auto {
+        return;
+    }
+    let Some(first) = plans.targets.first() else {
+        return;
+    };
+    let Some(project_dir) = first.blobs_dir.parent() else {
+        return;
+    };
+    let Ok(host) = crate::engine::configured_host() else {
+        return;
+    };
+    match cached_mode(project_dir, &host) {
+        Some(mode) => {
+            plans.engine.mode = match mode {
+                Mode::Local => crate::manifest::EngineMode::Local,
+                Mode::Remote => crate::manifest::EngineMode::Remote,
+            };
+            plans.engine.set_by = format!(
+                "auto: the kept answer of a probe of {host}, in {}",
+                project_dir.join(MODE_CACHE_FILE).display()
+            );
+        }
+        None => {
+            plans.engine.set_by =
+                format!("the first build asks {host} whether it sees this folder");
+        }
+    }
 }
 
 /// With several targets, an error names the target it happened in.

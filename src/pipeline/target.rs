@@ -66,7 +66,13 @@ pub(crate) async fn build_target(
             }
         }
     }
-    let produced = produce_artifacts(engine, plan, &outputs, secrets.as_ref(), progress).await?;
+    // Whether the engine sees this machine's files decides how sources, outputs and runtime
+    // steps reach it; the probe, when one is needed, uses the builder image.
+    engine.ensure_image(&plan.builder.image, progress).await?;
+    engine.mode(&plan.builder.image).await?;
+    let sources = fingerprinted.as_ref().map(|(sources, _, _)| sources);
+    let produced =
+        produce_artifacts(engine, plan, &outputs, secrets.as_ref(), sources, progress).await?;
     let mut built = None;
     if selected {
         let (mut report, init) =

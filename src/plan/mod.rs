@@ -47,6 +47,8 @@ pub struct PlanOptions {
     pub out_dir: Option<PathBuf>,
     /// Which targets to build.
     pub selection: Selection,
+    /// `--engine-mode`: wins over the manifest's `[engine] mode`.
+    pub engine_mode: Option<manifest::EngineMode>,
 }
 
 /// Which targets a run builds.
@@ -102,6 +104,30 @@ pub struct PlanSet {
     pub order: Vec<String>,
     /// The targets' plans, in build order.
     pub targets: Vec<Plan>,
+    /// Whether the builds bind-mount the sources or sync them into volumes, and which setting
+    /// said so.
+    pub engine: EnginePlan,
+}
+
+/// How the builds use the engine: `mode` as the setting that won (`set_by`) gave it. With
+/// [`manifest::EngineMode::Auto`] the engine is asked at the first build.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct EnginePlan {
+    /// `auto`, `local` or `remote`.
+    pub mode: manifest::EngineMode,
+    /// The setting that chose it, in words: `set by --engine-mode`, `set by [engine] mode at
+    /// FILE:LINE:COLUMN`, or `the default: …`.
+    pub set_by: String,
+}
+
+impl Default for EnginePlan {
+    fn default() -> Self {
+        EnginePlan {
+            mode: manifest::EngineMode::Auto,
+            set_by: "the default: the first build asks the engine whether it sees this folder"
+                .into(),
+        }
+    }
 }
 
 impl PlanSet {
@@ -282,6 +308,15 @@ impl RuntimePlan {
             init: InitPlan::None,
             libs: manifest::Libs::Check,
         }
+    }
+}
+
+impl Plan {
+    /// The volume that holds the sources of the builder's mount number `index` on an engine
+    /// that cannot see this machine's files: one per target and mount, kept between builds,
+    /// labelled like the cache volumes.
+    pub fn source_volume(&self, index: usize) -> String {
+        format!("dockception-src-{}-{}-{index}", self.project, self.target)
     }
 }
 

@@ -11,7 +11,8 @@ use crate::plan::project::project_name;
 use crate::plan::select::{build_order, select, with_dependencies};
 use crate::plan::tags::tags_by_target;
 use crate::plan::{
-    ArtifactPlan, BuilderPlan, Error, InitPlan, Plan, PlanOptions, PlanSet, Result, RuntimePlan,
+    ArtifactPlan, BuilderPlan, EnginePlan, Error, InitPlan, Plan, PlanOptions, PlanSet, Result,
+    RuntimePlan,
 };
 
 /// Resolve a loaded manifest into the plan of a run: the selected targets and what they need,
@@ -59,7 +60,38 @@ pub fn plan(loaded: &LoadedManifest, options: &PlanOptions) -> Result<PlanSet> {
         selected,
         order,
         targets,
+        engine: engine_plan(loaded, options),
     })
+}
+
+/// `--engine-mode`, else the manifest's `[engine] mode`, else auto.
+fn engine_plan(loaded: &LoadedManifest, options: &PlanOptions) -> EnginePlan {
+    if let Some(mode) = options.engine_mode {
+        return EnginePlan {
+            mode,
+            set_by: "set by --engine-mode".into(),
+        };
+    }
+    match loaded
+        .manifest
+        .engine
+        .as_ref()
+        .and_then(|e| e.mode.as_ref())
+    {
+        Some(mode) => {
+            let at = loaded.diagnostic(mode.span(), "", None);
+            EnginePlan {
+                mode: *mode.get_ref(),
+                set_by: format!(
+                    "set by [engine] mode at {}:{}:{}",
+                    at.path.display(),
+                    at.line,
+                    at.column
+                ),
+            }
+        }
+        None => EnginePlan::default(),
+    }
 }
 
 /// The builder of every target that has one, by target name; or every problem of them all.

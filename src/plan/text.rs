@@ -1,8 +1,21 @@
 //! The plan for people (`dockception plan`): one line a setting, values as they reach the
 //! engine, commands quoted so they can be pasted into a shell.
 
+use crate::manifest::EngineMode;
 use crate::manifest::Libs;
-use crate::plan::{InitPlan, Plan, PlanSet};
+use crate::plan::{EnginePlan, InitPlan, Plan, PlanSet};
+
+/// How the target's builds use the engine, and which setting said so.
+fn engine_words(engine: &EnginePlan) -> String {
+    match engine.mode {
+        EngineMode::Local => format!("local, sources bind-mounted ({})", engine.set_by),
+        EngineMode::Remote => format!(
+            "remote, sources synced into volumes, outputs read back ({})",
+            engine.set_by
+        ),
+        EngineMode::Auto => format!("auto ({})", engine.set_by),
+    }
+}
 
 impl PlanSet {
     /// The plan for people: build order, then each target's resolved settings.
@@ -16,16 +29,19 @@ impl PlanSet {
         }
         for plan in &self.targets {
             out.push('\n');
-            out.push_str(&plan.to_text(self.is_selected(&plan.target)));
+            out.push_str(&plan.to_text(self.is_selected(&plan.target), &self.engine));
         }
         out
     }
 }
 
 impl Plan {
-    fn to_text(&self, builds_image: bool) -> String {
+    fn to_text(&self, builds_image: bool, engine: &EnginePlan) -> String {
         let mut lines = vec![format!("[{}]", self.target)];
-        self.origin_lines(&mut lines);
+        if self.artifacts_from.is_none() {
+            lines.push(format!("  engine    {}", engine_words(engine)));
+        }
+        self.origin_lines(&mut lines, engine.mode == EngineMode::Remote);
         lines.push(format!(
             "  ship      {}{} -> {}",
             self.artifacts.include.join(", "),
@@ -45,7 +61,7 @@ impl Plan {
     }
 
     /// Where the artifacts come from: the target that made them, or how this builder runs.
-    fn origin_lines(&self, lines: &mut Vec<String>) {
+    fn origin_lines(&self, lines: &mut Vec<String>, remote: bool) {
         let b = &self.builder;
         if let Some(from) = &self.artifacts_from {
             lines.push(format!(
@@ -80,15 +96,20 @@ impl Plan {
             )),
             None => lines.push("  warm      off: a fresh container each build".into()),
         }
-        for m in &b.mounts {
+        for (i, m) in b.mounts.iter().enumerate() {
             lines.push(format!(
-                "  mount     {} -> {} ({})",
+                "  mount     {} -> {} ({}{})",
                 m.source.display(),
                 m.target,
                 if m.read_only {
                     "read-only"
                 } else {
                     "read-write"
+                },
+                if remote {
+                    format!(", synced into volume {}", self.source_volume(i))
+                } else {
+                    String::new()
                 }
             ));
         }

@@ -19,6 +19,7 @@ mod manifest;
 mod manifest_input;
 mod podman;
 mod registry_base;
+mod remote;
 mod report;
 mod reproducible;
 mod runtime_steps;

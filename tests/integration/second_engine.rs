@@ -107,13 +107,17 @@ fi
 exec chroot "$R" /usr/sbin/dockerd -H unix:///run/dcpt/docker.sock -H unix:///run/docker.sock \
     -H tcp://0.0.0.0:2376 --tlsverify --tlscacert=/run/dcpt/server/ca.pem \
     --tlscert=/run/dcpt/server/cert.pem --tlskey=/run/dcpt/server/key.pem \
-    --storage-driver=vfs --iptables=false --ip6tables=false --ip-masq=false \
+    --storage-driver=overlay2 --iptables=false --ip6tables=false --ip-masq=false \
     --cgroup-parent="/$CG" --pidfile=/run/docker.pid --exec-root=/run/docker-exec
 "#;
 
 impl SecondEngine {
     /// Make the namespace, the certificates and start the engine; waits until it answers.
     pub fn start(options: SecondEngineOptions) -> SecondEngine {
+        // One engine starts at a time: several containerds starting at once on a loaded
+        // machine miss dockerd's wait for them ("timeout waiting for containerd to start").
+        static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _starting = STARTING.lock().unwrap_or_else(|e| e.into_inner());
         static STARTED: AtomicU32 = AtomicU32::new(0);
         let n = STARTED.fetch_add(1, Ordering::SeqCst);
         let slot = (std::process::id().wrapping_mul(7) + n * 13) % 250 + 1;
@@ -217,6 +221,16 @@ impl SecondEngine {
             .expect("the docker CLI runs")
     }
 
+    /// Where the engine keeps the files of volume `name`, as this machine sees them (its data
+    /// folder is one of the test's): for watching a volume without asking the engine.
+    pub fn volume_files(&self, name: &str) -> PathBuf {
+        self.dir
+            .path()
+            .join("data/volumes")
+            .join(name)
+            .join("_data")
+    }
+
     /// Copy `image` from the machine's engine into this one.
     pub fn load(&self, image: &str) {
         let tar = self.dir.path().join("image.tar");
@@ -249,7 +263,7 @@ impl Drop for SecondEngine {
             .stderr(Stdio::null())
             .status();
         remove_cgroups(&self.name);
-        // vfs layers are plain folders; containers' files may be read-only for their owner.
+        // Layers and containers' files may be read-only for their owner.
         let _ = Command::new("chmod")
             .args(["-R", "u+w"])
             .arg(self.dir.path())

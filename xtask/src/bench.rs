@@ -16,6 +16,7 @@ mod image;
 mod memory;
 mod phased;
 mod push;
+mod remote;
 mod rust;
 
 use buildkit::BuildCache;
@@ -182,9 +183,10 @@ struct Leftovers {
     build_cache: BuildCache,
 }
 
-/// What `--only` may name: a workload, one of issue 14's image measurements, or `buildkit`:
-/// every workload with only the headline's ways (BuildKit and dockception's defaults).
-const PARTS: [&str; 7] = [
+/// What `--only` may name: a workload, one of issue 14's image measurements, `remote` (issue
+/// 16's second engine), or `buildkit`: every workload with only the headline's ways (BuildKit
+/// and dockception's defaults).
+const PARTS: [&str; 8] = [
     "buildkit",
     "go-multi",
     "lua",
@@ -192,6 +194,7 @@ const PARTS: [&str; 7] = [
     "image",
     "push",
     "memory",
+    "remote",
 ];
 
 /// Everything one run measured; a part not run (`--only`) is empty.
@@ -201,6 +204,7 @@ struct Run {
     image: Option<ImageBench>,
     push: Option<PushBench>,
     memory: Vec<Memory>,
+    remote: Option<remote::RemoteBench>,
     /// The load average (1, 5, 15 min) as each part started.
     loads: Vec<(String, String)>,
 }
@@ -346,6 +350,10 @@ fn measure_all(
             .loads
             .push(("assembly plus load".into(), load_average()));
         results.image = Some(image::measure_image(bin, work, reps, leftovers)?);
+    }
+    if wanted("remote") {
+        results.loads.push(("remote".into(), load_average()));
+        results.remote = Some(remote::measure_remote(bin, work, reps)?);
     }
     if wanted("push") || wanted("memory") {
         let registry = Registry::start(work)?;
@@ -1114,6 +1122,9 @@ fn render(results: &Run, reps: usize) -> String {
     }
     if !results.memory.is_empty() {
         out.push_str(&memory::render(&results.memory, &mut targets));
+    }
+    if let Some(bench) = &results.remote {
+        out.push_str(&remote::render(bench, &mut targets));
     }
     let _ = writeln!(
         out,
