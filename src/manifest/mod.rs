@@ -40,8 +40,8 @@ pub use load::{load_with, parse_bytes_with, MAX_MANIFEST_BYTES};
 pub(crate) use reference::{
     canonical_tag, names_registry, reference_help, reference_problem, Use as ReferenceUse,
 };
-pub use values::parse_duration;
 pub(crate) use values::{normalise_container_path, parse_port_spec};
+pub use values::{parse_duration, parse_reuse_limit};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -1,12 +1,14 @@
 //! Up to date means no work. A build's inputs are fingerprinted: the resolved plan, the builder
 //! and base image ids, and the content of every mounted source file that `.gitignore` and
 //! `.dockerignore` do not exclude. When the fingerprint equals the last successful build's and
-//! that build's image still carries its tags, there is nothing to do.
+//! that build's image still carries its tags, there is nothing to do; when it equals an earlier
+//! build's, that build's kept output is reused (`reuse`).
 //!
-//! Content is hashed only when a file's size or mtime changed since the last run (the state file
-//! in the output folder keeps each file's size, mtime and digest), so a no-op on a large tree
-//! costs one `stat` per file. A file whose mtime is too close to the time it was last hashed is
-//! hashed again (git's "racily clean" rule), so an edit in the same clock tick is never missed.
+//! Content is hashed only when a file's size, mtime, ctime or inode changed since the last run
+//! (the state file in the output folder keeps each file's stat and digest, as git's index
+//! does), so a no-op on a large tree costs one `stat` per file. A file whose mtime is too
+//! close to the time it was last hashed is hashed again (git's "racily clean" rule), so an
+//! edit in the same clock tick is never missed.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -28,7 +30,7 @@ use crate::report::Report;
 pub const STATE_FILE: &str = "state.json";
 
 /// Bumped when the state file's meaning changes; an older file is ignored.
-const STATE_VERSION: u32 = 2;
+const STATE_VERSION: u32 = 3;
 
 /// A cached digest is trusted only for files last modified this long before they were hashed.
 const RACY_MARGIN_NS: i64 = 2_000_000_000;
@@ -53,6 +55,11 @@ pub struct FileRecord {
     pub size: u64,
     /// Modification time in nanoseconds since the epoch.
     pub mtime_ns: i64,
+    /// Inode-change time in nanoseconds since the epoch: a rewrite that restores the size and
+    /// the mtime (`touch -r`, `cp -p`, a checkout) still moves it.
+    pub ctime_ns: i64,
+    /// The inode number: a file replaced by another (a rename over it) is another file.
+    pub ino: u64,
     /// SHA-256 of the content, hex.
     pub digest: String,
 }
@@ -157,21 +164,28 @@ impl State {
         self.last.as_ref().filter(|l| l.fingerprint == fingerprint)
     }
 
-    /// The digest recorded for `path` when it can be trusted for a file that now has `size` and
-    /// `mtime_ns`: same size, same mtime, and modified well before it was hashed.
-    fn trusted_digest(&self, path: &Path, size: u64, mtime_ns: i64) -> Option<&str> {
+    /// The digest recorded for `path` when it can be trusted for a file whose stat is now
+    /// `now` (its digest ignored): same size, mtime, ctime and inode, and modified well before
+    /// it was hashed.
+    fn trusted_digest(&self, path: &Path, now: &FileRecord) -> Option<&str> {
         self.files
             .get(path)
             .filter(|r| {
-                r.size == size
-                    && r.mtime_ns == mtime_ns
-                    && mtime_ns.saturating_add(RACY_MARGIN_NS) < self.scanned_at_ns
+                r.size == now.size
+                    && r.mtime_ns == now.mtime_ns
+                    && r.ctime_ns == now.ctime_ns
+                    && r.ino == now.ino
+                    && now.mtime_ns.saturating_add(RACY_MARGIN_NS) < self.scanned_at_ns
             })
             .map(|r| r.digest.as_str())
     }
 }
 
-/// Everything besides the sources that decides what a build produces.
+/// Everything besides the sources that decides what a build produces. What is left out, on
+/// purpose: the content of secrets (`env_from_host` values, secret files; their names and paths
+/// are in the plan), which must not change what is built and must not be kept, even hashed,
+/// in a state file; the cache volumes' content, which is a cache; and the reuse store's size
+/// limit, which changes what is kept, not what is built.
 #[derive(Debug, Clone, Copy)]
 pub struct Inputs<'a> {
     /// The resolved plan.
@@ -193,7 +207,9 @@ pub fn fingerprint(inputs: &Inputs<'_>, sources: &Sources) -> String {
     };
     field(b"dockception fingerprint 1");
     field(env!("CARGO_PKG_VERSION").as_bytes());
-    field(&serde_json::to_vec(inputs.plan).unwrap_or_default());
+    let mut plan = inputs.plan.clone();
+    plan.builder.reuse_limit = crate::plan::DEFAULT_REUSE_LIMIT;
+    field(&serde_json::to_vec(&plan).unwrap_or_default());
     field(inputs.builder_id.as_bytes());
     field(inputs.base_id.as_bytes());
     field(&inputs.epoch.to_le_bytes());
@@ -310,34 +326,31 @@ fn source_walker(root: &Path, out_dir: &Path) -> Result<ignore::WalkBuilder> {
     Ok(walker)
 }
 
-/// The content digest of the source file at `path`: the last run's, when its size and mtime
-/// are unchanged, else hashed now (and counted). Recorded for the next run.
+/// The content digest of the source file at `path`: the last run's, when its stat is
+/// unchanged, else hashed now (and counted). Recorded for the next run.
 fn file_digest(
     path: &Path,
     metadata: &std::fs::Metadata,
     previous: &State,
     sources: &mut Sources,
 ) -> Result<String> {
-    let size = metadata.len();
-    let mtime_ns = metadata
-        .mtime()
-        .saturating_mul(1_000_000_000)
-        .saturating_add(metadata.mtime_nsec());
-    let digest = match previous.trusted_digest(path, size, mtime_ns) {
+    let ns = |secs: i64, nsec: i64| secs.saturating_mul(1_000_000_000).saturating_add(nsec);
+    let mut record = FileRecord {
+        size: metadata.len(),
+        mtime_ns: ns(metadata.mtime(), metadata.mtime_nsec()),
+        ctime_ns: ns(metadata.ctime(), metadata.ctime_nsec()),
+        ino: metadata.ino(),
+        digest: String::new(),
+    };
+    record.digest = match previous.trusted_digest(path, &record) {
         Some(digest) => digest.to_string(),
         None => {
             sources.hashed += 1;
             hash_file(path)?
         }
     };
-    sources.files.insert(
-        path.to_path_buf(),
-        FileRecord {
-            size,
-            mtime_ns,
-            digest: digest.clone(),
-        },
-    );
+    let digest = record.digest.clone();
+    sources.files.insert(path.to_path_buf(), record);
     Ok(digest)
 }
 

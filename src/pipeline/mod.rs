@@ -11,6 +11,7 @@ mod fingerprint;
 mod image;
 pub(crate) mod interrupt;
 mod measure;
+pub(crate) mod reuse;
 mod review;
 mod runtime;
 mod schedule;
@@ -21,6 +22,7 @@ mod up_to_date;
 pub(crate) use caches::{list_caches, remove_caches};
 pub(crate) use context::write_context;
 pub use destinations::Destinations;
+pub(crate) use reuse::{kept_builds, kept_builds_text, remove_kept_builds};
 pub(crate) use review::{load_source, review};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -88,9 +90,6 @@ pub async fn build_if_changed(
     destinations: &Destinations,
 ) -> Result<Vec<TargetReport>> {
     destinations.check(plans)?;
-    // A push or an output needs the image written this run (the same bytes as the last
-    // build's, for the same inputs), so nothing is skipped as up to date then.
-    let force = force || !destinations.only_load(plans);
     let mut secrets = resolve_secrets(plans)?;
     let before = Tracked::now(engine);
     let mut schedule = schedule::Schedule::of(&plans.targets);

@@ -58,6 +58,11 @@ pub(crate) fn builder_plan(
             .warm
             .as_ref()
             .and_then(|w| manifest::parse_duration(w.get_ref())),
+        reuse_limit: builder
+            .reuse_limit
+            .as_ref()
+            .and_then(|l| manifest::parse_reuse_limit(l.get_ref()).ok())
+            .unwrap_or(crate::plan::DEFAULT_REUSE_LIMIT),
     })
 }
 

@@ -2,7 +2,7 @@
 //! engine, commands quoted so they can be pasted into a shell.
 
 use crate::manifest::Libs;
-use crate::plan::{InitPlan, Plan, PlanSet};
+use crate::plan::{InitPlan, Plan, PlanSet, DEFAULT_REUSE_LIMIT};
 
 impl PlanSet {
     /// The plan for people: build order, then each target's resolved settings.
@@ -75,6 +75,12 @@ impl Plan {
         }
         if let Some(warm) = b.warm {
             lines.push(format!("  warm      {warm} s"));
+        }
+        if b.reuse_limit != DEFAULT_REUSE_LIMIT {
+            lines.push(format!(
+                "  reuse     {}",
+                crate::units::human(b.reuse_limit)
+            ));
         }
         for m in &b.mounts {
             lines.push(format!(

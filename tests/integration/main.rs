@@ -19,6 +19,7 @@ mod manifest;
 mod manifest_input;
 mod report;
 mod reproducible;
+mod reuse;
 mod runtime_steps;
 mod safety;
 mod schema;

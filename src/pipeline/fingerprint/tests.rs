@@ -29,6 +29,7 @@ fn plan(root: &Path, out_dir: &Path) -> Plan {
             secret_files: vec![],
             network: None,
             warm: None,
+            reuse_limit: crate::plan::DEFAULT_REUSE_LIMIT,
         },
         artifacts: ArtifactPlan {
             subdir: String::new(),
