@@ -65,7 +65,10 @@ fn a_reuse_limit_is_a_size_and_a_bad_one_points_at_its_value() {
         let found = errors(&src);
         assert_eq!(found.len(), 1, "{bad}: {found:?}");
         let text = found[0].to_string();
-        assert!(text.contains("builder.reuse_limit") && text.contains(why), "{text}");
+        assert!(
+            text.contains("builder.reuse_limit") && text.contains(why),
+            "{text}"
+        );
         assert_eq!((found[0].line, found[0].column), (4, 15), "{bad}");
     }
 }

@@ -144,6 +144,18 @@ fn undoing_an_edit_reuses_the_first_build_and_runs_no_container() {
     assert_eq!(fourth["up_to_date"], true, "{fourth}");
     assert_eq!(created, Vec::<String>::new());
     assert_eq!(containers_of(dir.path()), Vec::<String>::new());
+
+    // `clean --caches` takes the kept builds with the other caches.
+    let store = dir.path().join(".dockception/reuse");
+    assert!(store.is_dir());
+    let cleaned = dockception(&["clean", "--caches"], dir.path());
+    assert!(cleaned.status.success(), "{}", text(&cleaned.stderr));
+    assert!(
+        text(&cleaned.stdout).contains(&format!("removed kept builds {}", store.display())),
+        "{}",
+        text(&cleaned.stdout)
+    );
+    assert!(!store.exists());
 }
 
 /// `cache ls` lines of the kept builds: their image ids (short).

@@ -15,6 +15,7 @@ mod image;
 mod memory;
 mod phased;
 mod push;
+mod scale;
 
 use image::ImageBench;
 use memory::Memory;
@@ -152,7 +153,7 @@ struct Leftovers {
 }
 
 /// What `--only` may name: a workload, or one of issue 14's image measurements.
-const PARTS: [&str; 5] = ["go-multi", "lua", "image", "push", "memory"];
+const PARTS: [&str; 6] = ["go-multi", "lua", "image", "push", "memory", "scale"];
 
 /// Everything one run measured; a part not run (`--only`) is empty.
 #[derive(Default)]
@@ -161,6 +162,7 @@ struct Run {
     image: Option<ImageBench>,
     push: Option<PushBench>,
     memory: Vec<Memory>,
+    scale: Option<scale::ScaleBench>,
     /// The load average (1, 5, 15 min) as each part started.
     loads: Vec<(String, String)>,
 }
@@ -261,6 +263,10 @@ fn measure_all(
             .loads
             .push(("assembly plus load".into(), load_average()));
         results.image = Some(image::measure_image(bin, work, reps, leftovers)?);
+    }
+    if wanted("scale") {
+        results.loads.push(("scale".into(), load_average()));
+        results.scale = Some(scale::measure_scale(bin, work, reps.max(5))?);
     }
     if wanted("push") || wanted("memory") {
         let registry = Registry::start(work)?;
@@ -951,6 +957,9 @@ fn render(results: &Run, reps: usize) -> String {
     }
     if !results.memory.is_empty() {
         out.push_str(&memory::render(&results.memory, &mut targets));
+    }
+    if let Some(bench) = &results.scale {
+        out.push_str(&scale::render(bench, &mut targets));
     }
     let _ = writeln!(
         out,

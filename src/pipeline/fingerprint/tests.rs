@@ -295,11 +295,19 @@ fn the_state_round_trips_atomically_and_a_bad_file_is_ignored() {
     assert_eq!(loaded, saved);
     assert!(loaded.last_build_with(&print).is_some());
     assert!(loaded.last_build_with("other").is_none());
-    let names: Vec<_> = std::fs::read_dir(dir.path())
+    assert_eq!(loaded.files.len(), 1, "the file list comes back too");
+    let mut names: Vec<_> = std::fs::read_dir(dir.path())
         .expect("read")
         .map(|e| e.expect("entry").file_name())
         .collect();
-    assert_eq!(names, [STATE_FILE], "no temporary file is left");
+    names.sort();
+    assert_eq!(names, [FILES_FILE, STATE_FILE], "no temporary file is left");
+    // A file list from another scan is not trusted.
+    let mut other = saved.clone();
+    other.scanned_at_ns += 1;
+    let list = std::fs::read(dir.path().join(FILES_FILE)).expect("list");
+    assert!(parse_files(&list, other.scanned_at_ns).is_none());
+    assert!(parse_files(b"dockception source files 1 5\n1 2 3 4 short /x\n", 5).is_none());
     std::fs::write(dir.path().join(STATE_FILE), "{ not json").expect("write");
     assert_eq!(State::load(dir.path()), State::default());
 }
@@ -312,16 +320,24 @@ fn every_field_of_the_plan_and_every_input_changes_it() {
     type Flip = fn(&mut Plan);
     let flips: &[(&str, Flip)] = &[
         ("target", |p| p.target = "other".into()),
-        ("manifest", |p| p.manifest = "/elsewhere/dockception.toml".into()),
+        ("manifest", |p| {
+            p.manifest = "/elsewhere/dockception.toml".into()
+        }),
         ("project", |p| p.project = "q-11111111".into()),
         ("out_dir", |p| p.out_dir = "/elsewhere/.dockception".into()),
         ("blobs_dir", |p| p.blobs_dir = "/elsewhere/blobs".into()),
-        ("artifacts_from", |p| p.artifacts_from = Some("build".into())),
+        ("artifacts_from", |p| {
+            p.artifacts_from = Some("build".into())
+        }),
         ("builder.image", |p| p.builder.image = "gcc:other".into()),
         ("builder.workdir", |p| p.builder.workdir = Some("/w".into())),
-        ("builder.env", |p| p.builder.env.push(("CC".into(), "clang".into()))),
+        ("builder.env", |p| {
+            p.builder.env.push(("CC".into(), "clang".into()))
+        }),
         ("builder.command", |p| p.builder.command.push("-j2".into())),
-        ("builder.user", |p| p.builder.user = Some("1000:1000".into())),
+        ("builder.user", |p| {
+            p.builder.user = Some("1000:1000".into())
+        }),
         ("builder.mounts", |p| p.builder.mounts[0].read_only = false),
         ("builder.caches", |p| {
             p.builder.caches.push(CacheVolume {
@@ -329,8 +345,12 @@ fn every_field_of_the_plan_and_every_input_changes_it() {
                 target: "/cache".into(),
             })
         }),
-        ("builder.output_target", |p| p.builder.output_target = "/dist".into()),
-        ("builder.env_from_host", |p| p.builder.env_from_host.push("TOKEN".into())),
+        ("builder.output_target", |p| {
+            p.builder.output_target = "/dist".into()
+        }),
+        ("builder.env_from_host", |p| {
+            p.builder.env_from_host.push("TOKEN".into())
+        }),
         ("builder.secret_files", |p| {
             p.builder.secret_files.push(SecretFile {
                 name: "npmrc".into(),
@@ -338,24 +358,46 @@ fn every_field_of_the_plan_and_every_input_changes_it() {
                 target: "/run/secrets/npmrc".into(),
             })
         }),
-        ("builder.network", |p| p.builder.network = Some("none".into())),
+        ("builder.network", |p| {
+            p.builder.network = Some("none".into())
+        }),
         ("builder.warm", |p| p.builder.warm = Some(60)),
         ("artifacts.subdir", |p| p.artifacts.subdir = "bin".into()),
-        ("artifacts.include", |p| p.artifacts.include.push("lib/*".into())),
-        ("artifacts.exclude", |p| p.artifacts.exclude.push("*.a".into())),
+        ("artifacts.include", |p| {
+            p.artifacts.include.push("lib/*".into())
+        }),
+        ("artifacts.exclude", |p| {
+            p.artifacts.exclude.push("*.a".into())
+        }),
         ("artifacts.dest", |p| p.artifacts.dest = "/usr/bin".into()),
         ("runtime.base", |p| p.runtime.base = "busybox:local".into()),
-        ("runtime.entrypoint", |p| p.runtime.entrypoint = Some(vec!["/app".into()])),
-        ("runtime.cmd", |p| p.runtime.cmd = Some(vec!["--help".into()])),
-        ("runtime.env", |p| p.runtime.env.push(("A".into(), "1".into()))),
-        ("runtime.workdir", |p| p.runtime.workdir = Some("/data".into())),
+        ("runtime.entrypoint", |p| {
+            p.runtime.entrypoint = Some(vec!["/app".into()])
+        }),
+        ("runtime.cmd", |p| {
+            p.runtime.cmd = Some(vec!["--help".into()])
+        }),
+        ("runtime.env", |p| {
+            p.runtime.env.push(("A".into(), "1".into()))
+        }),
+        ("runtime.workdir", |p| {
+            p.runtime.workdir = Some("/data".into())
+        }),
         ("runtime.user", |p| p.runtime.user = Some("65534".into())),
         ("runtime.expose", |p| p.runtime.expose.push("80/tcp".into())),
-        ("runtime.labels", |p| p.runtime.labels.push(("l".into(), "v".into()))),
-        ("runtime.steps", |p| p.runtime.steps.push("apk add x".into())),
-        ("runtime.artifacts_mount", |p| p.runtime.artifacts_mount = "/a".into()),
+        ("runtime.labels", |p| {
+            p.runtime.labels.push(("l".into(), "v".into()))
+        }),
+        ("runtime.steps", |p| {
+            p.runtime.steps.push("apk add x".into())
+        }),
+        ("runtime.artifacts_mount", |p| {
+            p.runtime.artifacts_mount = "/a".into()
+        }),
         ("runtime.init", |p| p.runtime.init = InitPlan::Auto),
-        ("runtime.libs", |p| p.runtime.libs = crate::manifest::Libs::Auto),
+        ("runtime.libs", |p| {
+            p.runtime.libs = crate::manifest::Libs::Auto
+        }),
         ("tags", |p| p.tags.push("app:2".into())),
         ("push", |p| p.push = true),
     ];
@@ -383,7 +425,10 @@ fn every_field_of_the_plan_and_every_input_changes_it() {
         flip(&mut plan);
         assert_ne!(plan, base, "{name} changed nothing");
         let changed = print(&plan, "sha256:builder", "scratch", 0);
-        assert!(!seen.contains(&changed), "{name} does not change the fingerprint");
+        assert!(
+            !seen.contains(&changed),
+            "{name} does not change the fingerprint"
+        );
         seen.push(changed);
     }
     // Every key of the plan's JSON (two levels deep) has its flip above.
@@ -397,7 +442,10 @@ fn every_field_of_the_plan_and_every_input_changes_it() {
     }
     let named: Vec<&str> = flips.iter().map(|(name, _)| *name).collect();
     for key in &keys {
-        assert!(named.contains(&key.as_str()), "no flip for the plan's {key}");
+        assert!(
+            named.contains(&key.as_str()),
+            "no flip for the plan's {key}"
+        );
     }
 }
 
@@ -455,7 +503,10 @@ fn a_one_file_change_in_a_large_tree_hashes_only_that_file() {
 
     // Same size, same mtime, another inode: `mv` of a copy over the file.
     let target = f.root().join("d3/f3.c");
-    let mtime = std::fs::metadata(&target).expect("stat").modified().expect("mtime");
+    let mtime = std::fs::metadata(&target)
+        .expect("stat")
+        .modified()
+        .expect("mtime");
     let copy = f.root().join("copy.tmp");
     std::fs::write(&copy, "int z;\n").expect("copy");
     File::options()

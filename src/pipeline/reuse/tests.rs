@@ -48,7 +48,10 @@ fn a_kept_output_comes_back_whole() {
     let into = dir.path().join("restored");
     std::fs::create_dir(&into).expect("mkdir");
     store.restore(&entry, &into).expect("restored");
-    assert_eq!(std::fs::read_to_string(into.join("app")).expect("app"), "binary");
+    assert_eq!(
+        std::fs::read_to_string(into.join("app")).expect("app"),
+        "binary"
+    );
     assert_eq!(
         std::fs::metadata(into.join("app")).expect("stat").mode() & 0o777,
         0o755
@@ -72,9 +75,18 @@ fn a_changed_added_or_deleted_file_is_never_reused() {
     let store = Store::at(dir.path().join("reuse"), 1 << 20);
     type Spoil = fn(&Path);
     let spoils: [(Spoil, &str); 4] = [
-        (|o| std::fs::write(o.join("app"), "BINARY").expect("write"), "app changed"),
-        (|o| std::fs::write(o.join("new"), "x").expect("write"), "new was added"),
-        (|o| std::fs::remove_file(o.join("lib/x.so")).expect("rm"), "lib/x.so is gone"),
+        (
+            |o| std::fs::write(o.join("app"), "BINARY").expect("write"),
+            "app changed",
+        ),
+        (
+            |o| std::fs::write(o.join("new"), "x").expect("write"),
+            "new was added",
+        ),
+        (
+            |o| std::fs::remove_file(o.join("lib/x.so")).expect("rm"),
+            "lib/x.so is gone",
+        ),
         (
             |o| {
                 std::fs::set_permissions(o.join("app"), std::fs::Permissions::from_mode(0o700))
@@ -106,7 +118,10 @@ fn past_the_limit_the_builds_used_longest_ago_go_first() {
     }
     // 1 is used again, so 2 is now the one used longest ago.
     store.touch(&found(&store, 1)).expect("touched");
-    assert_eq!(keep(&store, &output(dir.path(), &[("f", ten)]), 3), [print(2)]);
+    assert_eq!(
+        keep(&store, &output(dir.path(), &[("f", ten)]), 3),
+        [print(2)]
+    );
     let kept: Vec<String> = store.entries().into_iter().map(|e| e.fingerprint).collect();
     assert_eq!(kept, [print(1), print(3)]);
     // An output larger than the whole limit is not kept, and evicts nothing.
