@@ -3,9 +3,10 @@
 //! back to a branch, undoing an edit) runs no builder, as BuildKit's cache does.
 //!
 //! Each entry is `<out_dir>/reuse/<fingerprint>/`: `output/`, the builder's whole output folder
-//! (hard links to the run's files where the file system allows, else copies), and `entry.json`:
+//! (hard links to the run's files where the file system allows, else copies); `entry.json`:
 //! every path of that output with its size and SHA-256, the build's report, and the descriptors
-//! of the image it wrote (whose blobs the project's blob store holds by digest). Before an entry
+//! of the image it wrote (whose blobs the project's blob store holds by digest); and
+//! `meta.json`, its size and when it was last used, all that listing and eviction read. Before an entry
 //! is reused, every file is hashed again and the folder must hold exactly the recorded paths:
 //! an output changed or deleted in the store is never reused (the entry goes, the build runs).
 //!
@@ -26,20 +27,34 @@ use crate::report::Report;
 /// The store's folder inside a target's output folder.
 pub(crate) const REUSE_DIR: &str = "reuse";
 const ENTRY_FILE: &str = "entry.json";
+/// What listing and eviction read, small and rewritten on every use.
+const META_FILE: &str = "meta.json";
 const OUTPUT_DIR: &str = "output";
 const STAGING_PREFIX: &str = "staging-";
 /// Bumped when an entry's meaning changes; an older entry is not reused.
 const ENTRY_VERSION: u32 = 1;
 
-/// One kept build.
+/// What is known of a kept build without reading it whole.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Meta {
+    version: u32,
+    /// The fingerprint of the build's inputs, hex: the entry's name.
+    pub(crate) fingerprint: String,
+    /// The image it wrote.
+    pub(crate) image_id: String,
+    /// When it was stored and last used, in nanoseconds since the epoch.
+    pub(crate) stored_at_ns: i64,
+    pub(crate) used_at_ns: i64,
+    /// Bytes of its output's files.
+    pub(crate) bytes: u64,
+}
+
+/// One kept build, whole.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Entry {
     version: u32,
     /// The fingerprint of the build's inputs, hex: the entry's name.
     pub(crate) fingerprint: String,
-    /// When it was stored and last used, in nanoseconds since the epoch.
-    pub(crate) stored_at_ns: i64,
-    pub(crate) used_at_ns: i64,
     /// Bytes of its output's files.
     pub(crate) bytes: u64,
     /// Every path of the output, parents before children.
@@ -166,15 +181,22 @@ impl Store {
         let entry = Entry {
             version: ENTRY_VERSION,
             fingerprint: fingerprint.to_string(),
-            stored_at_ns: now,
-            used_at_ns: now,
             bytes: staged.bytes,
             paths: staged.paths.clone(),
             report: report.clone(),
             init: init.map(str::to_string),
             image: image.map(ImageRecord::of),
         };
-        write_entry(&staged.dir, &entry)?;
+        write_json(&staged.dir.join(ENTRY_FILE), &entry)?;
+        let meta = Meta {
+            version: ENTRY_VERSION,
+            fingerprint: fingerprint.to_string(),
+            image_id: report.image_id.clone(),
+            stored_at_ns: now,
+            used_at_ns: now,
+            bytes: staged.bytes,
+        };
+        write_json(&staged.dir.join(META_FILE), &meta)?;
         let final_dir = self.root.join(fingerprint);
         if final_dir.exists() {
             // The same inputs built again (`--force`): the newer output replaces the older.
@@ -191,7 +213,9 @@ impl Store {
             return Lookup::Missing;
         }
         let dir = self.root.join(fingerprint);
-        let Some(entry) = read_entry(&dir).filter(|e| e.fingerprint == fingerprint) else {
+        let entry = read_json::<Entry>(&dir.join(ENTRY_FILE))
+            .filter(|e| e.version == ENTRY_VERSION && e.fingerprint == fingerprint);
+        let Some(entry) = entry else {
             return Lookup::Missing;
         };
         match verify(&dir.join(OUTPUT_DIR), &entry.paths) {
@@ -227,13 +251,15 @@ impl Store {
 
     /// Record that `entry` was just used, so eviction takes it last.
     pub(crate) fn touch(&self, entry: &Entry) -> std::io::Result<()> {
-        let mut entry = entry.clone();
-        entry.used_at_ns = now_ns();
-        write_entry(&self.root.join(&entry.fingerprint), &entry)
+        let path = self.root.join(&entry.fingerprint).join(META_FILE);
+        let mut meta = read_json::<Meta>(&path)
+            .ok_or_else(|| std::io::Error::other(format!("{} cannot be read", path.display())))?;
+        meta.used_at_ns = now_ns();
+        write_json(&path, &meta)
     }
 
     /// The entries, used longest ago first. Staging folders of runs that are gone are removed.
-    pub(crate) fn entries(&self) -> Vec<Entry> {
+    pub(crate) fn entries(&self) -> Vec<Meta> {
         let Ok(dir) = std::fs::read_dir(&self.root) else {
             return Vec::new();
         };
@@ -247,8 +273,10 @@ impl Store {
                 }
                 continue;
             }
-            if let Some(entry) = read_entry(&item.path()).filter(|e| e.fingerprint == name) {
-                entries.push(entry);
+            let meta = read_json::<Meta>(&item.path().join(META_FILE))
+                .filter(|m| m.version == ENTRY_VERSION && m.fingerprint == name);
+            if let Some(meta) = meta {
+                entries.push(meta);
             }
         }
         entries.sort_by_key(|e| (e.used_at_ns, e.fingerprint.clone()));
@@ -356,7 +384,7 @@ pub fn kept_builds(plans: &crate::plan::PlanSet) -> Vec<KeptBuild> {
             rows.push(KeptBuild {
                 target: plan.target.clone(),
                 fingerprint: entry.fingerprint,
-                image_id: entry.report.image_id,
+                image_id: entry.image_id,
                 bytes: entry.bytes,
                 used_at_ns: entry.used_at_ns,
             });
@@ -594,16 +622,13 @@ fn hash_file(path: &Path) -> std::io::Result<String> {
     Ok(crate::fsutil::hex(&hasher.finalize()))
 }
 
-fn write_entry(dir: &Path, entry: &Entry) -> std::io::Result<()> {
-    let bytes = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
-    crate::fsutil::write_atomic(&dir.join(ENTRY_FILE), &bytes)
+fn write_json(path: &Path, value: &impl Serialize) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+    crate::fsutil::write_atomic(path, &bytes)
 }
 
-fn read_entry(dir: &Path) -> Option<Entry> {
-    let bytes = std::fs::read(dir.join(ENTRY_FILE)).ok()?;
-    serde_json::from_slice::<Entry>(&bytes)
-        .ok()
-        .filter(|e| e.version == ENTRY_VERSION)
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
 /// A fingerprint is 64 lowercase hex digits; nothing else names an entry's folder.
