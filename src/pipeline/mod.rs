@@ -74,7 +74,10 @@ pub async fn build_to(
 /// Like [`build`], but a selected target that runs its own builder is skipped when nothing
 /// changed: when its inputs' fingerprint (plan, builder and base image ids, mounted sources)
 /// equals its last successful build's and that image still carries its tags, nothing runs and
-/// that build's report comes back with `up_to_date` set. `force` builds anyway.
+/// that build's report comes back with `up_to_date` set. When it equals an earlier build's
+/// kept in the target's reuse store, no builder runs either: that build's output and image come
+/// back, delivered again, with `reused_from` set. A push or an output is never up to date, but
+/// may reuse. `force` builds anyway.
 ///
 /// A target starts as soon as the target it takes artifacts from has finished, so targets that
 /// do not depend on each other build at the same time, within this one call; the reports come

@@ -271,7 +271,7 @@ fn a_kept_output_changed_or_deleted_in_the_store_is_not_reused() {
     let one_entry = only_entry(&[]);
     write_files(dir.path(), &[("src/app.txt", "two\n")]);
     let (two, _, _) = build(dir.path(), &image);
-    let two_entry = only_entry(&[one_entry.clone()]);
+    let two_entry = only_entry(std::slice::from_ref(&one_entry));
     write_files(dir.path(), &[("src/app.txt", "three\n")]);
     build(dir.path(), &image);
 
