@@ -237,16 +237,20 @@ fn cache_ls_and_rm_manage_the_projects_volumes() {
     );
     assert_eq!(volumes.names(), [names[0].clone()]);
 
+    // Naming a cache volume keeps the kept builds; naming none takes them too.
+    assert!(dir.path().join(".dockception/reuse").is_dir());
     let result = dockception(&["cache", "rm"], dir.path());
     assert!(result.status.success(), "{}", text(&result.stderr));
-    assert_eq!(
-        text(&result.stdout),
-        format!(
-            "removed {} (/cache/a)\ndid not exist: {} (/cache/b)\n",
+    let stdout = text(&result.stdout);
+    assert!(
+        stdout.starts_with(&format!(
+            "removed {} (/cache/a)\ndid not exist: {} (/cache/b)\nremoved 1 kept build(s) of target default (",
             names[0], names[1]
-        )
+        )),
+        "{stdout}"
     );
     assert_eq!(volumes.names(), Vec::<String>::new());
+    assert!(!dir.path().join(".dockception/reuse").exists());
 }
 
 /// Targets on busybox:local with one cache each, at `/cache/NAME`.
@@ -308,21 +312,35 @@ fn cache_rm_by_target_name_removes_only_that_targets_caches() {
     };
     let (one, two) = (volume_of("one"), volume_of("two"));
 
+    // A target's name takes its volumes and its kept builds, and only those.
+    let kept = |target: &str| {
+        dir.path()
+            .join(format!(".dockception/targets/{target}/reuse"))
+            .is_dir()
+    };
+    assert!(kept("one") && kept("two"));
     let result = dockception(&["cache", "rm", "one"], dir.path());
     assert!(result.status.success(), "{}", text(&result.stderr));
-    assert_eq!(
-        text(&result.stdout),
-        format!("removed {one} (/cache/one)\n")
+    let stdout = text(&result.stdout);
+    assert!(
+        stdout.starts_with(&format!(
+            "removed {one} (/cache/one)\nremoved 1 kept build(s) of target one ("
+        )),
+        "{stdout}"
     );
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
     assert_eq!(volumes.names(), std::slice::from_ref(&two));
+    assert!(!kept("one") && kept("two"));
 
     let result = dockception(&["cache", "rm", "two"], dir.path());
     assert!(result.status.success(), "{}", text(&result.stderr));
-    assert_eq!(
-        text(&result.stdout),
-        format!("removed {two} (/cache/two)\n")
+    assert!(
+        text(&result.stdout).starts_with(&format!("removed {two} (/cache/two)\n")),
+        "{}",
+        text(&result.stdout)
     );
     assert_eq!(volumes.names(), Vec::<String>::new());
+    assert!(!kept("two"));
 }
 
 #[test]
