@@ -70,7 +70,7 @@ fn created_containers(dir: &Path, since: f64) -> Vec<String> {
     docker_stdout(&[
         "events",
         "--since",
-        &format!("{:.3}", since - 1.0),
+        &format!("{since:.3}"),
         "--until",
         &format!("{:.3}", unix_now()),
         "--filter",
@@ -80,7 +80,7 @@ fn created_containers(dir: &Path, since: f64) -> Vec<String> {
         "--filter",
         &format!("label=dockception.project={}", project_label(dir)),
         "--format",
-        "{{.Actor.ID}}",
+        "{{.Actor.ID}} {{.Actor.Attributes.name}}",
     ])
     .lines()
     .map(str::to_string)
