@@ -134,7 +134,8 @@ pub(super) enum Command {
     Clean {
         #[command(flatten)]
         common: Common,
-        /// Also remove the cache volumes.
+        /// Also remove the cache volumes, the blob store and the kept builds (earlier builds'
+        /// outputs, kept for reuse).
         #[arg(long)]
         caches: bool,
         /// Clean every dockception project on the engine, not only this manifest's (run folders
@@ -235,7 +236,7 @@ pub(super) struct ReportArgs {
 #[derive(Debug, Subcommand)]
 pub(super) enum CacheCommand {
     /// List the manifest's cache volumes with their size (`--all`: every dockception cache
-    /// volume on the engine).
+    /// volume on the engine), then each target's kept builds (earlier outputs kept for reuse).
     Ls {
         #[command(flatten)]
         common: Common,
@@ -243,9 +244,9 @@ pub(super) enum CacheCommand {
         #[arg(long)]
         all: bool,
     },
-    /// Remove the manifest's cache volumes, or only those of one target (its name), or one
-    /// cache (its path in the container, e.g. /cache/go-build, or its volume name); the next
-    /// build starts cold.
+    /// Remove the manifest's cache volumes and kept builds, or only those of one target (its
+    /// name), or one cache volume (its path in the container, e.g. /cache/go-build, or its
+    /// volume name); the next build starts cold.
     Rm {
         #[command(flatten)]
         common: Common,

@@ -1,4 +1,5 @@
-//! `dockception clean`: what interrupted or crashed runs left behind.
+//! `dockception clean`: what interrupted or crashed runs left behind; with `--caches`, the
+//! caches too (volumes, the blob store, the kept builds).
 
 use crate::fsutil::FromIo as _;
 use crate::{Engine, Error};
@@ -56,11 +57,21 @@ pub(super) async fn clean(
         std::fs::remove_dir_all(&blobs).map_err(|e| Error::io("removing", &blobs, e))?;
         outln!("removed blob store {}", blobs.display());
     }
+    // So is the reuse store of each target: earlier builds' outputs.
+    let mut stores_removed = 0;
+    if caches {
+        for store in reuse_stores(&out_dir) {
+            std::fs::remove_dir_all(&store).map_err(|e| Error::io("removing", &store, e))?;
+            outln!("removed kept builds {}", store.display());
+            stores_removed += 1;
+        }
+    }
     let removed = cleaned.containers.len()
         + cleaned.images.len()
         + cleaned.volumes.len()
         + runs.removed.len()
-        + usize::from(blobs_removed);
+        + usize::from(blobs_removed)
+        + stores_removed;
     if removed == 0 {
         outln!(
             "nothing to clean for {}",
@@ -73,4 +84,21 @@ pub(super) async fn clean(
         }
     }
     Ok(())
+}
+
+/// The reuse stores in the output folder `out_dir`: its own (a single-image manifest) and each
+/// named target's (`targets/NAME/reuse`).
+fn reuse_stores(out_dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    use crate::pipeline::reuse::REUSE_DIR;
+    let mut stores = vec![out_dir.join(REUSE_DIR)];
+    if let Ok(targets) = std::fs::read_dir(out_dir.join("targets")) {
+        let mut named: Vec<_> = targets
+            .flatten()
+            .map(|t| t.path().join(REUSE_DIR))
+            .collect();
+        named.sort();
+        stores.extend(named);
+    }
+    stores.retain(|s| s.is_dir());
+    stores
 }

@@ -179,6 +179,37 @@ impl Engine {
         Ok(true)
     }
 
+    /// Give the local image `image_id` the names `tags` (moving each from whatever image had
+    /// it): what an earlier build's image needs when it is reused while the engine still has it.
+    pub(crate) async fn tag_image(&self, image_id: &str, tags: &[String]) -> Result<()> {
+        for reference in tags {
+            // The tag is what follows the last `:` after the last `/` (a registry's port is not).
+            let name_start = reference.rfind('/').map_or(0, |i| i + 1);
+            let (repo, tag) = match reference[name_start..].rfind(':') {
+                Some(i) => (
+                    &reference[..name_start + i],
+                    &reference[name_start + i + 1..],
+                ),
+                None => (reference.as_str(), "latest"),
+            };
+            let options = bollard::query_parameters::TagImageOptionsBuilder::default()
+                .repo(repo)
+                .tag(tag)
+                .build();
+            self.docker
+                .tag_image(image_id, Some(options))
+                .await
+                .map_err(|e| {
+                    docker_error(
+                        On::Image(image_id),
+                        format!("tagging image {image_id} as {reference}"),
+                        e,
+                    )
+                })?;
+        }
+        Ok(())
+    }
+
     /// Load a docker archive (`manifest.json`, config and layer blobs) into the engine, which
     /// tags the image with the archive's `RepoTags` in the same call. Layers the engine has
     /// already (the base's) may be left out of the archive: the engine does not open them.

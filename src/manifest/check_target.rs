@@ -7,8 +7,9 @@ use toml::Spanned;
 use crate::manifest::check_engine::check_engine_values;
 use crate::manifest::suggest::{quoted, suggestion};
 use crate::manifest::{
-    glob, normalise_container_path, parse_port_spec, parse_warm, vars, ArtifactSource, Artifacts,
-    Builder, Command, Diagnostic, Init, LoadedManifest, NamedTarget, Port, Runtime, Target,
+    glob, normalise_container_path, parse_port_spec, parse_reuse_limit, parse_warm, vars,
+    ArtifactSource, Artifacts, Builder, Command, Diagnostic, Init, LoadedManifest, NamedTarget,
+    Port, Runtime, Target,
 };
 
 /// Every problem of the target `named`; `names` and `targets` are all the manifest's targets.
@@ -176,6 +177,18 @@ fn check_builder(loaded: &LoadedManifest, b: &Builder, out: &mut Vec<Diagnostic>
                 format!("builder.warm {:?} is neither a duration nor \"off\"", warm.get_ref()),
                 Some(
                     "write a whole number of seconds, minutes or hours up to 24h, e.g. \"90s\", \"10m\" or \"1h\", or \"off\" for a fresh container per build"
+                        .into(),
+                ),
+            ));
+        }
+    }
+    if let Some(limit) = &b.reuse_limit {
+        if let Err(why) = parse_reuse_limit(limit.get_ref()) {
+            out.push(loaded.diagnostic(
+                limit.span(),
+                format!("builder.reuse_limit: {why}"),
+                Some(
+                    "write a number of bytes or a size such as \"2 GiB\" or \"500 MiB\" (0 keeps no earlier builds)"
                         .into(),
                 ),
             ));

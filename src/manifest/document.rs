@@ -201,6 +201,13 @@ pub struct Builder {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub warm: Option<Spanned<String>>,
+    /// How much of earlier builds' outputs to keep (default `"2 GiB"`; `0` keeps none): a
+    /// number of bytes or a size such as `"500 MiB"`. A rebuild whose inputs (plan, images,
+    /// sources) equal a kept build's runs no builder: that build's output and image come back,
+    /// as when switching back to a branch or undoing an edit. The oldest used go first.
+    #[serde(default)]
+    #[schemars(with = "Option<gates::Threshold>")]
+    pub reuse_limit: Option<Spanned<gates::Threshold>>,
 }
 
 /// A build command.

@@ -42,6 +42,7 @@ pub(crate) use reference::{
 };
 pub use values::parse_warm;
 pub(crate) use values::{normalise_container_path, parse_port_spec};
+pub use values::parse_reuse_limit;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

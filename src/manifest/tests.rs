@@ -50,6 +50,30 @@ fn a_malformed_warm_duration_points_at_its_value() {
 }
 
 #[test]
+fn a_reuse_limit_is_a_size_and_a_bad_one_points_at_its_value() {
+    for good in ["\"2 GiB\"", "\"500 MB\"", "0", "1048576"] {
+        let src = GOOD.replace("run = ", &format!("reuse_limit = {good}\nrun = "));
+        parse(Path::new("dockception.toml"), src).unwrap_or_else(|e| panic!("{good}: {e}"));
+    }
+    for (bad, why) in [
+        ("\"lots\"", "is not a size"),
+        ("\"2 XB\"", "unknown size unit"),
+        ("1.5", "not a whole number of bytes"),
+        ("-1", "not a whole number of bytes"),
+    ] {
+        let src = GOOD.replace("run = ", &format!("reuse_limit = {bad}\nrun = "));
+        let found = errors(&src);
+        assert_eq!(found.len(), 1, "{bad}: {found:?}");
+        let text = found[0].to_string();
+        assert!(
+            text.contains("builder.reuse_limit") && text.contains(why),
+            "{text}"
+        );
+        assert_eq!((found[0].line, found[0].column), (4, 15), "{bad}");
+    }
+}
+
+#[test]
 fn a_good_manifest_loads_with_defaults() {
     let loaded = parse(Path::new("dockception.toml"), GOOD.to_string()).expect("loads");
     let m = loaded.manifest;

@@ -39,6 +39,17 @@ pub fn parse_duration(text: &str) -> Option<u64> {
     (1..=MAX_WARM_SECS).contains(&secs).then_some(secs)
 }
 
+/// The bytes `builder.reuse_limit` stands for: a whole number of bytes, or a size with a unit
+/// (`"2 GiB"`, `"500 MB"`); the reason it is not one otherwise.
+pub fn parse_reuse_limit(value: &crate::manifest::gates::Threshold) -> Result<u64, String> {
+    use crate::manifest::gates::Threshold;
+    match value {
+        Threshold::Number(n) if n.is_finite() && *n >= 0.0 && n.fract() == 0.0 => Ok(*n as u64),
+        Threshold::Number(n) => Err(format!("{n} is not a whole number of bytes")),
+        Threshold::Text(text) => crate::units::parse_size(text),
+    }
+}
+
 /// A container path as the engine sees it (Go's `path.Clean`): `/out/`, `/out//` and
 /// `/x/../out` are all `/out`, so two spellings of one path are found to be one.
 pub(crate) fn normalise_container_path(path: &str) -> String {

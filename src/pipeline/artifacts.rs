@@ -144,7 +144,7 @@ async fn run_build(
 
 /// Select the artifacts in the run's output. Walking a large output takes a while: it runs off
 /// the async threads, and stops when this future is dropped (Ctrl-C) so the run's folder can go.
-async fn select(plan: &Plan, run: &RunDir, progress: &Progress) -> Result<Collected> {
+pub(crate) async fn select(plan: &Plan, run: &RunDir, progress: &Progress) -> Result<Collected> {
     progress.stage(
         Stage::Artifacts,
         &format!("selecting artifacts in {}", plan.builder.output_target),

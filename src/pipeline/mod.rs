@@ -12,6 +12,7 @@ mod fingerprint;
 mod image;
 pub(crate) mod interrupt;
 mod measure;
+pub(crate) mod reuse;
 mod review;
 mod runtime;
 mod schedule;
@@ -23,6 +24,7 @@ mod up_to_date;
 pub(crate) use caches::{list_caches, remove_caches};
 pub(crate) use context::write_context;
 pub use destinations::Destinations;
+pub(crate) use reuse::{kept_builds, kept_builds_text, remove_kept_builds};
 pub(crate) use review::{load_source, review};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -74,7 +76,10 @@ pub async fn build_to(
 /// Like [`build`], but a selected target that runs its own builder is skipped when nothing
 /// changed: when its inputs' fingerprint (plan, builder and base image ids, mounted sources)
 /// equals its last successful build's and that image still carries its tags, nothing runs and
-/// that build's report comes back with `up_to_date` set. `force` builds anyway.
+/// that build's report comes back with `up_to_date` set. When it equals an earlier build's
+/// kept in the target's reuse store, no builder runs either: that build's output and image come
+/// back, delivered again, with `reused_from` set. A push or an output is never up to date, but
+/// may reuse. `force` builds anyway.
 ///
 /// A target starts as soon as the target it takes artifacts from has finished, so targets that
 /// do not depend on each other build at the same time, within this one call; the reports come
@@ -90,9 +95,6 @@ pub async fn build_if_changed(
     destinations: &Destinations,
 ) -> Result<Vec<TargetReport>> {
     destinations.check(plans)?;
-    // A push or an output needs the image written this run (the same bytes as the last
-    // build's, for the same inputs), so nothing is skipped as up to date then.
-    let force = force || !destinations.only_load(plans);
     let mut secrets = resolve_secrets(plans)?;
     configure_mode(engine, plans);
     let before = Tracked::now(engine);

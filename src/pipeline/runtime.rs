@@ -194,14 +194,14 @@ pub(crate) async fn copy_out(
 }
 
 /// Write the runtime image from the collected artifacts, measure it, deliver it, and report
-/// on it.
+/// on it; also the image as written (for the reuse store).
 pub(crate) async fn build_image(
     engine: &Engine,
     plan: &Plan,
     collected: &Collected,
     progress: &Progress,
     destinations: &super::Destinations,
-) -> Result<(Report, Option<String>)> {
+) -> Result<(Report, Option<String>, crate::image::WrittenImage)> {
     let builder = engine.ensure_image(&plan.builder.image, progress).await?;
     let mut prepared = prepare_runtime(engine, plan, destinations.registry(), progress).await?;
     let store = image::blob_store(plan);
@@ -342,7 +342,7 @@ pub(crate) async fn build_image(
     report.delivered = delivered;
     report.libs = libraries.linkage;
     baseline::save(&plan.out_dir, &report)?;
-    Ok((report, prepared.init.map(|i| i.description)))
+    Ok((report, prepared.init.map(|i| i.description), written))
 }
 
 /// Runtime steps run in a container of the base, so a base taken from its registry must be in

@@ -55,6 +55,11 @@ pub(crate) fn builder_plan(
         secret_files,
         network: builder.network.clone(),
         warm: manifest::parse_warm(builder.warm.as_ref().map(|w| w.get_ref().as_str())).flatten(),
+        reuse_limit: builder
+            .reuse_limit
+            .as_ref()
+            .and_then(|l| manifest::parse_reuse_limit(l.get_ref()).ok())
+            .unwrap_or(crate::plan::DEFAULT_REUSE_LIMIT),
     })
 }
 

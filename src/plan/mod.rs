@@ -34,6 +34,9 @@ use crate::manifest;
 pub const LABEL: &str = "dockception";
 /// The label naming the project (the manifest's folder) a resource belongs to.
 pub const PROJECT_LABEL: &str = "dockception.project";
+/// How many bytes of earlier builds' outputs a target keeps for reuse unless `builder.reuse_limit`
+/// says otherwise.
+pub const DEFAULT_REUSE_LIMIT: u64 = 2 << 30;
 
 /// What the caller decides beyond the manifest.
 #[derive(Debug, Clone, Default)]
@@ -202,6 +205,14 @@ pub struct BuilderPlan {
     /// runs in it with an exec (`builder.warm`); `None`: a fresh container per build.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warm: Option<u64>,
+    /// Bytes of earlier builds' outputs kept in `<out_dir>/reuse` (`builder.reuse_limit`), so a
+    /// rebuild whose inputs equal an earlier build's runs nothing; 0 keeps none.
+    #[serde(skip_serializing_if = "is_default_reuse_limit")]
+    pub reuse_limit: u64,
+}
+
+fn is_default_reuse_limit(limit: &u64) -> bool {
+    *limit == DEFAULT_REUSE_LIMIT
 }
 
 /// A host file mounted read-only into the builder at `/run/secrets/NAME`.

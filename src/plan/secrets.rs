@@ -91,6 +91,7 @@ mod tests {
             secret_files: vec![],
             network: None,
             warm: None,
+            reuse_limit: crate::plan::DEFAULT_REUSE_LIMIT,
         }
     }
 

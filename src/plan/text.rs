@@ -3,7 +3,7 @@
 
 use crate::manifest::EngineMode;
 use crate::manifest::Libs;
-use crate::plan::{EnginePlan, InitPlan, Plan, PlanSet};
+use crate::plan::{EnginePlan, InitPlan, Plan, PlanSet, DEFAULT_REUSE_LIMIT};
 
 /// How the target's builds use the engine, and which setting said so.
 fn engine_words(engine: &EnginePlan) -> String {
@@ -95,6 +95,12 @@ impl Plan {
                 crate::units::duration_words(warm)
             )),
             None => lines.push("  warm      off: a fresh container each build".into()),
+        }
+        if b.reuse_limit != DEFAULT_REUSE_LIMIT {
+            lines.push(format!(
+                "  reuse     {}",
+                crate::units::human(b.reuse_limit)
+            ));
         }
         for (i, m) in b.mounts.iter().enumerate() {
             lines.push(format!(

@@ -109,6 +109,17 @@ pub struct Report {
     /// Where the image went, one entry per destination (build only).
     #[serde(default)]
     pub delivered: Vec<Delivery>,
+    /// When no builder ran because an earlier build had exactly these inputs: that build's
+    /// fingerprint (hex), whose kept output and image this build reused.
+    #[serde(default)]
+    pub reused_from: Option<String>,
+    /// How many source files the up-to-date check looked at (build only).
+    #[serde(default)]
+    pub source_files: Option<u64>,
+    /// How many of them it read and hashed: the others' size, mtime, ctime and inode were
+    /// unchanged since the last scan, so their stored digest was used (build only).
+    #[serde(default)]
+    pub source_files_hashed: Option<u64>,
 }
 
 /// One destination the image was delivered to.
@@ -175,6 +186,9 @@ impl Report {
             libs: crate::artifacts::linkage::Linkage::default(),
             digest: None,
             delivered: Vec::new(),
+            reused_from: None,
+            source_files: None,
+            source_files_hashed: None,
         }
     }
 

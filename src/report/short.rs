@@ -22,6 +22,12 @@ impl Document {
         }
         let mut out = self.summary();
         out.push('\n');
+        if let Some(print) = &self.report.reused_from {
+            out.push_str(&format!(
+                "  reused an earlier build with the same inputs ({}): no build ran\n",
+                print.chars().take(12).collect::<String>()
+            ));
+        }
         // Where it went, when that is more than the engine (a push, a file).
         for d in self.report.delivered.iter().filter(|d| d.to != "engine") {
             out.push_str(&format!("  {}\n", crate::report::wording::delivery(d)));

@@ -54,6 +54,12 @@ impl Document {
         if let Some(ms) = r.build_command_ms {
             out.push_str(&format!("  build command ran {}\n", human_ms(ms)));
         }
+        if let Some(print) = &r.reused_from {
+            out.push_str(&format!(
+                "  reused an earlier build with the same inputs ({}): no build ran\n",
+                print.chars().take(12).collect::<String>()
+            ));
+        }
         out.push_str(&self.sizes_text());
         out.push_str(&layers_text(r));
         out.push_str(&self.rules_text());

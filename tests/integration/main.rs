@@ -22,6 +22,7 @@ mod registry_base;
 mod remote;
 mod report;
 mod reproducible;
+mod reuse;
 mod runtime_steps;
 mod safety;
 mod schema;

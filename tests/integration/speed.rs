@@ -72,11 +72,9 @@ fn build(dir: &Path, image: &TestImage, extra: &[&str]) -> (serde_json::Value, S
 
 fn built(report: &serde_json::Value, stderr: &str) -> bool {
     let ran = stderr.contains("==> building in gcc:local");
-    assert_eq!(
-        ran,
-        !report["up_to_date"].as_bool().expect("up_to_date"),
-        "{stderr}"
-    );
+    let skipped =
+        report["up_to_date"].as_bool().expect("up_to_date") || !report["reused_from"].is_null();
+    assert_eq!(ran, !skipped, "{stderr}");
     ran
 }
 
@@ -139,8 +137,19 @@ fn nothing_changed_means_no_work_and_one_byte_rebuilds() {
     let (forced, stderr) = build(dir.path(), &image, &["--force"]);
     assert!(built(&forced, &stderr));
 
-    // The image is gone: built again, though the sources did not change.
+    // The image is gone: not up to date, but the kept output and image of the same inputs
+    // come back without a build.
     docker_stdout(&["rmi", "-f", &image.0]);
+    let (reloaded, stderr) = build(dir.path(), &image, &[]);
+    assert!(!built(&reloaded, &stderr));
+    assert_eq!(reloaded["up_to_date"], false, "{stderr}");
+    assert_eq!(reloaded["image_id"], forced["image_id"]);
+    assert!(image_exists(&image.0));
+
+    // Without kept builds, it is built again.
+    docker_stdout(&["rmi", "-f", &image.0]);
+    let removed = dockception(&["cache", "rm"], dir.path());
+    assert!(removed.status.success(), "{}", text(&removed.stderr));
     let (rebuilt, stderr) = build(dir.path(), &image, &[]);
     assert!(built(&rebuilt, &stderr));
     assert!(image_exists(&image.0));
@@ -228,16 +237,20 @@ fn cache_ls_and_rm_manage_the_projects_volumes() {
     );
     assert_eq!(volumes.names(), [names[0].clone()]);
 
+    // Naming a cache volume keeps the kept builds; naming none takes them too.
+    assert!(dir.path().join(".dockception/reuse").is_dir());
     let result = dockception(&["cache", "rm"], dir.path());
     assert!(result.status.success(), "{}", text(&result.stderr));
-    assert_eq!(
-        text(&result.stdout),
-        format!(
-            "removed {} (/cache/a)\ndid not exist: {} (/cache/b)\n",
+    let stdout = text(&result.stdout);
+    assert!(
+        stdout.starts_with(&format!(
+            "removed {} (/cache/a)\ndid not exist: {} (/cache/b)\nremoved 1 kept build(s) of target default (",
             names[0], names[1]
-        )
+        )),
+        "{stdout}"
     );
     assert_eq!(volumes.names(), Vec::<String>::new());
+    assert!(!dir.path().join(".dockception/reuse").exists());
 }
 
 /// Targets on busybox:local with one cache each, at `/cache/NAME`.
@@ -299,21 +312,35 @@ fn cache_rm_by_target_name_removes_only_that_targets_caches() {
     };
     let (one, two) = (volume_of("one"), volume_of("two"));
 
+    // A target's name takes its volumes and its kept builds, and only those.
+    let kept = |target: &str| {
+        dir.path()
+            .join(format!(".dockception/targets/{target}/reuse"))
+            .is_dir()
+    };
+    assert!(kept("one") && kept("two"));
     let result = dockception(&["cache", "rm", "one"], dir.path());
     assert!(result.status.success(), "{}", text(&result.stderr));
-    assert_eq!(
-        text(&result.stdout),
-        format!("removed {one} (/cache/one)\n")
+    let stdout = text(&result.stdout);
+    assert!(
+        stdout.starts_with(&format!(
+            "removed {one} (/cache/one)\nremoved 1 kept build(s) of target one ("
+        )),
+        "{stdout}"
     );
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
     assert_eq!(volumes.names(), std::slice::from_ref(&two));
+    assert!(!kept("one") && kept("two"));
 
     let result = dockception(&["cache", "rm", "two"], dir.path());
     assert!(result.status.success(), "{}", text(&result.stderr));
-    assert_eq!(
-        text(&result.stdout),
-        format!("removed {two} (/cache/two)\n")
+    assert!(
+        text(&result.stdout).starts_with(&format!("removed {two} (/cache/two)\n")),
+        "{}",
+        text(&result.stdout)
     );
     assert_eq!(volumes.names(), Vec::<String>::new());
+    assert!(!kept("two"));
 }
 
 #[test]

@@ -18,6 +18,7 @@ mod phased;
 mod push;
 mod remote;
 mod rust;
+mod scale;
 
 use buildkit::BuildCache;
 use image::ImageBench;
@@ -184,9 +185,9 @@ struct Leftovers {
 }
 
 /// What `--only` may name: a workload, one of issue 14's image measurements, `remote` (issue
-/// 16's second engine), or `buildkit`: every workload with only the headline's ways (BuildKit
-/// and dockception's defaults).
-const PARTS: [&str; 8] = [
+/// 16's second engine), `scale` (100,000 source files), or `buildkit`: every workload with
+/// only the headline's ways (BuildKit and dockception's defaults).
+const PARTS: [&str; 9] = [
     "buildkit",
     "go-multi",
     "lua",
@@ -195,6 +196,7 @@ const PARTS: [&str; 8] = [
     "push",
     "memory",
     "remote",
+    "scale",
 ];
 
 /// Everything one run measured; a part not run (`--only`) is empty.
@@ -205,6 +207,7 @@ struct Run {
     push: Option<PushBench>,
     memory: Vec<Memory>,
     remote: Option<remote::RemoteBench>,
+    scale: Option<scale::ScaleBench>,
     /// The load average (1, 5, 15 min) as each part started.
     loads: Vec<(String, String)>,
 }
@@ -354,6 +357,10 @@ fn measure_all(
     if wanted("remote") {
         results.loads.push(("remote".into(), load_average()));
         results.remote = Some(remote::measure_remote(bin, work, reps)?);
+    }
+    if wanted("scale") {
+        results.loads.push(("scale".into(), load_average()));
+        results.scale = Some(scale::measure_scale(bin, work, reps.max(5))?);
     }
     if wanted("push") || wanted("memory") {
         let registry = Registry::start(work)?;
@@ -1125,6 +1132,9 @@ fn render(results: &Run, reps: usize) -> String {
     }
     if let Some(bench) = &results.remote {
         out.push_str(&remote::render(bench, &mut targets));
+    }
+    if let Some(bench) = &results.scale {
+        out.push_str(&scale::render(bench, &mut targets));
     }
     let _ = writeln!(
         out,

@@ -29,6 +29,7 @@ fn plan(root: &Path, out_dir: &Path) -> Plan {
             secret_files: vec![],
             network: None,
             warm: None,
+            reuse_limit: crate::plan::DEFAULT_REUSE_LIMIT,
         },
         artifacts: ArtifactPlan {
             subdir: String::new(),
@@ -186,7 +187,7 @@ fn unchanged_old_files_are_not_read_again() {
     // A lie about a digest is believed while size and mtime match: proof it was not read.
     let mut lied = previous.clone();
     let a = f.root().join("a.c");
-    lied.files.get_mut(&a).expect("a.c").digest = "0".repeat(64);
+    lied.files.get_mut(a.as_os_str()).expect("a.c").digest = "0".repeat(64);
     assert_ne!(f.fingerprint(&f.scan(&lied)), print);
 
     // Touching one file re-hashes only that one.
@@ -294,11 +295,228 @@ fn the_state_round_trips_atomically_and_a_bad_file_is_ignored() {
     assert_eq!(loaded, saved);
     assert!(loaded.last_build_with(&print).is_some());
     assert!(loaded.last_build_with("other").is_none());
-    let names: Vec<_> = std::fs::read_dir(dir.path())
+    assert_eq!(loaded.files.len(), 1, "the file list comes back too");
+    let mut names: Vec<_> = std::fs::read_dir(dir.path())
         .expect("read")
         .map(|e| e.expect("entry").file_name())
         .collect();
-    assert_eq!(names, [STATE_FILE], "no temporary file is left");
+    names.sort();
+    assert_eq!(names, [FILES_FILE, STATE_FILE], "no temporary file is left");
+    // A file list from another scan is not trusted.
+    let mut other = saved.clone();
+    other.scanned_at_ns += 1;
+    let list = std::fs::read(dir.path().join(FILES_FILE)).expect("list");
+    assert!(parse_files(&list, other.scanned_at_ns).is_none());
+    assert!(parse_files(b"dockception source files 1 5\n1 2 3 4 short /x\n", 5).is_none());
     std::fs::write(dir.path().join(STATE_FILE), "{ not json").expect("write");
     assert_eq!(State::load(dir.path()), State::default());
+}
+
+/// Every field of the plan, and each input besides it, changes the fingerprint; a field added
+/// to the plan without a line here fails, so nothing the plan says can be left out unseen.
+#[test]
+fn every_field_of_the_plan_and_every_input_changes_it() {
+    use crate::plan::{CacheVolume, InitPlan, SecretFile};
+    type Flip = fn(&mut Plan);
+    let flips: &[(&str, Flip)] = &[
+        ("target", |p| p.target = "other".into()),
+        ("manifest", |p| {
+            p.manifest = "/elsewhere/dockception.toml".into()
+        }),
+        ("project", |p| p.project = "q-11111111".into()),
+        ("out_dir", |p| p.out_dir = "/elsewhere/.dockception".into()),
+        ("blobs_dir", |p| p.blobs_dir = "/elsewhere/blobs".into()),
+        ("artifacts_from", |p| {
+            p.artifacts_from = Some("build".into())
+        }),
+        ("builder.image", |p| p.builder.image = "gcc:other".into()),
+        ("builder.workdir", |p| p.builder.workdir = Some("/w".into())),
+        ("builder.env", |p| {
+            p.builder.env.push(("CC".into(), "clang".into()))
+        }),
+        ("builder.command", |p| p.builder.command.push("-j2".into())),
+        ("builder.user", |p| {
+            p.builder.user = Some("1000:1000".into())
+        }),
+        ("builder.mounts", |p| p.builder.mounts[0].read_only = false),
+        ("builder.caches", |p| {
+            p.builder.caches.push(CacheVolume {
+                volume: "v".into(),
+                target: "/cache".into(),
+            })
+        }),
+        ("builder.output_target", |p| {
+            p.builder.output_target = "/dist".into()
+        }),
+        ("builder.env_from_host", |p| {
+            p.builder.env_from_host.push("TOKEN".into())
+        }),
+        ("builder.secret_files", |p| {
+            p.builder.secret_files.push(SecretFile {
+                name: "npmrc".into(),
+                source: "/home/u/.npmrc".into(),
+                target: "/run/secrets/npmrc".into(),
+            })
+        }),
+        ("builder.network", |p| {
+            p.builder.network = Some("none".into())
+        }),
+        ("builder.warm", |p| p.builder.warm = Some(60)),
+        ("artifacts.subdir", |p| p.artifacts.subdir = "bin".into()),
+        ("artifacts.include", |p| {
+            p.artifacts.include.push("lib/*".into())
+        }),
+        ("artifacts.exclude", |p| {
+            p.artifacts.exclude.push("*.a".into())
+        }),
+        ("artifacts.dest", |p| p.artifacts.dest = "/usr/bin".into()),
+        ("runtime.base", |p| p.runtime.base = "busybox:local".into()),
+        ("runtime.entrypoint", |p| {
+            p.runtime.entrypoint = Some(vec!["/app".into()])
+        }),
+        ("runtime.cmd", |p| {
+            p.runtime.cmd = Some(vec!["--help".into()])
+        }),
+        ("runtime.env", |p| {
+            p.runtime.env.push(("A".into(), "1".into()))
+        }),
+        ("runtime.workdir", |p| {
+            p.runtime.workdir = Some("/data".into())
+        }),
+        ("runtime.user", |p| p.runtime.user = Some("65534".into())),
+        ("runtime.expose", |p| p.runtime.expose.push("80/tcp".into())),
+        ("runtime.labels", |p| {
+            p.runtime.labels.push(("l".into(), "v".into()))
+        }),
+        ("runtime.steps", |p| {
+            p.runtime.steps.push("apk add x".into())
+        }),
+        ("runtime.artifacts_mount", |p| {
+            p.runtime.artifacts_mount = "/a".into()
+        }),
+        ("runtime.init", |p| p.runtime.init = InitPlan::Auto),
+        ("runtime.libs", |p| {
+            p.runtime.libs = crate::manifest::Libs::Auto
+        }),
+        ("tags", |p| p.tags.push("app:2".into())),
+        ("push", |p| p.push = true),
+    ];
+    let f = Fixture::new(&[("main.c", "x")]);
+    let sources = f.scan(&State::default());
+    let print = |plan: &Plan, builder_id: &str, base_id: &str, epoch: u64| {
+        fingerprint(
+            &Inputs {
+                plan,
+                builder_id,
+                base_id,
+                epoch,
+            },
+            &sources,
+        )
+    };
+    let mut base = f.plan.clone();
+    base.builder.warm = Some(30); // so that the key is in the plan's JSON
+    let mut seen = vec![print(&base, "sha256:builder", "scratch", 0)];
+    seen.push(print(&base, "sha256:other-builder", "scratch", 0));
+    seen.push(print(&base, "sha256:builder", "sha256:base", 0));
+    seen.push(print(&base, "sha256:builder", "scratch", 1_700_000_000));
+    for (name, flip) in flips {
+        let mut plan = base.clone();
+        flip(&mut plan);
+        assert_ne!(plan, base, "{name} changed nothing");
+        let changed = print(&plan, "sha256:builder", "scratch", 0);
+        assert!(
+            !seen.contains(&changed),
+            "{name} does not change the fingerprint"
+        );
+        seen.push(changed);
+    }
+    // Every key of the plan's JSON (two levels deep) has its flip above.
+    let json = serde_json::to_value(&base).expect("plan JSON");
+    let mut keys = Vec::new();
+    for (key, value) in json.as_object().expect("object") {
+        match value.as_object() {
+            Some(inner) => keys.extend(inner.keys().map(|k| format!("{key}.{k}"))),
+            None => keys.push(key.clone()),
+        }
+    }
+    let named: Vec<&str> = flips.iter().map(|(name, _)| *name).collect();
+    for key in &keys {
+        assert!(
+            named.contains(&key.as_str()),
+            "no flip for the plan's {key}"
+        );
+    }
+}
+
+/// What changes what is kept, or only what a secret holds, is not an input: a rotated token
+/// must not make every kept build useless, and no digest of a secret is ever written down.
+#[test]
+fn the_reuse_limit_and_the_secrets_content_do_not_change_it() {
+    let f = Fixture::new(&[("main.c", "x")]);
+    let secret = f.dir.path().join("token");
+    std::fs::write(&secret, "one").expect("secret");
+    let mut plan = f.plan.clone();
+    plan.builder.secret_files.push(crate::plan::SecretFile {
+        name: "token".into(),
+        source: secret.clone(),
+        target: "/run/secrets/token".into(),
+    });
+    let sources = f.scan(&State::default());
+    let print = |plan: &Plan| {
+        fingerprint(
+            &Inputs {
+                plan,
+                builder_id: "sha256:builder",
+                base_id: "scratch",
+                epoch: 0,
+            },
+            &sources,
+        )
+    };
+    let first = print(&plan);
+    std::fs::write(&secret, "two").expect("secret");
+    assert_eq!(print(&plan), first);
+    plan.builder.reuse_limit = 1;
+    assert_eq!(print(&plan), first);
+}
+
+/// A one-file change in a large tree reads one file; a file replaced by another of the same
+/// size and mtime (a new inode) is read too.
+#[test]
+fn a_one_file_change_in_a_large_tree_hashes_only_that_file() {
+    let names: Vec<String> = (0..2000).map(|i| format!("d{}/f{i}.c", i % 20)).collect();
+    let files: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "int x;\n")).collect();
+    let f = Fixture::new(&files);
+    for name in &names {
+        age(&f.root().join(name));
+    }
+    let first = f.scan(&State::default());
+    assert_eq!(first.hashed, 2000);
+    let previous = state(&first, &f.fingerprint(&first));
+    assert_eq!(f.scan(&previous).hashed, 0);
+
+    write(&f.root(), "d7/f7.c", "int y;\n");
+    let changed = f.scan(&previous);
+    assert_eq!(changed.hashed, 1);
+    assert_ne!(f.fingerprint(&changed), f.fingerprint(&first));
+
+    // Same size, same mtime, another inode: `mv` of a copy over the file.
+    let target = f.root().join("d3/f3.c");
+    let mtime = std::fs::metadata(&target)
+        .expect("stat")
+        .modified()
+        .expect("mtime");
+    let copy = f.root().join("copy.tmp");
+    std::fs::write(&copy, "int z;\n").expect("copy");
+    File::options()
+        .write(true)
+        .open(&copy)
+        .expect("open")
+        .set_modified(mtime)
+        .expect("mtime");
+    std::fs::rename(&copy, &target).expect("rename");
+    let replaced = f.scan(&previous);
+    assert_eq!(replaced.hashed, 2, "d7/f7.c and the replaced d3/f3.c");
+    assert_ne!(f.fingerprint(&replaced), f.fingerprint(&changed));
 }
