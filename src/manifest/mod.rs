@@ -40,9 +40,9 @@ pub use load::{load_with, parse_bytes_with, MAX_MANIFEST_BYTES};
 pub(crate) use reference::{
     canonical_tag, names_registry, reference_help, reference_problem, Use as ReferenceUse,
 };
+pub use values::parse_reuse_limit;
 pub use values::parse_warm;
 pub(crate) use values::{normalise_container_path, parse_port_spec};
-pub use values::parse_reuse_limit;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -294,9 +294,8 @@ async fn deliver_again(
                 && engine.image_facts(&plan.runtime.base).await?.is_some();
             let store = super::image::blob_store(plan);
             let loadable = crate::deliver::load::Loadable::written(written);
-            delivered.push(
-                super::image::load(engine, loadable, &store, &plan.tags, has_base).await?,
-            );
+            delivered
+                .push(super::image::load(engine, loadable, &store, &plan.tags, has_base).await?);
         }
     }
     delivered.extend(destinations.deliver(plan, written, progress).await?);

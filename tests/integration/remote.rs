@@ -371,7 +371,11 @@ fn runtime_steps_and_secret_files_work_there_and_the_secret_stays_out_of_volumes
     let stderr = succeeded(&on(&host, dir.path(), &["build"]));
     assert!(!stderr.contains("stays up until"), "{stderr}");
     let warm = engine.docker(&["ps", "-aq", "--filter", "label=dockception.warm"]);
-    assert_eq!(text(&warm.stdout).trim(), "", "no warm builder on the remote engine");
+    assert_eq!(
+        text(&warm.stdout).trim(),
+        "",
+        "no warm builder on the remote engine"
+    );
     let ran = engine.docker(&["run", "--rm", &tag]);
     assert!(
         text(&ran.stdout).contains("fresh again"),
