@@ -65,7 +65,10 @@ fn unix_now() -> f64 {
         .as_secs_f64()
 }
 
-/// The `create` events of containers labelled with `dir`'s project since `since` (seconds).
+/// The builder runs of `dir`'s project since `since` (seconds), from the engine's events: a
+/// fresh builder container's `create`, or an `exec_create` in the warm builder (on by
+/// default), whose own `create` is not a run. Any other container the project's builds make
+/// (`dockception-files`, `-steps`) counts too; the mode probe, made once, does not.
 fn created_containers(dir: &Path, since: f64) -> Vec<String> {
     docker_stdout(&[
         "events",
@@ -78,11 +81,17 @@ fn created_containers(dir: &Path, since: f64) -> Vec<String> {
         "--filter",
         "event=create",
         "--filter",
+        "event=exec_create",
+        "--filter",
         &format!("label=dockception.project={}", project_label(dir)),
         "--format",
-        "{{.Actor.ID}} {{.Actor.Attributes.name}}",
+        "{{.Action}} {{.Actor.Attributes.name}}",
     ])
     .lines()
+    .filter(|line| {
+        !(line.starts_with("create dockception-warm-")
+            || line.starts_with("create dockception-probe-"))
+    })
     .map(str::to_string)
     .collect()
 }
