@@ -123,18 +123,21 @@ make_rust() {
 # A Debian root filesystem with docker.io and openssh-server in a folder, for the tests that
 # run a second Docker Engine with its own root filesystem and network namespace (DESIGN.md,
 # "Engines"; tests/integration/second_engine.rs). Made once; a folder without its marker is
-# an interrupted attempt and is made again.
+# an interrupted attempt, and one whose marker names other packages is an older one: both are
+# made again.
 SECOND_ENGINE_ROOT=${DOCKCEPTION_SECOND_ENGINE_ROOT:-/var/lib/dockception-tests/engine-root}
 make_second_engine_root() {
     local root=$SECOND_ENGINE_ROOT
-    [ -f "$root/.dockception-complete" ] && { log "the second engine's root filesystem exists ($root)"; return; }
+    # mount: its umount lets the tests drop the old root after pivot_root.
+    local packages=docker.io,openssh-server,iproute2,mount
+    [ "$(cat "$root/.dockception-complete" 2>/dev/null)" = "$packages" ] && { log "the second engine's root filesystem exists ($root)"; return; }
     [ "$(id -u)" = 0 ] || { log "not root: no second engine's root filesystem (its tests need root)"; return; }
     command -v mmdebstrap >/dev/null || apt_install mmdebstrap
     rm -rf "$root"
     mkdir -p "$(dirname "$root")"
     log "making the second engine's root filesystem in $root with mmdebstrap (docker.io, openssh-server; a minute or two)"
-    mmdebstrap --quiet --variant=apt --include=docker.io,openssh-server,iproute2 bookworm "$root"
-    touch "$root/.dockception-complete"
+    mmdebstrap --quiet --variant=apt --include="$packages" bookworm "$root"
+    echo "$packages" > "$root/.dockception-complete"
 }
 
 # Podman (Debian's podman 4.3) for the tests that build through its Docker-compatible API

@@ -11,13 +11,15 @@
 
 use std::path::Path;
 
+use bollard::exec::{StartExecOptions, StartExecResults};
+use bollard::models::ExecConfig;
 use bollard::query_parameters::UploadToContainerOptionsBuilder;
 
 use super::containers::{builder_body, unique_name};
 use super::error::{Answer, On};
 use super::mode::Mode;
 use super::sync::numeric_user;
-use super::{BuilderExit, Engine, Result};
+use super::{BuilderExit, Engine, ImageFacts, Result, WarmRun};
 use crate::plan::secrets::Resolved;
 use crate::plan::Plan;
 use crate::progress::Progress;
@@ -47,6 +49,96 @@ impl Engine {
         }
         .await;
         self.then_remove(&name, result).await
+    }
+
+    /// [`Engine::exec_build`] in a warm builder on a remote engine: the output folder in the
+    /// container's own file system is made anew and the secret files are put in before the
+    /// command, the outputs are read back into `output_dir` once it succeeded, and the secret
+    /// files are deleted right after it. Were that deletion to fail, the container goes: a
+    /// secret never outlives its build.
+    pub(super) async fn exec_build_remote(
+        &self,
+        name: &str,
+        plan: &Plan,
+        output_dir: &Path,
+        secrets: &Resolved,
+        image: &ImageFacts,
+        progress: &Progress,
+    ) -> Result<WarmRun> {
+        let output = plan.builder.output_target.trim_end_matches('/');
+        let (code, said) = self
+            .exec_as_root(name, &["rm", "-rf", "--", output])
+            .await?;
+        if code != 0 {
+            return Ok(WarmRun::Unavailable(format!(
+                "`rm -rf {output}` exited with {code} in it: {}",
+                said.join("; ")
+            )));
+        }
+        self.upload_prepared(name, plan, secrets, true).await?;
+        let ran = async {
+            let ran = self
+                .exec_build(name, plan, secrets, image, progress)
+                .await?;
+            if let WarmRun::Ran(exit) = &ran {
+                if exit.code == 0 {
+                    self.download_folder(name, output, output_dir).await?;
+                }
+            }
+            Ok(ran)
+        }
+        .await;
+        if !secrets.files.is_empty() {
+            let mut rm = vec!["rm", "-f", "--"];
+            rm.extend(secrets.files.iter().map(|f| f.target.as_str()));
+            if !matches!(self.exec_as_root(name, &rm).await, Ok((0, _))) {
+                self.remove_container(name).await?;
+            }
+        }
+        ran
+    }
+
+    /// Run `cmd` as root in the running container `name`: its exit code and its last lines of
+    /// output.
+    async fn exec_as_root(&self, name: &str, cmd: &[&str]) -> Result<(i64, Vec<String>)> {
+        let config = ExecConfig {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(cmd.iter().map(|c| c.to_string()).collect()),
+            user: Some("0:0".into()),
+            ..Default::default()
+        };
+        let action = || format!("running `{}` in container {name}", cmd.join(" "));
+        let exec = self
+            .docker
+            .create_exec(name, config)
+            .await
+            .doing(On::Container(name), action)?
+            .id;
+        let options = StartExecOptions {
+            detach: false,
+            ..Default::default()
+        };
+        let started = self
+            .docker
+            .start_exec(&exec, Some(options))
+            .await
+            .doing(On::Container(name), action)?;
+        let said = match started {
+            StartExecResults::Attached { mut output, .. } => {
+                self.stream_lines(&mut output, name, &Progress::Quiet, 4)
+                    .await?
+            }
+            StartExecResults::Detached => Vec::new(),
+        };
+        let code = self
+            .docker
+            .inspect_exec(&exec)
+            .await
+            .doing(On::Container(name), action)?
+            .exit_code
+            .unwrap_or(-1);
+        Ok((code, said))
     }
 
     /// Put an empty output folder for the build's user (when `output`) and the secret files

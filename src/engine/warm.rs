@@ -56,14 +56,12 @@ impl Engine {
         };
         self.hide_in_output(secrets);
         let mode = self.mode_now();
-        if mode == Mode::Remote {
-            // Its output folder and secrets would need execs that empty and delete them; the
-            // test engine cannot run an exec in a container's own file system, so this is
-            // left for later rather than shipped untested.
-            return Ok(WarmRun::Unavailable(
-                "the warm builder is not used on a remote engine".into(),
-            ));
-        }
+        // On a remote engine no folder of this machine is mounted: the output folder lives in
+        // the container, emptied before each build and read back after it.
+        let output_identity = match mode {
+            Mode::Local => output_identity,
+            Mode::Remote => "remote",
+        };
         let (name, body) = warm_body(
             plan,
             output_dir,
@@ -73,19 +71,32 @@ impl Engine {
             warm_secs,
             mode,
         )?;
-        match self
+        let started = match self
             .ensure_warm_container(&name, body, &plan.builder.image)
             .await?
         {
             WarmStart::Unavailable(reason) => return Ok(WarmRun::Unavailable(reason)),
-            WarmStart::Running => self.track(&name),
+            WarmStart::Running => {
+                self.track(&name);
+                false
+            }
             // Made by this run: tracked since its create.
-            WarmStart::Started => progress.say(&started_line(&name, warm_secs)),
-        }
-        let ran = self.exec_build(&name, plan, secrets, image, progress).await;
+            WarmStart::Started => true,
+        };
+        let ran = match mode {
+            Mode::Local => self.exec_build(&name, plan, secrets, image, progress).await,
+            Mode::Remote => {
+                self.exec_build_remote(&name, plan, output_dir, secrets, image, progress)
+                    .await
+            }
+        };
         match ran {
             Ok(WarmRun::Ran(exit)) => {
                 self.untrack(&name);
+                // Said once the build used it: one that could not be used is gone again.
+                if started {
+                    progress.say(&started_line(&name, warm_secs));
+                }
                 Ok(WarmRun::Ran(exit))
             }
             Ok(WarmRun::Unavailable(reason)) => {
@@ -130,7 +141,7 @@ impl Engine {
     }
 
     /// Run the plan's command in the running container `name` and wait for its end.
-    async fn exec_build(
+    pub(super) async fn exec_build(
         &self,
         name: &str,
         plan: &Plan,

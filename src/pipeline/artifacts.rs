@@ -188,11 +188,6 @@ pub(crate) async fn run_warm(
     if plan.builder.warm.is_none() {
         return Ok(None);
     }
-    // Not on a remote engine (see `Engine::run_builder_warm`): a fresh container, as the
-    // README says, without a warning on every build for a default.
-    if engine.mode(&plan.builder.image).await?.mode == engine::mode::Mode::Remote {
-        return Ok(None);
-    }
     let dir = plan.out_dir.join("warm");
     let output = dir.join("output");
     std::fs::create_dir_all(&output)

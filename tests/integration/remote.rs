@@ -1,7 +1,8 @@
 //! Remote mode against a real second engine with its own root filesystem (`second_engine`),
 //! which cannot see this machine's files: sources synced into volumes, outputs read back,
 //! images loaded and run there; a one-line change sends one file, a deleted file goes on the
-//! engine's side too, `plan` says the mode, `clean` keeps the source volumes and
+//! engine's side too, the warm builder works there without keeping a secret, `plan` says the
+//! mode, `clean` keeps the source volumes and
 //! `clean --caches` removes them, and an interrupted sync is never taken as complete.
 
 use std::path::Path;
@@ -123,7 +124,10 @@ fn hello_c_syncs_its_sources_builds_and_runs_on_an_engine_that_cannot_see_them()
     );
 
     // A deleted file goes from the volume too: the build lists /src.
+    // Two new files, one of them deleted next: the sources then match no earlier build's, which
+    // would be reused without a sync.
     std::fs::write(dir.path().join("src/extra.h"), "/* extra */\n").expect("write");
+    std::fs::write(dir.path().join("src/other.h"), "/* other */\n").expect("write");
     succeeded(&on(&host, dir.path(), &["build", "-t", &tag]));
     let volume_name = sync["volumes"][0]["volume"]
         .as_str()
@@ -153,7 +157,10 @@ fn hello_c_syncs_its_sources_builds_and_runs_on_an_engine_that_cannot_see_them()
     );
     assert_eq!(sync["volumes"][0]["sent_files"], 0, "{sync}");
     let now = listed(&engine);
-    assert!(!now.contains("extra.h") && now.contains("hello.c"), "{now}");
+    assert!(
+        !now.contains("extra.h") && now.contains("other.h") && now.contains("hello.c"),
+        "{now}"
+    );
 }
 
 /// Volumes of the project in `dir` on `engine`.
@@ -292,7 +299,8 @@ fn runtime_steps_and_secret_files_work_there_and_the_secret_stays_out_of_volumes
         ],
     );
     let host = engine.socket.clone();
-    succeeded(&on(&host, dir.path(), &["build"]));
+    let first = succeeded(&on(&host, dir.path(), &["build"]));
+    assert!(first.contains("stays up until"), "{first}");
     let ran = engine.docker(&["run", "--rm", &tag]);
     assert!(
         text(&ran.stdout).contains("steps ran remotely"),
@@ -358,29 +366,78 @@ fn runtime_steps_and_secret_files_work_there_and_the_secret_stays_out_of_volumes
         text(&ran.stdout)
     );
 
-    // A warm builder is not used there: the build runs in a fresh container, and none stays.
-    let manifest = STEPS
-        .replace("TAG", &tag)
-        .replace("[builder.secrets]", "warm = \"60s\"\n\n[builder.secrets]");
-    std::fs::write(dir.path().join("dockception.toml"), manifest).expect("write");
+    // The warm builder (on by default) runs there too: the builds above used one, and the
+    // next build is an exec in that same container, with no secret left in it afterwards.
+    let warm_ids = || {
+        let out = engine.docker(&[
+            "ps",
+            "-q",
+            "--no-trunc",
+            "--filter",
+            "label=dockception.warm",
+        ]);
+        text(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let before = warm_ids();
+    assert_eq!(
+        before.len(),
+        1,
+        "one warm builder on the remote engine: {before:?}\n{first}\n{stderr}"
+    );
     std::fs::write(
         dir.path().join("src/app.sh"),
-        "#!/bin/sh\necho fresh again\n",
+        "#!/bin/sh\necho warm again\n",
     )
     .expect("write");
-    let stderr = succeeded(&on(&host, dir.path(), &["build"]));
-    assert!(!stderr.contains("stays up until"), "{stderr}");
-    let warm = engine.docker(&["ps", "-aq", "--filter", "label=dockception.warm"]);
+    succeeded(&on(&host, dir.path(), &["build"]));
     assert_eq!(
-        text(&warm.stdout).trim(),
-        "",
-        "no warm builder on the remote engine"
+        warm_ids(),
+        before,
+        "the rebuild ran in the same warm builder"
     );
     let ran = engine.docker(&["run", "--rm", &tag]);
     assert!(
-        text(&ran.stdout).contains("fresh again"),
+        text(&ran.stdout).contains("warm again"),
         "{}",
         text(&ran.stdout)
+    );
+    assert_eq!(
+        std::fs::read_to_string(last.join("seen-secret")).expect("seen"),
+        "s3cr3t-value\n",
+        "the exec read the secret file"
+    );
+    let secret_left = engine.docker(&["exec", &before[0], "ls", "/run/secrets/token"]);
+    assert!(
+        !secret_left.status.success(),
+        "the secret file outlived its build in the warm builder"
+    );
+    // What an earlier build left in the output folder is gone before the next: it is made anew.
+    let listing = engine.docker(&["exec", &before[0], "ls", "-a", "/out"]);
+    let listed = text(&listing.stdout);
+    assert!(listed.contains("app"), "{listed}");
+    let stale = engine.docker(&["exec", &before[0], "touch", "/out/stale"]);
+    assert!(stale.status.success(), "{}", text(&stale.stderr));
+    std::fs::write(
+        dir.path().join("src/app.sh"),
+        "#!/bin/sh\necho warm once more\n",
+    )
+    .expect("write");
+    succeeded(&on(&host, dir.path(), &["build"]));
+    let listing = engine.docker(&["exec", &before[0], "ls", "-a", "/out"]);
+    assert!(
+        !text(&listing.stdout).contains("stale"),
+        "{}",
+        text(&listing.stdout)
+    );
+    // `clean` stops it on that engine.
+    succeeded(&on(&host, dir.path(), &["clean"]));
+    assert_eq!(
+        warm_ids(),
+        Vec::<String>::new(),
+        "clean left the warm builder"
     );
     succeeded(&on(&host, dir.path(), &["clean", "--caches"]));
 }

@@ -1,7 +1,7 @@
 //! A second Docker Engine with its own root filesystem and network namespace (DESIGN.md,
 //! "Engines"): Debian's docker.io from the folder `scripts/engine.sh second-engine` makes with
 //! mmdebstrap, run in fresh mount and pid namespaces (`unshare -m -p`) inside a network
-//! namespace of the test's own, chrooted into that folder. It listens on a unix socket in the
+//! namespace of the test's own, with that folder as its root (pivot_root). It listens on a unix socket in the
 //! test's folder, and on TCP with TLS (certificates made by openssl here) at the namespace's
 //! end of a veth pair with a private /30; sshd (Debian's openssh-server, in the same root
 //! filesystem) listens there too when asked for.
@@ -101,10 +101,18 @@ while read -r shared; do
     mount --bind "$shared" "$R$shared"
 done < "$D/shared"
 ip link set lo up
-if [ -f "$D/sshd_config" ]; then
-    chroot "$R" /usr/sbin/sshd -D -e -f /run/dcpt/sshd_config >>"$D/sshd.log" 2>&1 &
+# pivot_root, not chroot: runc joins a container's mount namespace for an exec, and only under
+# a real root is that namespace's root the container's own (under chroot an exec's process
+# sees none of the container's files or mounts).
+cd "$R"
+mkdir -p .oldroot
+pivot_root . .oldroot
+cd /
+umount -l /.oldroot
+if [ -f /run/dcpt/sshd_config ]; then
+    /usr/sbin/sshd -D -e -f /run/dcpt/sshd_config >>/run/dcpt/sshd.log 2>&1 &
 fi
-exec chroot "$R" /usr/sbin/dockerd -H unix:///run/dcpt/docker.sock -H unix:///run/docker.sock \
+exec /usr/sbin/dockerd -H unix:///run/dcpt/docker.sock -H unix:///run/docker.sock \
     -H tcp://0.0.0.0:2376 --tlsverify --tlscacert=/run/dcpt/server/ca.pem \
     --tlscert=/run/dcpt/server/cert.pem --tlskey=/run/dcpt/server/key.pem \
     --storage-driver=overlay2 --iptables=false --ip6tables=false --ip-masq=false \
