@@ -2,7 +2,7 @@
 //! nothing, a one-byte source change rebuilds, and `cache ls` / `cache rm` manage the project's
 //! cache volumes. (How fast is measured by `cargo xtask bench`, never asserted here.)
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::support::*;
 
@@ -32,14 +32,17 @@ entrypoint = ["/app"]
 const APP: &str = "int main(void) { return 0; }\n";
 
 /// Removes the cache volumes of the project folder `dir` when dropped, even after a failure.
-struct Volumes(String);
+struct Volumes(String, PathBuf);
 
 impl Volumes {
     fn of(dir: &Path) -> Volumes {
-        Volumes(format!(
-            "dockception-{}-",
-            slug(&dir.file_name().expect("name").to_string_lossy())
-        ))
+        Volumes(
+            format!(
+                "dockception-{}-",
+                slug(&dir.file_name().expect("name").to_string_lossy())
+            ),
+            dir.to_path_buf(),
+        )
     }
 
     fn names(&self) -> Vec<String> {
@@ -53,6 +56,8 @@ impl Volumes {
 
 impl Drop for Volumes {
     fn drop(&mut self) {
+        // The project's warm builder (on by default) mounts its cache volumes: it goes first.
+        drop(ContainersOf(self.1.clone()));
         for name in self.names() {
             let _ = docker(&["volume", "rm", "-f", &name]);
         }

@@ -41,6 +41,8 @@ fn cargo_xtask_image_builds_dockceptions_own_image_which_prints_its_version() {
         return;
     }
     let image = TestImage::new("dogfood");
+    // The build leaves its warm builder (on by default) up, as for a user: the test does not.
+    let _warm = ContainersOf(repo());
     let out = cargo_xtask(&repo(), &["image", "--tag", &image.0]);
     let report = text(&out.stdout);
     assert!(
@@ -80,6 +82,7 @@ fn the_consumer_example_builds_its_image_with_its_own_xtask() {
     }
     let example = repo().join("examples/xtask-consumer");
     let image = TestImage::new("consumer");
+    let _warm = ContainersOf(example.clone());
     let out = cargo_xtask(&example, &["image", "--tag", &image.0]);
     assert!(
         out.status.success(),
