@@ -33,7 +33,7 @@ pub fn second_engine_possible() -> bool {
         return false;
     }
     let problem = if !rustix::process::geteuid().is_root() {
-        Some("a second engine needs root (namespaces, veth, chroot)".to_string())
+        Some("a second engine needs root (namespaces, veth, pivot_root)".to_string())
     } else if !second_engine_root().join(".dockception-complete").exists() {
         Some(format!(
             "the second engine's root filesystem {} is missing",
@@ -82,7 +82,8 @@ pub struct SecondEngine {
 }
 
 /// Runs as the first process of fresh mount and pid namespaces, inside the test's network
-/// namespace: bind mounts, then sshd (when configured) and dockerd, chrooted.
+/// namespace: bind mounts, then that folder as the root (pivot_root), sshd (when configured)
+/// and dockerd.
 const INSIDE: &str = r#"set -e
 R=$1 D=$2 CG=$3
 mount --make-rprivate /

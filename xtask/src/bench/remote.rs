@@ -1,6 +1,6 @@
 //! Issue 16's targets for remote mode, through a second engine that cannot see this machine's
 //! files (the recipe of DESIGN.md and `tests/integration/second_engine.rs`: the root filesystem
-//! `scripts/engine.sh second-engine` makes, dockerd chrooted into it in fresh mount and pid
+//! `scripts/engine.sh second-engine` makes, dockerd with it as its root in fresh mount and pid
 //! namespaces, inside a network namespace of its own, its socket in a folder of ours). The Go
 //! workload is built side by side on the local engine and on that one: the first sync, a no-op,
 //! and a one-line rebuild against the local engine's.
@@ -26,7 +26,13 @@ mkdir -p "$R/var/lib/docker" "$R/run/dcpt"
 mount --bind "$D/data" "$R/var/lib/docker"
 mount --bind "$D" "$R/run/dcpt"
 ip link set lo up
-exec chroot "$R" /usr/sbin/dockerd -H unix:///run/dcpt/docker.sock \
+# pivot_root, not chroot: only then does an exec (the warm builder) see the container's files.
+cd "$R"
+mkdir -p .oldroot
+pivot_root . .oldroot
+cd /
+umount -l /.oldroot
+exec /usr/sbin/dockerd -H unix:///run/dcpt/docker.sock \
     --storage-driver=overlay2 --iptables=false --ip6tables=false --ip-masq=false \
     --cgroup-parent="/$CG" --pidfile=/run/docker.pid --exec-root=/run/docker-exec
 "#;
@@ -302,7 +308,7 @@ pub(super) fn render(bench: &RemoteBench, targets: &mut Vec<(String, String, boo
     let _ = writeln!(
         out,
         "## On a remote engine (issue 16)\n\n\
-         A second dockerd (Debian's docker.io, overlay2) in namespaces of its own, chrooted into the root\n\
+         A second dockerd (Debian's docker.io, overlay2) in namespaces of its own, with the root\n\
          filesystem `scripts/engine.sh second-engine` makes: it cannot see this machine's files, so the\n\
          first build's probe finds remote mode and the sources are synced into a volume. The Go workload\n\
          (`benches/workloads/go-multi`, cache volume, scratch), one copy built on the local engine and one\n\
