@@ -432,7 +432,20 @@ fn runtime_steps_and_secret_files_work_there_and_the_secret_stays_out_of_volumes
         "{}",
         text(&listing.stdout)
     );
-    // `clean` stops it on that engine.
+    // `dockception ps` lists it and `clean` stops it on that engine.
+    let listed = succeeded_stdout(&on(&host, dir.path(), &["ps"]));
+    let name = engine.docker(&["inspect", "-f", "{{.Name}}", &before[0]]);
+    let name = text(&name.stdout)
+        .trim()
+        .trim_start_matches('/')
+        .to_string();
+    assert!(
+        !name.is_empty()
+            && listed
+                .lines()
+                .any(|l| l.starts_with(&name) && l.contains("warm builder of target default")),
+        "ps does not list {name}:\n{listed}"
+    );
     succeeded(&on(&host, dir.path(), &["clean"]));
     assert_eq!(
         warm_ids(),
