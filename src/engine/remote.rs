@@ -11,7 +11,6 @@
 
 use std::path::Path;
 
-use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::ExecConfig;
 use bollard::query_parameters::UploadToContainerOptionsBuilder;
 
@@ -19,6 +18,7 @@ use super::containers::{builder_body, unique_name};
 use super::error::{Answer, On};
 use super::mode::Mode;
 use super::sync::numeric_user;
+use super::warm::ExecEnd;
 use super::{BuilderExit, Engine, ImageFacts, Result, WarmRun};
 use crate::plan::secrets::Resolved;
 use crate::plan::Plan;
@@ -66,14 +66,18 @@ impl Engine {
         progress: &Progress,
     ) -> Result<WarmRun> {
         let output = plan.builder.output_target.trim_end_matches('/');
-        let (code, said) = self
+        match self
             .exec_as_root(name, &["rm", "-rf", "--", output])
-            .await?;
-        if code != 0 {
-            return Ok(WarmRun::Unavailable(format!(
-                "`rm -rf {output}` exited with {code} in it: {}",
-                said.join("; ")
-            )));
+            .await?
+        {
+            ExecEnd::Ended { code: 0, .. } => {}
+            ExecEnd::Ended { code, tail, .. } => {
+                return Ok(WarmRun::Unavailable(format!(
+                    "`rm -rf {output}` exited with {code} in it: {}",
+                    tail.join("; ")
+                )))
+            }
+            ExecEnd::Refused(reason) => return Ok(WarmRun::Unavailable(reason)),
         }
         self.upload_prepared(name, plan, secrets, true).await?;
         let ran = async {
@@ -91,16 +95,18 @@ impl Engine {
         if !secrets.files.is_empty() {
             let mut rm = vec!["rm", "-f", "--"];
             rm.extend(secrets.files.iter().map(|f| f.target.as_str()));
-            if !matches!(self.exec_as_root(name, &rm).await, Ok((0, _))) {
+            if !matches!(
+                self.exec_as_root(name, &rm).await,
+                Ok(ExecEnd::Ended { code: 0, .. })
+            ) {
                 self.remove_container(name).await?;
             }
         }
         ran
     }
 
-    /// Run `cmd` as root in the running container `name`: its exit code and its last lines of
-    /// output.
-    async fn exec_as_root(&self, name: &str, cmd: &[&str]) -> Result<(i64, Vec<String>)> {
+    /// Run `cmd` as root in the running container `name`, its output kept for a message only.
+    async fn exec_as_root(&self, name: &str, cmd: &[&str]) -> Result<ExecEnd> {
         let config = ExecConfig {
             attach_stdout: Some(true),
             attach_stderr: Some(true),
@@ -108,37 +114,9 @@ impl Engine {
             user: Some("0:0".into()),
             ..Default::default()
         };
-        let action = || format!("running `{}` in container {name}", cmd.join(" "));
-        let exec = self
-            .docker
-            .create_exec(name, config)
+        let what = format!("the exec of `{}`", cmd.join(" "));
+        self.run_exec(name, config, &what, &Progress::Quiet, 4)
             .await
-            .doing(On::Container(name), action)?
-            .id;
-        let options = StartExecOptions {
-            detach: false,
-            ..Default::default()
-        };
-        let started = self
-            .docker
-            .start_exec(&exec, Some(options))
-            .await
-            .doing(On::Container(name), action)?;
-        let said = match started {
-            StartExecResults::Attached { mut output, .. } => {
-                self.stream_lines(&mut output, name, &Progress::Quiet, 4)
-                    .await?
-            }
-            StartExecResults::Detached => Vec::new(),
-        };
-        let code = self
-            .docker
-            .inspect_exec(&exec)
-            .await
-            .doing(On::Container(name), action)?
-            .exit_code
-            .unwrap_or(-1);
-        Ok((code, said))
     }
 
     /// Put an empty output folder for the build's user (when `output`) and the secret files

@@ -150,45 +150,13 @@ impl Engine {
         progress: &Progress,
     ) -> Result<WarmRun> {
         let config = exec_config(plan, secrets, image);
-        let exec = match self.docker.create_exec(name, config).await {
-            Ok(exec) => exec.id,
-            Err(e) => {
-                return refused(e, name, || {
-                    format!("creating the build's exec in container {name}")
-                })
-            }
+        let (code, tail, ran_ms) = match self
+            .run_exec(name, config, "the build's exec", progress, TAIL_LINES)
+            .await?
+        {
+            ExecEnd::Ended { code, tail, ran_ms } => (code, tail, ran_ms),
+            ExecEnd::Refused(reason) => return Ok(WarmRun::Unavailable(reason)),
         };
-        let options = StartExecOptions {
-            detach: false,
-            ..Default::default()
-        };
-        let started = Instant::now();
-        let mut logs = match self.docker.start_exec(&exec, Some(options)).await {
-            Ok(StartExecResults::Attached { output, .. }) => output,
-            Ok(StartExecResults::Detached) => {
-                return Ok(WarmRun::Unavailable(
-                    "the engine started the build detached".into(),
-                ))
-            }
-            Err(e) => {
-                return refused(e, name, || {
-                    format!("starting the build's exec in container {name}")
-                })
-            }
-        };
-        let tail = self
-            .stream_lines(&mut logs, name, progress, TAIL_LINES)
-            .await?;
-        let ran_ms = millis_since(started);
-        let code = self
-            .docker
-            .inspect_exec(&exec)
-            .await
-            .doing(On::Container(name), || {
-                format!("asking how the build's exec in container {name} ended")
-            })?
-            .exit_code
-            .unwrap_or(-1);
         // The idle loop may have ended the container just as the exec began: that is no
         // failure of the build, so it runs again in a fresh container.
         if code != 0 && self.container_running(name).await? != Some(true) {
@@ -198,6 +166,60 @@ impl Engine {
         }
         Ok(WarmRun::Ran(BuilderExit { code, tail, ran_ms }))
     }
+
+    /// Run the exec `config` (`what`, for messages) in the running container `name`, its
+    /// output shown on `progress`, and wait for its end.
+    pub(super) async fn run_exec(
+        &self,
+        name: &str,
+        config: ExecConfig,
+        what: &str,
+        progress: &Progress,
+        keep: usize,
+    ) -> Result<ExecEnd> {
+        let exec = match self.docker.create_exec(name, config).await {
+            Ok(exec) => exec.id,
+            Err(e) => return refused(e, name, || format!("creating {what} in container {name}")),
+        };
+        let options = StartExecOptions {
+            detach: false,
+            ..Default::default()
+        };
+        let started = Instant::now();
+        let mut logs = match self.docker.start_exec(&exec, Some(options)).await {
+            Ok(StartExecResults::Attached { output, .. }) => output,
+            Ok(StartExecResults::Detached) => {
+                return Ok(ExecEnd::Refused(format!(
+                    "the engine started {what} detached"
+                )))
+            }
+            Err(e) => return refused(e, name, || format!("starting {what} in container {name}")),
+        };
+        let tail = self.stream_lines(&mut logs, name, progress, keep).await?;
+        let ran_ms = millis_since(started);
+        let code = self
+            .docker
+            .inspect_exec(&exec)
+            .await
+            .doing(On::Container(name), || {
+                format!("asking how {what} in container {name} ended")
+            })?
+            .exit_code
+            .unwrap_or(-1);
+        Ok(ExecEnd::Ended { code, tail, ran_ms })
+    }
+}
+
+/// How an exec in a warm builder went.
+pub(super) enum ExecEnd {
+    /// It ran: its exit code, its last lines of output, and how long it ran in milliseconds.
+    Ended {
+        code: i64,
+        tail: Vec<String>,
+        ran_ms: u64,
+    },
+    /// The engine would not run it (the container stopped since it was looked at); why.
+    Refused(String),
 }
 
 /// Whether a warm builder was found running, was started for this build, or cannot be used.
@@ -222,9 +244,9 @@ fn refused(
     e: bollard::errors::Error,
     container: &str,
     action: impl FnOnce() -> String,
-) -> Result<WarmRun> {
+) -> Result<ExecEnd> {
     if status_code(&e) == Some(409) {
-        return Ok(WarmRun::Unavailable(daemon_message(&e)));
+        return Ok(ExecEnd::Refused(daemon_message(&e)));
     }
     Err(docker_error(On::Container(container), action(), e))
 }
