@@ -35,8 +35,10 @@ impl Tmux {
     }
 
     /// Start `command` (a shell line) in `dir` in a 120x50 pane; it runs once the pane is set
-    /// up (output kept after it ends, raw bytes copied to `raw` when given), and the pane
-    /// ends with `exit=STATUS`.
+    /// up (raw bytes copied to `raw` when given), and then the pane shows `exit=STATUS`. The
+    /// pane's shell then waits until the server is killed: tmux closes a pane whose process
+    /// ended without reading what is still in its pty, and on a loaded machine that was the
+    /// command's whole last output, failure summary and `exit=` included.
     fn run(dir: &Path, command: &str, raw: Option<&Path>) -> Tmux {
         use std::sync::atomic::{AtomicU32, Ordering};
         static N: AtomicU32 = AtomicU32::new(0);
@@ -47,7 +49,7 @@ impl Tmux {
         );
         let tmux = Tmux { socket };
         let line = format!(
-            "tmux -L {s} wait-for go; {command}; echo exit=$?",
+            "tmux -L {s} wait-for go; {command}; echo exit=$?; exec tail -f /dev/null",
             s = tmux.socket
         );
         tmux.ok(&[
