@@ -349,7 +349,7 @@ pub(super) fn builder_body(
     for (i, m) in b.mounts.iter().enumerate() {
         mounts.push(match mode {
             Mode::Local => bind_mount(&m.source, &m.target, m.read_only)?,
-            Mode::Remote => named_volume_mount(&plan.source_volume(i), &m.target, m.read_only),
+            Mode::Remote => source_volume_mount(&plan.source_volume(i), &m.target, m.read_only),
         });
     }
     mounts.extend(b.caches.iter().map(volume_mount));
@@ -403,6 +403,18 @@ pub(super) fn named_volume_mount(volume: &str, target: &str, read_only: bool) ->
         target: Some(target.to_string()),
         read_only: Some(read_only),
         ..Default::default()
+    }
+}
+
+/// A source volume at `target`: never filled from the image's files at that path (Docker copies
+/// them into an empty volume otherwise), as it holds the project's sources and nothing else.
+pub(super) fn source_volume_mount(volume: &str, target: &str, read_only: bool) -> Mount {
+    Mount {
+        volume_options: Some(bollard::models::MountVolumeOptions {
+            no_copy: Some(true),
+            ..Default::default()
+        }),
+        ..named_volume_mount(volume, target, read_only)
     }
 }
 

@@ -32,6 +32,7 @@ mod warm;
 
 pub use error::{Error, Result};
 pub(crate) use listing::ListedContainer;
+pub(crate) use warm::{WarmOpen, WarmSession};
 
 /// The address of the engine the docker CLI's settings choose (nothing is connected).
 pub(crate) fn configured_host() -> Result<String> {

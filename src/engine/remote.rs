@@ -17,7 +17,7 @@ use bollard::query_parameters::UploadToContainerOptionsBuilder;
 use super::containers::{builder_body, unique_name};
 use super::error::{Answer, On};
 use super::mode::Mode;
-use super::sync::numeric_user;
+use super::sync::{numeric_user, SYNC_MARKER, WARM_SYNC_ROOT};
 use super::warm::ExecEnd;
 use super::{BuilderExit, Engine, ImageFacts, Result, WarmRun};
 use crate::plan::secrets::Resolved;
@@ -51,11 +51,72 @@ impl Engine {
         self.then_remove(&name, result).await
     }
 
+    /// The one root exec that readies the warm builder `name` on a remote engine for a build:
+    /// the output folder made anew for the build's user (owned by its numeric user, else
+    /// writable by all), [`WARM_SYNC_ROOT`] made readable by root only (so a build that does
+    /// not run as root cannot reach its sources writable), and what each source volume's sync
+    /// marker says. `Err` says why the container cannot be used.
+    pub(super) async fn prepare_remote_warm(
+        &self,
+        name: &str,
+        plan: &Plan,
+    ) -> Result<std::result::Result<Vec<Option<String>>, String>> {
+        let output = plan.builder.output_target.trim_end_matches('/').to_string();
+        let owner = match numeric_user(plan.builder.user.as_deref()) {
+            Some((uid, gid)) => format!("{uid}:{gid}"),
+            None => String::new(),
+        };
+        // A missing marker prints `!`, one that is there `=` and its text.
+        let script = "out=$1; own=$2; root=$3; shift 3; \
+             rm -rf -- \"$out\" && mkdir -p -- \"$out\" && \
+             if [ -n \"$own\" ]; then chown -- \"$own\" \"$out\" && chmod 755 -- \"$out\"; \
+             else chmod 777 -- \"$out\"; fi && \
+             { [ ! -d \"$root\" ] || chmod 700 -- \"$root\"; } || exit 1; \
+             for m; do if [ -f \"$m\" ]; then printf '=%s\\n' \"$(cat -- \"$m\")\"; \
+             else echo '!'; fi; done";
+        let mut cmd = vec![
+            "/bin/sh".to_string(),
+            "-c".to_string(),
+            script.to_string(),
+            "sh".to_string(),
+            output.clone(),
+            owner,
+            WARM_SYNC_ROOT.to_string(),
+        ];
+        let volumes = plan.builder.mounts.len();
+        cmd.extend((0..volumes).map(|i| format!("{WARM_SYNC_ROOT}/{i}/{SYNC_MARKER}")));
+        match self.exec_as_root(name, cmd).await? {
+            ExecEnd::Ended { code: 0, tail, .. } => {
+                let markers: Vec<Option<String>> = tail
+                    .iter()
+                    .filter_map(|line| match line.trim_end() {
+                        "!" => Some(None),
+                        l => l.strip_prefix('=').map(|m| Some(m.trim().to_string())),
+                    })
+                    .collect();
+                if markers.len() != volumes {
+                    return Ok(Err(format!(
+                        "reading its sync markers gave {} line(s) for {volumes} volume(s): {}",
+                        markers.len(),
+                        tail.join("; ")
+                    )));
+                }
+                Ok(Ok(markers))
+            }
+            ExecEnd::Ended { code, tail, .. } => Ok(Err(format!(
+                "making the output folder {output} anew exited with {code} in it: {}",
+                tail.join("; ")
+            ))),
+            ExecEnd::Refused(reason) => Ok(Err(reason)),
+        }
+    }
+
     /// [`Engine::exec_build`] in a warm builder on a remote engine: the output folder in the
-    /// container's own file system is made anew and the secret files are put in before the
-    /// command, the outputs are read back into `output_dir` once it succeeded, and the secret
-    /// files are deleted right after it. Were that deletion to fail, the container goes: a
-    /// secret never outlives its build.
+    /// container's own file system is made anew (unless `prepared` already) and the secret
+    /// files are put in before the command, the outputs are read back into `output_dir` once
+    /// it succeeded, and the secret files are deleted right after it. Were that deletion to
+    /// fail, the container goes: a secret never outlives its build.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn exec_build_remote(
         &self,
         name: &str,
@@ -63,23 +124,18 @@ impl Engine {
         output_dir: &Path,
         secrets: &Resolved,
         image: &ImageFacts,
+        prepared: bool,
         progress: &Progress,
     ) -> Result<WarmRun> {
         let output = plan.builder.output_target.trim_end_matches('/');
-        match self
-            .exec_as_root(name, &["rm", "-rf", "--", output])
-            .await?
-        {
-            ExecEnd::Ended { code: 0, .. } => {}
-            ExecEnd::Ended { code, tail, .. } => {
-                return Ok(WarmRun::Unavailable(format!(
-                    "`rm -rf {output}` exited with {code} in it: {}",
-                    tail.join("; ")
-                )))
+        if !prepared {
+            if let Err(reason) = self.prepare_remote_warm(name, plan).await? {
+                return Ok(WarmRun::Unavailable(reason));
             }
-            ExecEnd::Refused(reason) => return Ok(WarmRun::Unavailable(reason)),
         }
-        self.upload_prepared(name, plan, secrets, true).await?;
+        if !secrets.files.is_empty() {
+            self.upload_prepared(name, plan, secrets, false).await?;
+        }
         let ran = async {
             let ran = self
                 .exec_build(name, plan, secrets, image, progress)
@@ -93,10 +149,10 @@ impl Engine {
         }
         .await;
         if !secrets.files.is_empty() {
-            let mut rm = vec!["rm", "-f", "--"];
-            rm.extend(secrets.files.iter().map(|f| f.target.as_str()));
+            let mut rm = vec!["rm".to_string(), "-f".to_string(), "--".to_string()];
+            rm.extend(secrets.files.iter().map(|f| f.target.clone()));
             if !matches!(
-                self.exec_as_root(name, &rm).await,
+                self.exec_as_root(name, rm).await,
                 Ok(ExecEnd::Ended { code: 0, .. })
             ) {
                 self.remove_container(name).await?;
@@ -106,16 +162,16 @@ impl Engine {
     }
 
     /// Run `cmd` as root in the running container `name`, its output kept for a message only.
-    async fn exec_as_root(&self, name: &str, cmd: &[&str]) -> Result<ExecEnd> {
+    pub(super) async fn exec_as_root(&self, name: &str, cmd: Vec<String>) -> Result<ExecEnd> {
+        let what = format!("the exec of `{}`", cmd.join(" "));
         let config = ExecConfig {
             attach_stdout: Some(true),
             attach_stderr: Some(true),
-            cmd: Some(cmd.iter().map(|c| c.to_string()).collect()),
+            cmd: Some(cmd),
             user: Some("0:0".into()),
             ..Default::default()
         };
-        let what = format!("the exec of `{}`", cmd.join(" "));
-        self.run_exec(name, config, &what, &Progress::Quiet, 4)
+        self.run_exec(name, config, &what, &Progress::Quiet, 64)
             .await
     }
 

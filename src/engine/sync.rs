@@ -17,7 +17,7 @@ use bollard::query_parameters::{
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
-use super::containers::{labels, named_volume_mount, offline, unique_name};
+use super::containers::{labels, offline, source_volume_mount, unique_name};
 use super::error::{docker_error, Answer, On};
 use super::mode::first_file_of;
 use super::{Engine, Error, Result};
@@ -37,32 +37,81 @@ pub(crate) const SYNC_LABEL: &str = "dockception.sync";
 /// Where the helper container mounts volume number `i`: `/v/i`.
 const HELPER_ROOT: &str = "/v";
 
-/// A created, never-started container that mounts a target's source volumes writable.
+/// Where a warm builder on a remote engine mounts source volume number `i` writable, besides
+/// at its mount's own path, so its sources are synced through it: `/.dockception-sync/i`. The
+/// folder is made readable by root only before each build (see `remote`).
+pub(super) const WARM_SYNC_ROOT: &str = "/.dockception-sync";
+
+/// A container that mounts a target's source volumes writable: a created, never-started helper
+/// made for one sync, or the running warm builder (which stays).
 #[derive(Debug)]
 pub(crate) struct SyncHelper {
     name: String,
     volumes: Vec<String>,
     /// Which volumes were made by this sync (they hold nothing yet).
     pub(crate) fresh: Vec<bool>,
+    /// Where volume `i` is mounted: `ROOT/i`.
+    root: &'static str,
+    /// The warm builder: kept after the sync, and its markers read already.
+    warm: Option<Vec<Option<String>>>,
+}
+
+impl SyncHelper {
+    /// What the sync goes through, for its summary: the warm builder's name, or `helper`.
+    pub(crate) fn through(&self) -> String {
+        match self.warm {
+            Some(_) => self.name.clone(),
+            None => "helper".to_string(),
+        }
+    }
+
+    /// The warm builder `name` on a remote engine, whose sync markers said `markers`.
+    pub(super) fn in_warm(
+        name: &str,
+        plan: &Plan,
+        fresh: Vec<bool>,
+        markers: Vec<Option<String>>,
+    ) -> SyncHelper {
+        SyncHelper {
+            name: name.to_string(),
+            volumes: source_volumes(plan),
+            fresh,
+            root: WARM_SYNC_ROOT,
+            warm: Some(markers),
+        }
+    }
+}
+
+/// The target's source volumes, in mount order.
+fn source_volumes(plan: &Plan) -> Vec<String> {
+    (0..plan.builder.mounts.len())
+        .map(|i| plan.source_volume(i))
+        .collect()
 }
 
 impl Engine {
     /// Make the target's source volumes that do not exist yet, and a helper container that
     /// mounts them all at `/v/INDEX`.
     pub(crate) async fn open_sync(&self, plan: &Plan) -> Result<SyncHelper> {
-        let volumes: Vec<String> = (0..plan.builder.mounts.len())
-            .map(|i| plan.source_volume(i))
-            .collect();
-        let mut fresh = Vec::with_capacity(volumes.len());
-        for (i, volume) in volumes.iter().enumerate() {
-            fresh.push(self.ensure_source_volume(plan, i, volume).await?);
-        }
+        let volumes = source_volumes(plan);
+        let fresh = self.ensure_source_volumes(plan).await?;
         let name = self.create_helper(plan, &volumes).await?;
         Ok(SyncHelper {
             name,
             volumes,
             fresh,
+            root: HELPER_ROOT,
+            warm: None,
         })
+    }
+
+    /// Make the target's source volumes that do not exist yet; which were.
+    pub(super) async fn ensure_source_volumes(&self, plan: &Plan) -> Result<Vec<bool>> {
+        let mut fresh = Vec::with_capacity(plan.builder.mounts.len());
+        for (i, volume) in source_volumes(plan).iter().enumerate() {
+            fresh.push(self.ensure_source_volume(plan, i, volume).await?);
+        }
+        Ok(fresh)
     }
 
     /// Create `volume` for mount number `index` when it is missing; whether it was.
@@ -92,7 +141,7 @@ impl Engine {
         let mounts = volumes
             .iter()
             .enumerate()
-            .map(|(i, v)| named_volume_mount(v, &format!("{HELPER_ROOT}/{i}"), false))
+            .map(|(i, v)| source_volume_mount(v, &format!("{HELPER_ROOT}/{i}"), false))
             .collect();
         let body = ContainerCreateBody {
             image: Some(plan.builder.image.clone()),
@@ -113,13 +162,16 @@ impl Engine {
 
     /// What each volume's marker says; `None` where there is none.
     pub(crate) async fn sync_markers(&self, helper: &SyncHelper) -> Result<Vec<Option<String>>> {
+        if let Some(markers) = &helper.warm {
+            return Ok(markers.clone());
+        }
         let mut markers = Vec::with_capacity(helper.volumes.len());
         for (i, fresh) in helper.fresh.iter().enumerate() {
             if *fresh {
                 markers.push(None);
                 continue;
             }
-            let path = format!("{HELPER_ROOT}/{i}/{SYNC_MARKER}");
+            let path = format!("{}/{i}/{SYNC_MARKER}", helper.root);
             let options = DownloadFromContainerOptionsBuilder::default()
                 .path(&path)
                 .build();
@@ -153,8 +205,8 @@ impl Engine {
         Ok(markers)
     }
 
-    /// Empty the volumes number `which`: the helper goes, they are removed and made anew, and a
-    /// new helper mounts them all.
+    /// Empty the volumes number `which`: the helper goes (the warm builder too: it is made anew
+    /// for the build), they are removed and made anew, and a new helper mounts them all.
     pub(crate) async fn reset_sync_volumes(
         &self,
         plan: &Plan,
@@ -176,6 +228,8 @@ impl Engine {
             helper.fresh[i] = true;
         }
         helper.name = self.create_helper(plan, &helper.volumes).await?;
+        helper.root = HELPER_ROOT;
+        helper.warm = None;
         Ok(())
     }
 
@@ -186,7 +240,7 @@ impl Engine {
         tar: impl Stream<Item = std::io::Result<Bytes>> + Send + 'static,
     ) -> Result<()> {
         let options = UploadToContainerOptionsBuilder::new()
-            .path(HELPER_ROOT)
+            .path(helper.root)
             .build();
         self.docker
             .upload_to_container(&helper.name, Some(options), bollard::body_try_stream(tar))
@@ -211,11 +265,14 @@ impl Engine {
         if paths.is_empty() {
             return Ok(());
         }
+        if helper.warm.is_some() {
+            return self.delete_in_warm(helper, paths).await;
+        }
         let mounts = helper
             .volumes
             .iter()
             .enumerate()
-            .map(|(i, v)| named_volume_mount(v, &format!("{HELPER_ROOT}/{i}"), false))
+            .map(|(i, v)| source_volume_mount(v, &format!("{HELPER_ROOT}/{i}"), false))
             .collect();
         let mut cmd = vec!["-rf".to_string(), "--".to_string()];
         cmd.extend(paths.iter().map(|p| format!("{HELPER_ROOT}/{p}")));
@@ -249,8 +306,37 @@ impl Engine {
         Ok(())
     }
 
-    /// Remove the helper container.
+    /// [`Engine::delete_synced`] with a root exec in the warm builder.
+    async fn delete_in_warm(&self, helper: &SyncHelper, paths: &[String]) -> Result<()> {
+        let mut cmd = vec!["rm".to_string(), "-rf".to_string(), "--".to_string()];
+        cmd.extend(paths.iter().map(|p| format!("{}/{p}", helper.root)));
+        let action = || {
+            format!(
+                "deleting removed sources from volumes {} in the warm builder {}",
+                helper.volumes.join(", "),
+                helper.name
+            )
+        };
+        match self.exec_as_root(&helper.name, cmd).await? {
+            super::warm::ExecEnd::Ended { code: 0, .. } => Ok(()),
+            super::warm::ExecEnd::Ended { code, tail, .. } => Err(Error::Container {
+                action: action(),
+                container: helper.name.clone(),
+                message: format!("rm exited with {code}: {}", tail.join("; ")),
+            }),
+            super::warm::ExecEnd::Refused(reason) => Err(Error::Container {
+                action: action(),
+                container: helper.name.clone(),
+                message: reason,
+            }),
+        }
+    }
+
+    /// Remove the helper container; the warm builder stays.
     pub(crate) async fn close_sync(&self, helper: SyncHelper) -> Result<()> {
+        if helper.warm.is_some() {
+            return Ok(());
+        }
         self.remove_container(&helper.name).await
     }
 

@@ -8,7 +8,7 @@ use std::time::Instant;
 use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, ExecConfig};
 
-use super::containers::{builder_body, env_lines, millis_since, TAIL_LINES};
+use super::containers::{builder_body, env_lines, millis_since, source_volume_mount, TAIL_LINES};
 use super::error::{daemon_message, docker_error, status_code, Answer, On};
 use super::mode::Mode;
 use super::{BuilderExit, Engine, ImageFacts, Result, WarmRun};
@@ -30,27 +30,31 @@ pub(super) const WARM_IDLE_LABEL: &str = "dockception.warm-idle";
 const WARM_POLL_SECS: u64 = 2;
 
 impl Engine {
-    /// Run the build command with `docker exec` in the target's warm builder container, made
-    /// and started first when none runs. The container is configured like
-    /// [`Engine::run_builder_with`]'s, with `output_dir` (a folder that stays, so later builds
-    /// can use the same container) as its output mount, no secret variables in its own
-    /// environment (each exec gets them), and an idle loop as its command that ends it, and
-    /// the daemon removes it, after `plan.builder.warm` seconds without a build. Its name and
-    /// its [`WARM_LABEL`] hold a hash of that configuration, the builder image's id and
-    /// `output_identity`, so any change makes a new container. While the command runs the
-    /// container is tracked like any other (an interrupt removes it, as no exec can be killed
-    /// through the API); afterwards it is kept on purpose.
-    pub(crate) async fn run_builder_warm(
+    /// Make sure the target's warm builder container runs, made and started first when none
+    /// does, for a build with `docker exec` ([`Engine::run_in_warm`]). The container is
+    /// configured like [`Engine::run_builder_with`]'s, with `output_dir` (a folder that stays,
+    /// so later builds can use the same container) as its output mount, no secret variables in
+    /// its own environment (each exec gets them), and an idle loop as its command that ends
+    /// it, and the daemon removes it, after `plan.builder.warm` seconds without a build. Its
+    /// name and its [`WARM_LABEL`] hold a hash of that configuration, the builder image's id
+    /// and `output_identity`, so any change makes a new container. From here until the
+    /// command ended the container is tracked like any other (an interrupt removes it, as no
+    /// exec can be killed through the API); afterwards it is kept on purpose.
+    ///
+    /// On a remote engine the target's source volumes are made first (the container mounts
+    /// them), and one root exec makes the output folder anew and reads the volumes' sync
+    /// markers, so the sources can be synced through this container
+    /// ([`WarmSession::sync_helper`]).
+    pub(crate) async fn open_warm(
         &self,
         plan: &Plan,
         output_dir: &Path,
         output_identity: &str,
         secrets: &Resolved,
         image: &ImageFacts,
-        progress: &Progress,
-    ) -> Result<WarmRun> {
+    ) -> Result<WarmOpen> {
         let Some(warm_secs) = plan.builder.warm else {
-            return Ok(WarmRun::Unavailable(
+            return Ok(WarmOpen::Unavailable(
                 "the target has no builder.warm".into(),
             ));
         };
@@ -61,6 +65,10 @@ impl Engine {
         let output_identity = match mode {
             Mode::Local => output_identity,
             Mode::Remote => "remote",
+        };
+        let fresh = match mode {
+            Mode::Local => Vec::new(),
+            Mode::Remote => self.ensure_source_volumes(plan).await?,
         };
         let (name, body) = warm_body(
             plan,
@@ -75,7 +83,7 @@ impl Engine {
             .ensure_warm_container(&name, body, &plan.builder.image)
             .await?
         {
-            WarmStart::Unavailable(reason) => return Ok(WarmRun::Unavailable(reason)),
+            WarmStart::Unavailable(reason) => return Ok(WarmOpen::Unavailable(reason)),
             WarmStart::Running => {
                 self.track(&name);
                 false
@@ -83,10 +91,66 @@ impl Engine {
             // Made by this run: tracked since its create.
             WarmStart::Started => true,
         };
+        let mut session = WarmSession {
+            name,
+            output_dir: output_dir.to_path_buf(),
+            output_identity: output_identity.to_string(),
+            warm_secs,
+            started,
+            fresh,
+            markers: None,
+        };
+        if mode == Mode::Remote {
+            match self.prepare_remote_warm(&session.name, plan).await {
+                Ok(Ok(markers)) => session.markers = Some(markers),
+                Ok(Err(reason)) => {
+                    self.remove_container(&session.name).await?;
+                    return Ok(WarmOpen::Unavailable(reason));
+                }
+                Err(e) => {
+                    let _ = self.remove_container(&session.name).await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(WarmOpen::Ready(session))
+    }
+
+    /// Run the build command with `docker exec` in the warm builder `session` opened, and
+    /// wait for its end. Were the container gone since (a sync that had to empty its volumes
+    /// removes it), it is made anew.
+    pub(crate) async fn run_in_warm(
+        &self,
+        session: WarmSession,
+        plan: &Plan,
+        secrets: &Resolved,
+        image: &ImageFacts,
+        progress: &Progress,
+    ) -> Result<WarmRun> {
+        let mode = self.mode_now();
+        let output_dir = session.output_dir.as_path();
+        let (name, body) = warm_body(
+            plan,
+            output_dir,
+            &session.output_identity,
+            secrets,
+            image,
+            session.warm_secs,
+            mode,
+        )?;
+        // The output folder is ready when the container that made it still runs.
+        let (started, prepared) = match self
+            .ensure_warm_container(&name, body, &plan.builder.image)
+            .await?
+        {
+            WarmStart::Unavailable(reason) => return Ok(WarmRun::Unavailable(reason)),
+            WarmStart::Running => (session.started, session.markers.is_some()),
+            WarmStart::Started => (true, false),
+        };
         let ran = match mode {
             Mode::Local => self.exec_build(&name, plan, secrets, image, progress).await,
             Mode::Remote => {
-                self.exec_build_remote(&name, plan, output_dir, secrets, image, progress)
+                self.exec_build_remote(&name, plan, output_dir, secrets, image, prepared, progress)
                     .await
             }
         };
@@ -95,7 +159,7 @@ impl Engine {
                 self.untrack(&name);
                 // Said once the build used it: one that could not be used is gone again.
                 if started {
-                    progress.say(&started_line(&name, warm_secs));
+                    progress.say(&started_line(&name, session.warm_secs));
                 }
                 Ok(WarmRun::Ran(exit))
             }
@@ -109,6 +173,12 @@ impl Engine {
                 Err(e)
             }
         }
+    }
+
+    /// Give up a warm builder `session` opened without building in it: it is kept running
+    /// (it was used before, or stays for the next build) but no longer tracked.
+    pub(crate) fn leave_warm(&self, session: WarmSession) {
+        self.untrack(&session.name);
     }
 
     /// Make sure the container `name` (of `image`) runs: use it when it does, replace it when
@@ -222,6 +292,45 @@ pub(super) enum ExecEnd {
     Refused(String),
 }
 
+/// A warm builder made sure to run by [`Engine::open_warm`], for [`Engine::run_in_warm`].
+#[derive(Debug)]
+pub(crate) struct WarmSession {
+    name: String,
+    /// Its output mount on a local engine.
+    output_dir: std::path::PathBuf,
+    /// What identifies that folder (`remote` on a remote engine).
+    output_identity: String,
+    warm_secs: u64,
+    /// Made and started by this run.
+    started: bool,
+    /// On a remote engine: which source volumes were made now (they hold nothing yet).
+    fresh: Vec<bool>,
+    /// On a remote engine: what each source volume's sync marker said when the output folder
+    /// was made anew.
+    markers: Option<Vec<Option<String>>>,
+}
+
+impl WarmSession {
+    /// On a remote engine, the way to sync the sources into the volumes this container
+    /// mounts, with the markers it read; `None` on a local one.
+    pub(crate) fn sync_helper(&self, plan: &Plan) -> Option<super::sync::SyncHelper> {
+        let markers = self.markers.clone()?;
+        Some(super::sync::SyncHelper::in_warm(
+            &self.name,
+            plan,
+            self.fresh.clone(),
+            markers,
+        ))
+    }
+}
+
+/// Whether a warm builder could be made sure to run, or why not.
+#[derive(Debug)]
+pub(crate) enum WarmOpen {
+    Ready(WarmSession),
+    Unavailable(String),
+}
+
 /// Whether a warm builder was found running, was started for this build, or cannot be used.
 enum WarmStart {
     Running,
@@ -284,6 +393,16 @@ fn warm_body(
     body.cmd = Some(vec![idle_script(warm_secs)]);
     if let Some(host) = body.host_config.as_mut() {
         host.auto_remove = Some(true);
+        if mode == Mode::Remote {
+            let mounts = host.mounts.get_or_insert_with(Vec::new);
+            mounts.extend((0..plan.builder.mounts.len()).map(|i| {
+                source_volume_mount(
+                    &plan.source_volume(i),
+                    &format!("{}/{i}", super::sync::WARM_SYNC_ROOT),
+                    false,
+                )
+            }));
+        }
     }
     let labels = body.labels.get_or_insert_with(HashMap::new);
     labels.insert(TARGET_LABEL.to_string(), plan.target.clone());

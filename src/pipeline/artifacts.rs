@@ -116,13 +116,30 @@ async fn run_build(
         None => secrets::resolve(&plan.builder, |name| std::env::var_os(name))?,
     };
     engine.ensure_caches(plan, progress).await?;
-    // On a remote engine the sources go into their volumes first; the lock keeps another
-    // build of this target from changing them until this one's command ended.
-    let _synced = match engine.mode(&plan.builder.image).await?.mode {
-        engine::mode::Mode::Remote => {
-            Some(super::source_sync::sync_sources(engine, plan, sources, progress).await?)
+    let remote = engine.mode(&plan.builder.image).await?.mode == engine::mode::Mode::Remote;
+    // On a remote engine the sources go into their volumes first (through the warm builder
+    // when there is one); the lock keeps another build of this target from changing them
+    // until this one's command ended.
+    let sync_lock = match remote {
+        true => Some(super::source_sync::lock_sources(plan, progress).await?),
+        false => None,
+    };
+    let mut warm = open_warm(engine, plan, &builder, &secrets, progress).await?;
+    let _synced = if let Some(lock) = sync_lock {
+        let via = warm.as_ref().and_then(|w| w.session.sync_helper(plan));
+        let synced =
+            super::source_sync::sync_sources(engine, plan, sources, via, lock, progress).await;
+        match synced {
+            Ok(lock) => Some(lock),
+            Err(e) => {
+                if let Some(w) = warm.take() {
+                    engine.leave_warm(w.session);
+                }
+                return Err(e);
+            }
         }
-        engine::mode::Mode::Local => None,
+    } else {
+        None
     };
     progress.stage(
         Stage::Builder,
@@ -132,8 +149,10 @@ async fn run_build(
             plan.builder.command.join(" ")
         ),
     );
-    if let Some(done) = run_warm(engine, plan, &builder, &secrets, progress).await? {
-        return Ok(done);
+    if let Some(warm) = warm {
+        if let Some(done) = run_warm(engine, plan, warm, &builder, &secrets, progress).await? {
+            return Ok(done);
+        }
     }
     let run = RunDir::create(&plan.out_dir)?;
     let exit = engine
@@ -172,19 +191,26 @@ pub(crate) async fn select(plan: &Plan, run: &RunDir, progress: &Progress) -> Re
     Ok(collected)
 }
 
-/// Run the build in the target's warm builder (`builder.warm`), when the plan asks for one and
-/// no other dockception is using it; `None` means the build is still to run in a fresh
-/// container. The warm container's output mount is `<out_dir>/warm/output`, a folder that
-/// stays (the mount points at it): it is emptied before the command runs, and its entries are
-/// moved into a fresh run folder afterwards, so the rest of the pipeline sees a run like any
-/// other.
-pub(crate) async fn run_warm(
+/// The target's warm builder, locked for this build and running.
+pub(crate) struct OpenWarm {
+    session: engine::WarmSession,
+    /// Its output mount: `<out_dir>/warm/output`.
+    output: PathBuf,
+    _lock: std::fs::File,
+}
+
+/// Open the target's warm builder (`builder.warm`), when the plan asks for one and no other
+/// dockception is using it; `None` means the build is to run in a fresh container. The warm
+/// container's output mount is `<out_dir>/warm/output`, a folder that stays (the mount points
+/// at it): it is emptied here, and its entries are moved into a fresh run folder after the
+/// command ([`run_warm`]), so the rest of the pipeline sees a run like any other.
+pub(crate) async fn open_warm(
     engine: &Engine,
     plan: &Plan,
     builder: &engine::ImageFacts,
     secrets: &secrets::Resolved,
     progress: &Progress,
-) -> Result<Option<(engine::BuilderExit, RunDir)>> {
+) -> Result<Option<OpenWarm>> {
     if plan.builder.warm.is_none() {
         return Ok(None);
     }
@@ -220,16 +246,51 @@ pub(crate) async fn run_warm(
             .map_err(|e| Error::io("reading the warm builder's folder", &output, e))?;
         format!("{}:{}", meta.dev(), meta.ino())
     };
-    let warm = engine
-        .run_builder_warm(plan, &output, &identity, secrets, builder, progress)
+    match engine
+        .open_warm(plan, &output, &identity, secrets, builder)
+        .await?
+    {
+        engine::WarmOpen::Ready(session) => Ok(Some(OpenWarm {
+            session,
+            output,
+            _lock: lock,
+        })),
+        engine::WarmOpen::Unavailable(reason) => {
+            no_warm_builder(plan, &reason, progress);
+            Ok(None)
+        }
+    }
+}
+
+fn no_warm_builder(plan: &Plan, reason: &str, progress: &Progress) {
+    progress.warn(&format!(
+        "target {}: no warm builder ({reason}); this build runs in a fresh container",
+        plan.target
+    ));
+}
+
+/// Run the build in the warm builder `warm`; `None` means the build is still to run in a fresh
+/// container.
+pub(crate) async fn run_warm(
+    engine: &Engine,
+    plan: &Plan,
+    warm: OpenWarm,
+    builder: &engine::ImageFacts,
+    secrets: &secrets::Resolved,
+    progress: &Progress,
+) -> Result<Option<(engine::BuilderExit, RunDir)>> {
+    let OpenWarm {
+        session,
+        output,
+        _lock,
+    } = warm;
+    let ran = engine
+        .run_in_warm(session, plan, secrets, builder, progress)
         .await?;
-    let exit = match warm {
+    let exit = match ran {
         engine::WarmRun::Ran(exit) => exit,
         engine::WarmRun::Unavailable(reason) => {
-            progress.warn(&format!(
-                "target {}: no warm builder ({reason}); this build runs in a fresh container",
-                plan.target
-            ));
+            no_warm_builder(plan, &reason, progress);
             empty_folder(&output)?;
             return Ok(None);
         }
@@ -242,7 +303,6 @@ pub(crate) async fn run_warm(
         std::fs::rename(entry.path(), &to)
             .map_err(|e| Error::io("moving the build output to", &to, e))?;
     }
-    drop(lock);
     Ok(Some((exit, run)))
 }
 

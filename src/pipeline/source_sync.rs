@@ -49,6 +49,9 @@ struct Record {
 /// What one sync did, per volume (written to `sync/last.json`).
 #[derive(Debug, Default, Serialize)]
 pub(crate) struct Summary {
+    /// The container the sources went through: the warm builder's name, or `helper` for a
+    /// container made for the sync.
+    through: String,
     volumes: Vec<VolumeSummary>,
 }
 
@@ -81,17 +84,26 @@ struct Outgoing {
     entry: SourceEntry,
 }
 
-/// Bring the target's source volumes up to date with `sources` (scanned now when `None`).
-/// The lock it returns must be held until the build command ended.
+/// Wait for the target's sync lock: held from before its volumes' markers are read until its
+/// build command ended.
+pub(crate) async fn lock_sources(plan: &Plan, progress: &Progress) -> Result<SyncLock> {
+    let dir = plan.out_dir.join(SYNC_DIR);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
+    lock(&dir, plan, progress).await
+}
+
+/// Bring the target's source volumes up to date with `sources` (scanned now when `None`),
+/// through `via` (the warm builder) when given, else through a helper made for it, under the
+/// target's `lock` ([`lock_sources`], taken before `via` read its markers), which it returns.
 pub(crate) async fn sync_sources(
     engine: &Engine,
     plan: &Plan,
     sources: Option<&Sources>,
+    via: Option<engine_sync::SyncHelper>,
+    lock: SyncLock,
     progress: &Progress,
 ) -> Result<SyncLock> {
     let dir = plan.out_dir.join(SYNC_DIR);
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
-    let lock = lock(&dir, plan, progress).await?;
     if plan.builder.mounts.is_empty() {
         return Ok(lock);
     }
@@ -111,7 +123,10 @@ pub(crate) async fn sync_sources(
         plan.target,
         volumes.join(", ")
     ));
-    let helper = engine.open_sync(plan).await?;
+    let helper = match via {
+        Some(helper) => helper,
+        None => engine.open_sync(plan).await?,
+    };
     let result = send(engine, plan, helper, sources, &dir, progress).await;
     let summary = result?;
     let bytes = serde_json::to_vec_pretty(&summary).unwrap_or_default();
@@ -156,7 +171,10 @@ async fn send(
         return Err(e.into());
     }
     let token = format!("{:016x}", crate::engine::mode::random_token());
-    let mut summary = Summary::default();
+    let mut summary = Summary {
+        through: helper.through(),
+        ..Summary::default()
+    };
     let mut sends: Vec<Outgoing> = Vec::new();
     let mut deletes: Vec<String> = Vec::new();
     let mut changed: Vec<usize> = Vec::new();

@@ -392,11 +392,44 @@ fn runtime_steps_and_secret_files_work_there_and_the_secret_stays_out_of_volumes
         "#!/bin/sh\necho warm again\n",
     )
     .expect("write");
+    std::fs::remove_file(dir.path().join("src/deep/one.txt")).expect("remove");
     succeeded(&on(&host, dir.path(), &["build"]));
     assert_eq!(
         warm_ids(),
         before,
         "the rebuild ran in the same warm builder"
+    );
+    // Its sources went through that container (no helper made), the deletion too.
+    let summary = last_sync(dir.path(), "default");
+    let warm_name = text(
+        &engine
+            .docker(&["inspect", "-f", "{{.Name}}", &before[0]])
+            .stdout,
+    )
+    .trim()
+    .trim_start_matches('/')
+    .to_string();
+    assert_eq!(summary["through"], warm_name.as_str(), "{summary}");
+    assert_eq!(
+        summary["volumes"][0]["deleted"][0], "deep/one.txt",
+        "{summary}"
+    );
+    assert!(!std::fs::read_to_string(last.join("listing"))
+        .expect("listing")
+        .contains("one.txt"));
+    // Its writable second mount of the sources is for root only.
+    let reach = engine.docker(&[
+        "exec",
+        "--user",
+        "65534:65534",
+        &before[0],
+        "ls",
+        "/.dockception-sync/0",
+    ]);
+    assert!(
+        !reach.status.success(),
+        "a build user reaches the sources writable: {}",
+        text(&reach.stdout)
     );
     let ran = engine.docker(&["run", "--rm", &tag]);
     assert!(
