@@ -130,6 +130,20 @@ pub fn archive(
     })
 }
 
+/// A whole first entry for an archive whose load is opened before the archive is written (the
+/// folder of the blobs, which the archive holds anyway): the engine starts unpacking once the
+/// archive's first bytes arrive, and what follows it is an archive of its own.
+pub fn archive_start() -> Bytes {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_mode(0o755);
+    h.set_size(0);
+    h.set_mtime(0);
+    let _ = h.set_path("blobs/");
+    h.set_cksum();
+    Bytes::copy_from_slice(h.as_bytes())
+}
+
 fn write_archive(
     image: &Loadable,
     tags: &[String],
@@ -252,6 +266,20 @@ mod tests {
         assert!(!lean_names.contains(&archive_path(&written.layers[0].blob.digest)));
         assert_eq!(skipped_bytes(&image, true), 4);
         assert_eq!(skipped_bytes(&image, false), 0);
+    }
+
+    #[test]
+    fn an_archive_after_its_start_entry_is_still_one_archive() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = BlobStore::at(dir.path());
+        let image = Loadable::written(&image(&store));
+        let mut archive = archive_start().to_vec();
+        assert_eq!(archive.len(), 512, "one header, no data");
+        write_archive(&image, &["app:1".into()], false, &mut archive).expect("write");
+        let mut names = names(&archive);
+        assert_eq!(names.remove(0), "blobs/");
+        assert_eq!(names.len(), 4, "{names:?}");
+        assert!(names.contains(&"manifest.json".to_string()), "{names:?}");
     }
 
     #[test]

@@ -21,6 +21,31 @@ use super::{
 };
 use crate::progress::Progress;
 
+/// An archive on its way to the engine's `docker load`.
+pub(crate) type LoadArchive =
+    std::pin::Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send + 'static>>;
+
+/// How long a [`PendingLoad`] is used after it was opened: bollard gives a request 120 s to
+/// be answered, counted from when it went out, and a load of a large image needs some of it.
+const PENDING_LOAD_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A `docker load` whose request went out before its image was written. The engine does
+/// about half of a small image's load as soon as a load arrives (it starts the helper process
+/// that unpacks the archive into a temporary folder), so a build opens one as its builder
+/// starts and the engine is ready when the image is. Dropped unused, the request is cut short:
+/// the engine sees an archive that ends early and keeps nothing.
+pub(crate) struct PendingLoad {
+    archive: Option<tokio::sync::oneshot::Sender<LoadArchive>>,
+    request: tokio::task::JoinHandle<std::result::Result<(), bollard::errors::Error>>,
+    opened: std::time::Instant,
+}
+
+impl Drop for PendingLoad {
+    fn drop(&mut self) {
+        self.request.abort();
+    }
+}
+
 impl Engine {
     /// Facts about a local image, or `None` when the engine does not have it.
     pub(crate) async fn image_facts(&self, image: &str) -> Result<Option<ImageFacts>> {
@@ -210,37 +235,100 @@ impl Engine {
         Ok(())
     }
 
+    /// A load whose request goes out now, before its image is written, sending `start` (a
+    /// whole entry of the archive to come) at once: see [`PendingLoad`].
+    pub(crate) fn open_load(&self, start: Bytes) -> PendingLoad {
+        let (archive, arrives) = tokio::sync::oneshot::channel::<LoadArchive>();
+        // Until the archive arrives the body sends nothing; a sender dropped unused ends it
+        // with an error, so the engine sees a cut archive and keeps nothing.
+        let rest = futures_util::stream::once(arrives).flat_map(|archive| match archive {
+            Ok(archive) => archive,
+            Err(_) => Box::pin(futures_util::stream::once(async {
+                Err(std::io::Error::other("the image was not written"))
+            })) as LoadArchive,
+        });
+        let body = futures_util::stream::once(async { Ok(start) }).chain(rest);
+        let docker = self.docker.clone();
+        let request = tokio::spawn(async move {
+            let options = ImportImageOptionsBuilder::default().quiet(true).build();
+            let mut load = docker.import_image_stream(options, body, None);
+            while let Some(item) = load.next().await {
+                item?;
+            }
+            Ok(())
+        });
+        PendingLoad {
+            archive: Some(archive),
+            request,
+            opened: std::time::Instant::now(),
+        }
+    }
+
     /// Load a docker archive (`manifest.json`, config and layer blobs) into the engine, which
-    /// tags the image with the archive's `RepoTags` in the same call. Layers the engine has
-    /// already (the base's) may be left out of the archive: the engine does not open them.
+    /// tags the image with the archive's `RepoTags` in the same call, through `pending` when it
+    /// is still open, else a request of its own. Layers the engine has already (the base's)
+    /// may be left out of the archive: the engine does not open them. Gives the image's facts.
     pub(crate) async fn load_archive(
         &self,
         archive: impl Stream<Item = std::io::Result<Bytes>> + Send + 'static,
         image_id: &str,
-    ) -> Result<()> {
+        pending: Option<PendingLoad>,
+    ) -> Result<ImageFacts> {
         self.supported().await?;
-        let options = ImportImageOptionsBuilder::default().quiet(true).build();
-        let mut load = self.docker.import_image_stream(options, archive, None);
-        while let Some(item) = load.next().await {
-            if let Err(e) = item {
-                return Err(if is_connection_lost(&e) {
-                    docker_error(On::Image(image_id), format!("loading image {image_id}"), e)
-                } else {
-                    Error::ImageBuild {
-                        message: format!(
-                            "the engine refused to load image {image_id}: {}",
-                            daemon_message(&e)
-                        ),
-                    }
-                });
+        let archive: LoadArchive = Box::pin(archive);
+        let pending = pending.filter(|p| p.opened.elapsed() < PENDING_LOAD_FOR);
+        let loaded = match pending {
+            Some(mut pending) => {
+                let sent = match pending.archive.take() {
+                    Some(to) => to.send(archive),
+                    None => Err(archive),
+                };
+                match sent {
+                    Ok(()) => match (&mut pending.request).await {
+                        Ok(answer) => answer,
+                        Err(_) => {
+                            return Err(Error::ImageBuild {
+                                message: format!("loading image {image_id} was cut short"),
+                            })
+                        }
+                    },
+                    // The request ended before the image was ready (the engine closed it): the
+                    // archive goes in a request of its own.
+                    Err(archive) => self.load_now(archive).await,
+                }
             }
+            None => self.load_now(archive).await,
+        };
+        if let Err(e) = loaded {
+            return Err(if is_connection_lost(&e) {
+                docker_error(On::Image(image_id), format!("loading image {image_id}"), e)
+            } else {
+                Error::ImageBuild {
+                    message: format!(
+                        "the engine refused to load image {image_id}: {}",
+                        daemon_message(&e)
+                    ),
+                }
+            });
         }
         match self.inspect_image(image_id).await? {
-            Some(_) => Ok(()),
+            Some(inspect) => Ok(facts_of(inspect)),
             None => Err(Error::ImageBuild {
                 message: format!("the engine finished loading but does not list image {image_id}"),
             }),
         }
+    }
+
+    async fn load_now(
+        &self,
+        archive: LoadArchive,
+    ) -> std::result::Result<(), bollard::errors::Error> {
+        let options = ImportImageOptionsBuilder::default().quiet(true).build();
+        let mut load = self.docker.import_image_stream(options, archive, None);
+        while let Some(item) = load.next().await {
+            item?;
+        }
+        Ok(())
     }
 
     /// Run `script` in a container of `base` with `mount_dir` mounted read-only at

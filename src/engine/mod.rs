@@ -31,6 +31,7 @@ mod volumes;
 mod warm;
 
 pub use error::{Error, Result};
+pub(crate) use images::PendingLoad;
 pub(crate) use listing::ListedContainer;
 pub(crate) use warm::{WarmOpen, WarmSession};
 

@@ -16,7 +16,7 @@ use crate::artifacts::pid1;
 use crate::artifacts::run_dir::RunDir;
 use crate::deliver;
 use crate::deliver::push::RegistrySettings;
-use crate::engine::{Engine, ImageFacts};
+use crate::engine::{Engine, ImageFacts, PendingLoad};
 use crate::error::{Error, Result};
 use crate::fsutil::FromIo as _;
 use crate::image::base::{self, BaseImage};
@@ -562,7 +562,8 @@ pub(crate) fn measure_written(
 }
 
 /// Load `image` into the engine as `tags` (only the layers it lacks when it has the base
-/// and its load takes an archive without them: Podman's does not).
+/// and its load takes an archive without them: Podman's does not), through `pending` when the
+/// build opened one. Gives the delivery and the loaded image's facts.
 /// The tags' previous images stay, untagged, as after a `docker build`; `clean` removes them.
 pub(crate) async fn load(
     engine: &Engine,
@@ -570,7 +571,8 @@ pub(crate) async fn load(
     store: &BlobStore,
     tags: &[String],
     engine_has_base: bool,
-) -> Result<Delivery> {
+    pending: Option<PendingLoad>,
+) -> Result<(Delivery, ImageFacts)> {
     let engine_has_base = engine_has_base && engine.kind().await?.loads_without_present_layers();
     let image_id = image.image_id.clone();
     let skipped_bytes = deliver::load::skipped_bytes(&image, engine_has_base);
@@ -582,17 +584,18 @@ pub(crate) async fn load(
                 counter.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
             }
         });
-    engine.load_archive(archive, &image_id).await?;
+    let facts = engine.load_archive(archive, &image_id, pending).await?;
     if let Some(out_base) = store.root().parent() {
         deliver::load::record_loaded(out_base, &image_id)
             .map_err(|e| Error::io("writing", out_base.join(deliver::load::LOADED_LIST), e))?;
     }
-    Ok(Delivery {
+    let delivery = Delivery {
         to: "engine".into(),
         destination: engine_destination(tags),
         sent_bytes: sent.load(std::sync::atomic::Ordering::Relaxed),
         skipped_bytes,
-    })
+    };
+    Ok((delivery, facts))
 }
 
 fn engine_destination(tags: &[String]) -> String {

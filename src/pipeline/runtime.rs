@@ -4,7 +4,7 @@ use crate::artifacts::collect::Collected;
 use crate::artifacts::pid1;
 use crate::artifacts::run_dir::RunDir;
 use crate::deliver::push::RegistrySettings;
-use crate::engine::{self, Engine};
+use crate::engine::{self, Engine, PendingLoad};
 use crate::error::{Error, Result};
 use crate::fsutil::FromIo as _;
 use crate::image::config::Platform;
@@ -201,6 +201,7 @@ pub(crate) async fn build_image(
     collected: &Collected,
     progress: &Progress,
     destinations: &super::Destinations,
+    pending_load: Option<PendingLoad>,
 ) -> Result<(Report, Option<String>, crate::image::WrittenImage)> {
     let builder = engine.ensure_image(&plan.builder.image, progress).await?;
     let mut prepared = prepare_runtime(engine, plan, destinations.registry(), progress).await?;
@@ -273,7 +274,6 @@ pub(crate) async fn build_image(
         created_by,
     )?;
     let loadable = image::loadable(&config, base.as_ref(), &store, &layer);
-    let image_id = loadable.image_id.clone();
     let loads = destinations.loads(plan);
     let phase = if loads {
         format!("loading {} into the engine", loadable.image_id)
@@ -293,10 +293,17 @@ pub(crate) async fn build_image(
             Some(_) if !from_registry => true,
             Some(taken) => engine.image_facts(&taken.image.image_id).await?.is_some(),
         };
-        let delivery = image::load(engine, loadable, &store, &plan.tags, engine_has_base).await?;
         // The size as the engine counts it, as for any image; the rest is from what we wrote.
-        let facts = engine.image_facts(&image_id).await?;
-        Ok((Some(delivery), facts))
+        let (delivery, facts) = image::load(
+            engine,
+            loadable,
+            &store,
+            &plan.tags,
+            engine_has_base,
+            pending_load,
+        )
+        .await?;
+        Ok((Some(delivery), Some(facts)))
     };
     // The plain tar stays until the load is over; the first to fail stops the other (a load
     // cut short tags nothing).

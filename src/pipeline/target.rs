@@ -80,6 +80,9 @@ pub(crate) async fn build_target(
     engine.ensure_image(&plan.builder.image, progress).await?;
     engine.mode(&plan.builder.image).await?;
     let sources = fingerprinted.as_ref().map(|(sources, _, _)| sources);
+    // The engine's side of the image's load gets ready while the builder runs.
+    let pending_load = (selected && destinations.loads(plan))
+        .then(|| engine.open_load(crate::deliver::load::archive_start()));
     let produced =
         produce_artifacts(engine, plan, &outputs, secrets.as_ref(), sources, progress).await?;
     let store = reuse::Store::of(plan);
@@ -93,8 +96,15 @@ pub(crate) async fn build_target(
     };
     let mut built = None;
     if selected {
-        let (mut report, init, written) =
-            build_image(engine, plan, &produced.collected, progress, destinations).await?;
+        let (mut report, init, written) = build_image(
+            engine,
+            plan,
+            &produced.collected,
+            progress,
+            destinations,
+            pending_load,
+        )
+        .await?;
         report.build_command_ms = produced.ran_ms;
         if let Some((sources, print, _)) = fingerprinted {
             with_scan(&mut report, &sources);
@@ -225,7 +235,7 @@ async fn reuse_earlier(
         None => {
             let collected = select(plan, &run, progress).await?;
             let (report, init, _) =
-                build_image(engine, plan, &collected, progress, destinations).await?;
+                build_image(engine, plan, &collected, progress, destinations, None).await?;
             (report, init)
         }
     };
@@ -294,8 +304,9 @@ async fn deliver_again(
                 && engine.image_facts(&plan.runtime.base).await?.is_some();
             let store = super::image::blob_store(plan);
             let loadable = crate::deliver::load::Loadable::written(written);
-            delivered
-                .push(super::image::load(engine, loadable, &store, &plan.tags, has_base).await?);
+            let (delivery, _) =
+                super::image::load(engine, loadable, &store, &plan.tags, has_base, None).await?;
+            delivered.push(delivery);
         }
     }
     delivered.extend(destinations.deliver(plan, written, progress).await?);
