@@ -926,11 +926,13 @@ fn render(results: &Run, reps: usize) -> String {
          - **multi-stage Dockerfile**: the same stage, then `FROM scratch` + `COPY --from=build` of the binary.\n\
          - **2015/2017 pipeline**: `docker run --rm -v $PWD:/src:ro -v $PWD/out:/out builder sh -c BUILD`, then a Dockerfile\n  \
            and the binary piped as a tar to `docker build -` (no cache volume: the articles had none).\n\
-         - **dockception**: `dockception build` with the sources mounted and a `[[cache]]` volume for the compiler's\n  \
-           cache (Go's build cache; the objects of `build.sh`; cargo's target folder); a fresh builder container per\n  \
-           build (the default). Run with `--progress plain --format json`, its phase lines timed as they arrive.\n\
-         - **dockception, warm builder**: the same manifest with `[builder] warm = \"5m\"`: the builder container\n  \
-           stays up between builds and a rebuild runs the command in it with `docker exec`.\n\n\
+         - **dockception**: `dockception build` with its defaults, the sources mounted and a `[[cache]]` volume for\n  \
+           the compiler's cache (Go's build cache; the objects of `build.sh`; cargo's target folder). On a local\n  \
+           engine the default keeps the builder container up between builds (the warm builder, which ends itself\n  \
+           after 10 minutes idle), so a rebuild runs the command in it with `docker exec`. Run with `--progress\n  \
+           plain --format json`, its phase lines timed as they arrive.\n\
+         - **dockception, `warm = \"5m\"`**: the same manifest with the warm builder asked for explicitly, as the\n  \
+           runs before it became the default measured it.\n\n\
          Scenarios: **cold** = no layer cache (`--no-cache`) and no cache volume nor warm builder (`dockception\n\
          clean --caches`, then `build --force`; for BuildKit, every build cache record the bench made, cache mounts\n\
          included, pruned with `docker builder prune --filter id=`, records that were there before left alone);\n\
@@ -1164,18 +1166,13 @@ fn render(results: &Run, reps: usize) -> String {
 const NOTES: &str = r#"
 ## Why some targets are missed
 
-- **Runner overhead under 300 ms, with a fresh builder container per build: not met.**
-  Creating, starting, waiting for and removing one container costs the engine alone the "for
-  scale" time above (`docker run --rm BUILDER true`), which is itself above 300 ms on this
-  engine (dockerd 20.10 on cgroup v1: starting a container on the bridge network takes about
-  330 ms of it). dockception's overhead in those rows is that floor plus about 100 to 200 ms.
-- **With `[builder] warm`, rebuilds meet it**: the command runs with `docker exec` in the
-  kept builder (about 80 ms), dockception writes the image itself and loads it (only what the
-  engine lacks), and measures it from what it wrote, not by exporting it again. What is left is
-  the exec, writing and loading the image (see "Assembly plus load") and the report.
-- **Cold builds do not meet it either way**: a cold build has no builder container to reuse
-  (and creates its cache volume), so it pays the container's start once; that alone is above
-  300 ms on this engine.
+- **Runner overhead under 300 ms on a cold build: not met.** A cold build has no builder
+  container to reuse (and creates its cache volume), so it pays the container's create and start
+  once; on this engine (dockerd 20.10 on cgroup v1) that alone is about the "for scale" time above
+  (`docker run --rm BUILDER true`), itself above 300 ms. Rebuilds run the command with `docker
+  exec` in the builder container kept from the build before (the default on a local engine).
+- What is left on a rebuild is the exec, writing and loading the image (see "Assembly plus
+  load") and the report.
 "#;
 
 #[cfg(test)]
