@@ -40,6 +40,11 @@ const STATE_VERSION: u32 = 3;
 /// A cached digest is trusted only for files last modified this long before they were hashed.
 const RACY_MARGIN_NS: i64 = 2_000_000_000;
 
+/// Per-file records keyed by absolute host path bytes, hashed with aHash: SipHash over 100,000
+/// paths was a tenth of a no-op, and these keys are the user's own file names, not input an
+/// attacker chooses to collide.
+pub type FileMap = HashMap<OsString, FileRecord, ahash::RandomState>;
+
 /// What the last runs left behind: per-file digests and the last successful build.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct State {
@@ -51,7 +56,7 @@ pub struct State {
     /// path's bytes: a `PathBuf` key hashes and compares component by component, which was
     /// most of a no-op's time on 100,000 files.
     #[serde(skip)]
-    pub files: HashMap<OsString, FileRecord>,
+    pub files: FileMap,
     /// The last successful build.
     pub last: Option<LastBuild>,
 }
@@ -68,8 +73,69 @@ pub struct FileRecord {
     pub ctime_ns: i64,
     /// The inode number: a file replaced by another (a rename over it) is another file.
     pub ino: u64,
-    /// SHA-256 of the content, hex.
-    pub digest: String,
+    /// SHA-256 of the content.
+    pub digest: FileDigest,
+}
+
+/// A SHA-256 of a file's content: 32 bytes, shown and written as 64 lowercase hex digits. Kept
+/// as bytes rather than a `String`, so that 100,000 records are not 100,000 allocations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct FileDigest(pub [u8; 32]);
+
+impl FileDigest {
+    /// The 64 lowercase hex digits.
+    pub fn hex(&self) -> [u8; 64] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0; 64];
+        for (i, b) in self.0.iter().enumerate() {
+            out[2 * i] = DIGITS[usize::from(b >> 4)];
+            out[2 * i + 1] = DIGITS[usize::from(b & 15)];
+        }
+        out
+    }
+
+    /// The digest 64 hex digits (either case) spell; `None` for anything else.
+    pub fn from_hex(hex: &[u8]) -> Option<FileDigest> {
+        let digit = |c: u8| {
+            char::from(c)
+                .to_digit(16)
+                .and_then(|d| u8::try_from(d).ok())
+        };
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut out = [0; 32];
+        for (i, pair) in hex.chunks_exact(2).enumerate() {
+            out[i] = (digit(pair[0])? << 4) | digit(pair[1])?;
+        }
+        Some(FileDigest(out))
+    }
+}
+
+impl std::fmt::Display for FileDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hex = self.hex();
+        f.write_str(std::str::from_utf8(&hex).map_err(|_| std::fmt::Error)?)
+    }
+}
+
+impl Serialize for FileDigest {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for FileDigest {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<FileDigest, D::Error> {
+        let hex = String::deserialize(deserializer)?;
+        FileDigest::from_hex(hex.as_bytes())
+            .ok_or_else(|| serde::de::Error::custom("a digest is 64 hex digits"))
+    }
 }
 
 /// The last successful build: its fingerprint, and the report it printed.
@@ -89,7 +155,7 @@ pub struct Sources {
     /// One entry per fingerprinted path, in a stable order: mount by mount, sorted by path.
     pub entries: Vec<SourceEntry>,
     /// Digests of the regular files, to become the next state's `files`.
-    pub files: HashMap<OsString, FileRecord>,
+    pub files: FileMap,
     /// When the scan started, in nanoseconds since the epoch.
     pub scanned_at_ns: i64,
     /// How many files were read and hashed (the others reused their digest).
@@ -114,8 +180,8 @@ pub struct SourceEntry {
 pub enum EntryKind {
     /// A folder.
     Dir,
-    /// A regular file and its SHA-256, hex.
-    File(String),
+    /// A regular file and its SHA-256.
+    File(FileDigest),
     /// A symbolic link and its target.
     Symlink(PathBuf),
 }
@@ -187,7 +253,7 @@ impl State {
     /// The digest recorded for `path` when it can be trusted for a file whose stat is now
     /// `now` (its digest ignored): same size, mtime, ctime and inode, and modified well before
     /// it was hashed.
-    fn trusted_digest(&self, path: &Path, now: &FileRecord) -> Option<&str> {
+    fn trusted_digest(&self, path: &Path, now: &FileRecord) -> Option<FileDigest> {
         self.files
             .get(path.as_os_str())
             .filter(|r| {
@@ -197,7 +263,7 @@ impl State {
                     && r.ino == now.ino
                     && now.mtime_ns.saturating_add(RACY_MARGIN_NS) < self.scanned_at_ns
             })
-            .map(|r| r.digest.as_str())
+            .map(|r| r.digest)
     }
 }
 
@@ -206,7 +272,7 @@ const FILES_HEADER: &str = "dockception source files 1";
 
 /// [`FILES_FILE`]'s text: the header and scan time, then `size mtime ctime inode digest path`
 /// per file, sorted by path. A path with a line break is left out (that file is always hashed).
-fn files_text(files: &HashMap<OsString, FileRecord>, scanned_at_ns: i64) -> Vec<u8> {
+fn files_text(files: &FileMap, scanned_at_ns: i64) -> Vec<u8> {
     use std::fmt::Write as _;
     let mut sorted: Vec<(&OsString, &FileRecord)> = files.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(b.0));
@@ -226,14 +292,14 @@ fn files_text(files: &HashMap<OsString, FileRecord>, scanned_at_ns: i64) -> Vec<
 
 /// The records of a [`FILES_FILE`] written by the scan at `scanned_at_ns`; `None` when it is
 /// from another scan or any line is not one this version writes.
-fn parse_files(bytes: &[u8], scanned_at_ns: i64) -> Option<HashMap<OsString, FileRecord>> {
+fn parse_files(bytes: &[u8], scanned_at_ns: i64) -> Option<FileMap> {
     let text = std::str::from_utf8(bytes).ok()?;
     let mut lines = text.lines();
     let header = lines.next()?.strip_prefix(FILES_HEADER)?.trim();
     if header.parse::<i64>().ok()? != scanned_at_ns {
         return None;
     }
-    let mut files = HashMap::with_capacity(text.len() / 120);
+    let mut files = FileMap::with_capacity_and_hasher(text.len() / 120, Default::default());
     for line in lines {
         let mut fields = line.splitn(6, ' ');
         let mut next = || fields.next();
@@ -242,7 +308,7 @@ fn parse_files(bytes: &[u8], scanned_at_ns: i64) -> Option<HashMap<OsString, Fil
             mtime_ns: next()?.parse().ok()?,
             ctime_ns: next()?.parse().ok()?,
             ino: next()?.parse().ok()?,
-            digest: next().filter(|d| d.len() == 64)?.to_string(),
+            digest: FileDigest::from_hex(next()?.as_bytes())?,
         };
         files.insert(OsString::from(next()?), record);
     }
@@ -289,7 +355,7 @@ pub fn fingerprint(inputs: &Inputs<'_>, sources: &Sources) -> String {
             EntryKind::Dir => field(b"d"),
             EntryKind::File(digest) => {
                 field(b"f");
-                field(digest.as_bytes());
+                field(&digest.hex());
             }
             EntryKind::Symlink(target) => {
                 field(b"l");
@@ -401,30 +467,30 @@ fn file_digest(
     metadata: &std::fs::Metadata,
     previous: &State,
     sources: &mut Sources,
-) -> Result<String> {
+) -> Result<FileDigest> {
     let ns = |secs: i64, nsec: i64| secs.saturating_mul(1_000_000_000).saturating_add(nsec);
     let mut record = FileRecord {
         size: metadata.len(),
         mtime_ns: ns(metadata.mtime(), metadata.mtime_nsec()),
         ctime_ns: ns(metadata.ctime(), metadata.ctime_nsec()),
         ino: metadata.ino(),
-        digest: String::new(),
+        digest: FileDigest::default(),
     };
     record.digest = match previous.trusted_digest(path, &record) {
-        Some(digest) => digest.to_string(),
+        Some(digest) => digest,
         None => {
             sources.hashed += 1;
             hash_file(path)?
         }
     };
-    let digest = record.digest.clone();
+    let digest = record.digest;
     sources
         .files
         .insert(path.as_os_str().to_os_string(), record);
     Ok(digest)
 }
 
-fn hash_file(path: &Path) -> Result<String> {
+fn hash_file(path: &Path) -> Result<FileDigest> {
     let mut file = File::open(path).map_err(|e| Error::io("reading source file", path, e))?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0; 64 * 1024];
@@ -437,7 +503,7 @@ fn hash_file(path: &Path) -> Result<String> {
         }
         hasher.update(&buffer[..n]);
     }
-    Ok(crate::fsutil::hex(&hasher.finalize()))
+    Ok(FileDigest(hasher.finalize().into()))
 }
 
 /// A mount root's `.dockerignore`, with Docker's meaning: every pattern is anchored at the root

@@ -187,7 +187,7 @@ fn unchanged_old_files_are_not_read_again() {
     // A lie about a digest is believed while size and mtime match: proof it was not read.
     let mut lied = previous.clone();
     let a = f.root().join("a.c");
-    lied.files.get_mut(a.as_os_str()).expect("a.c").digest = "0".repeat(64);
+    lied.files.get_mut(a.as_os_str()).expect("a.c").digest = FileDigest([0; 32]);
     assert_ne!(f.fingerprint(&f.scan(&lied)), print);
 
     // Touching one file re-hashes only that one.
@@ -519,4 +519,26 @@ fn a_one_file_change_in_a_large_tree_hashes_only_that_file() {
     let replaced = f.scan(&previous);
     assert_eq!(replaced.hashed, 2, "d7/f7.c and the replaced d3/f3.c");
     assert_ne!(f.fingerprint(&replaced), f.fingerprint(&changed));
+}
+
+#[test]
+fn digests_are_written_and_read_as_hex() {
+    let digest = FileDigest(std::array::from_fn(|i| (i * 9) as u8));
+    let hex = digest.to_string();
+    assert_eq!(hex.len(), 64);
+    assert!(hex.starts_with("0009121b"), "{hex}");
+    assert_eq!(FileDigest::from_hex(hex.as_bytes()), Some(digest));
+    assert_eq!(
+        FileDigest::from_hex(hex.to_uppercase().as_bytes()),
+        Some(digest)
+    );
+    assert_eq!(FileDigest::from_hex(&hex.as_bytes()[1..]), None);
+    assert_eq!(FileDigest::from_hex("g".repeat(64).as_bytes()), None);
+    assert_eq!(&digest.hex()[..], hex.as_bytes());
+    // The digest of "x": what `sha256sum` prints, as the fingerprint hashes it.
+    let f = Fixture::new(&[("x", "x")]);
+    assert_eq!(
+        hash_file(&f.root().join("x")).expect("hash").to_string(),
+        "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"
+    );
 }
