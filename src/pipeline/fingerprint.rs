@@ -9,14 +9,23 @@
 //! does), so a no-op on a large tree costs one `stat` per file. A file whose mtime is too
 //! close to the time it was last hashed is hashed again (git's "racily clean" rule), so an
 //! edit in the same clock tick is never missed.
+//!
+//! On a no-op the scan is the whole cost, so it is cheap per file: one thread walks (listing
+//! folders, applying the ignore rules, `stat`-ing each entry by its name relative to its open
+//! folder rather than by a full path the kernel looks up component by component) and hands the
+//! entries over in walk order to the scanning thread, which meanwhile has read the last state
+//! and then matches each entry with its record; digests are kept as bytes, not strings, and the
+//! path-keyed maps use a fast hash.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::Read;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt as _;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, SyncSender};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
@@ -40,6 +49,11 @@ const STATE_VERSION: u32 = 3;
 /// A cached digest is trusted only for files last modified this long before they were hashed.
 const RACY_MARGIN_NS: i64 = 2_000_000_000;
 
+/// Per-file records keyed by absolute host path bytes, hashed with aHash: SipHash over 100,000
+/// paths was a tenth of a no-op, and these keys are the user's own file names, not input an
+/// attacker chooses to collide.
+pub type FileMap = HashMap<OsString, FileRecord, ahash::RandomState>;
+
 /// What the last runs left behind: per-file digests and the last successful build.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct State {
@@ -51,7 +65,7 @@ pub struct State {
     /// path's bytes: a `PathBuf` key hashes and compares component by component, which was
     /// most of a no-op's time on 100,000 files.
     #[serde(skip)]
-    pub files: HashMap<OsString, FileRecord>,
+    pub files: FileMap,
     /// The last successful build.
     pub last: Option<LastBuild>,
 }
@@ -68,8 +82,69 @@ pub struct FileRecord {
     pub ctime_ns: i64,
     /// The inode number: a file replaced by another (a rename over it) is another file.
     pub ino: u64,
-    /// SHA-256 of the content, hex.
-    pub digest: String,
+    /// SHA-256 of the content.
+    pub digest: FileDigest,
+}
+
+/// A SHA-256 of a file's content: 32 bytes, shown and written as 64 lowercase hex digits. Kept
+/// as bytes rather than a `String`, so that 100,000 records are not 100,000 allocations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct FileDigest(pub [u8; 32]);
+
+impl FileDigest {
+    /// The 64 lowercase hex digits.
+    pub fn hex(&self) -> [u8; 64] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0; 64];
+        for (i, b) in self.0.iter().enumerate() {
+            out[2 * i] = DIGITS[usize::from(b >> 4)];
+            out[2 * i + 1] = DIGITS[usize::from(b & 15)];
+        }
+        out
+    }
+
+    /// The digest 64 hex digits (either case) spell; `None` for anything else.
+    pub fn from_hex(hex: &[u8]) -> Option<FileDigest> {
+        let digit = |c: u8| {
+            char::from(c)
+                .to_digit(16)
+                .and_then(|d| u8::try_from(d).ok())
+        };
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut out = [0; 32];
+        for (i, pair) in hex.chunks_exact(2).enumerate() {
+            out[i] = (digit(pair[0])? << 4) | digit(pair[1])?;
+        }
+        Some(FileDigest(out))
+    }
+}
+
+impl std::fmt::Display for FileDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hex = self.hex();
+        f.write_str(std::str::from_utf8(&hex).map_err(|_| std::fmt::Error)?)
+    }
+}
+
+impl Serialize for FileDigest {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for FileDigest {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<FileDigest, D::Error> {
+        let hex = String::deserialize(deserializer)?;
+        FileDigest::from_hex(hex.as_bytes())
+            .ok_or_else(|| serde::de::Error::custom("a digest is 64 hex digits"))
+    }
 }
 
 /// The last successful build: its fingerprint, and the report it printed.
@@ -89,7 +164,7 @@ pub struct Sources {
     /// One entry per fingerprinted path, in a stable order: mount by mount, sorted by path.
     pub entries: Vec<SourceEntry>,
     /// Digests of the regular files, to become the next state's `files`.
-    pub files: HashMap<OsString, FileRecord>,
+    pub files: FileMap,
     /// When the scan started, in nanoseconds since the epoch.
     pub scanned_at_ns: i64,
     /// How many files were read and hashed (the others reused their digest).
@@ -114,8 +189,8 @@ pub struct SourceEntry {
 pub enum EntryKind {
     /// A folder.
     Dir,
-    /// A regular file and its SHA-256, hex.
-    File(String),
+    /// A regular file and its SHA-256.
+    File(FileDigest),
     /// A symbolic link and its target.
     Symlink(PathBuf),
 }
@@ -187,7 +262,7 @@ impl State {
     /// The digest recorded for `path` when it can be trusted for a file whose stat is now
     /// `now` (its digest ignored): same size, mtime, ctime and inode, and modified well before
     /// it was hashed.
-    fn trusted_digest(&self, path: &Path, now: &FileRecord) -> Option<&str> {
+    fn trusted_digest(&self, path: &Path, now: &FileRecord) -> Option<FileDigest> {
         self.files
             .get(path.as_os_str())
             .filter(|r| {
@@ -197,7 +272,7 @@ impl State {
                     && r.ino == now.ino
                     && now.mtime_ns.saturating_add(RACY_MARGIN_NS) < self.scanned_at_ns
             })
-            .map(|r| r.digest.as_str())
+            .map(|r| r.digest)
     }
 }
 
@@ -206,7 +281,7 @@ const FILES_HEADER: &str = "dockception source files 1";
 
 /// [`FILES_FILE`]'s text: the header and scan time, then `size mtime ctime inode digest path`
 /// per file, sorted by path. A path with a line break is left out (that file is always hashed).
-fn files_text(files: &HashMap<OsString, FileRecord>, scanned_at_ns: i64) -> Vec<u8> {
+fn files_text(files: &FileMap, scanned_at_ns: i64) -> Vec<u8> {
     use std::fmt::Write as _;
     let mut sorted: Vec<(&OsString, &FileRecord)> = files.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(b.0));
@@ -226,14 +301,14 @@ fn files_text(files: &HashMap<OsString, FileRecord>, scanned_at_ns: i64) -> Vec<
 
 /// The records of a [`FILES_FILE`] written by the scan at `scanned_at_ns`; `None` when it is
 /// from another scan or any line is not one this version writes.
-fn parse_files(bytes: &[u8], scanned_at_ns: i64) -> Option<HashMap<OsString, FileRecord>> {
+fn parse_files(bytes: &[u8], scanned_at_ns: i64) -> Option<FileMap> {
     let text = std::str::from_utf8(bytes).ok()?;
     let mut lines = text.lines();
     let header = lines.next()?.strip_prefix(FILES_HEADER)?.trim();
     if header.parse::<i64>().ok()? != scanned_at_ns {
         return None;
     }
-    let mut files = HashMap::with_capacity(text.len() / 120);
+    let mut files = FileMap::with_capacity_and_hasher(text.len() / 120, Default::default());
     for line in lines {
         let mut fields = line.splitn(6, ' ');
         let mut next = || fields.next();
@@ -242,7 +317,7 @@ fn parse_files(bytes: &[u8], scanned_at_ns: i64) -> Option<HashMap<OsString, Fil
             mtime_ns: next()?.parse().ok()?,
             ctime_ns: next()?.parse().ok()?,
             ino: next()?.parse().ok()?,
-            digest: next().filter(|d| d.len() == 64)?.to_string(),
+            digest: FileDigest::from_hex(next()?.as_bytes())?,
         };
         files.insert(OsString::from(next()?), record);
     }
@@ -289,7 +364,7 @@ pub fn fingerprint(inputs: &Inputs<'_>, sources: &Sources) -> String {
             EntryKind::Dir => field(b"d"),
             EntryKind::File(digest) => {
                 field(b"f");
-                field(digest.as_bytes());
+                field(&digest.hex());
             }
             EntryKind::Symlink(target) => {
                 field(b"l");
@@ -302,63 +377,248 @@ pub fn fingerprint(inputs: &Inputs<'_>, sources: &Sources) -> String {
 
 /// Look at every mounted source of `plan`, reusing `previous` digests where size and mtime say
 /// the file did not change. Skips the tool's own output folder, `.git` folders, and what the
-/// `.gitignore` files and the mount root's `.dockerignore` exclude.
+/// `.gitignore` files and the mount root's `.dockerignore` exclude. (A build reads the state
+/// and scans at once, [`load_and_scan`]; the tests scan against states they make.)
+#[cfg(test)]
 pub fn scan(plan: &Plan, previous: &State) -> Result<Sources> {
-    let mut sources = Sources {
-        scanned_at_ns: now_ns(),
-        ..Default::default()
-    };
-    for (index, mount) in plan.builder.mounts.iter().enumerate() {
-        scan_mount(index, &mount.source, &plan.out_dir, previous, &mut sources)?;
-    }
-    Ok(sources)
+    scan_after(plan, || previous).map(|(sources, _)| sources)
 }
 
-fn scan_mount(
+/// [`State::load`] the last state of `plan` and [`scan`] its sources against it; the state is
+/// read while the walk has already begun.
+pub fn load_and_scan(plan: &Plan) -> Result<(Sources, State)> {
+    scan_after(plan, || State::load(&plan.out_dir))
+}
+
+/// Drop `value` on a thread of its own, which the process need not wait for: a scan of
+/// 100,000 files and its state are some 400,000 allocations, and freeing them took a tenth of
+/// a no-op on the thread that then only prints the report and exits. (When no thread can be
+/// made, `value` is dropped here.)
+pub fn drop_aside<T: Send + 'static>(value: T) {
+    let _ = std::thread::Builder::new()
+        .name("drop-aside".into())
+        .spawn(move || drop(value));
+}
+
+/// Entries handed from the walking thread to the scanning thread at a time.
+const BATCH: usize = 512;
+
+/// Batches the walk may be ahead by: enough that it does not wait while the state is read.
+const BATCHES_AHEAD: usize = 1024;
+
+/// Walked and `stat`-ed entries of one mount, in walk order.
+struct Batch {
+    mount: usize,
+    entries: Vec<(PathBuf, Stat)>,
+}
+
+/// The scan, with the last state from `previous`, called on this thread while another thread
+/// walks. The walk is one sequential walk sending its entries through a channel, so the
+/// entries keep its order: mount by mount, depth first, siblings sorted by file name; and a
+/// walk's error comes after the entries before it, as in a walk on one thread.
+fn scan_after<P: Borrow<State>>(plan: &Plan, previous: impl FnOnce() -> P) -> Result<(Sources, P)> {
+    let scanned_at_ns = now_ns();
+    let (sender, receiver) = sync_channel(BATCHES_AHEAD);
+    std::thread::scope(|scope| {
+        scope.spawn(move || walk_mounts(plan, &sender));
+        let previous = previous();
+        let known = previous.borrow().files.len();
+        let mut sources = Sources {
+            scanned_at_ns,
+            entries: Vec::with_capacity(known),
+            files: FileMap::with_capacity_and_hasher(known, Default::default()),
+            hashed: 0,
+        };
+        // An error returns here, dropping the receiver: the walk's next send fails and it ends.
+        for batch in receiver {
+            let batch = batch?;
+            let root = &plan.builder.mounts[batch.mount].source;
+            for (path, stat) in batch.entries {
+                scan_entry(
+                    batch.mount,
+                    root,
+                    path,
+                    &stat,
+                    previous.borrow(),
+                    &mut sources,
+                )?;
+            }
+        }
+        Ok((sources, previous))
+    })
+}
+
+/// Walk every mount of `plan` in order and `stat` each entry, sending them in batches; the
+/// first error is sent after the entries before it, and ends the walk.
+fn walk_mounts(plan: &Plan, sender: &SyncSender<Result<Batch>>) {
+    let mut parents = ParentDirs::default();
+    for (mount, source) in plan.builder.mounts.iter().enumerate() {
+        let root = &source.source;
+        let walker = match source_walker(root, &plan.out_dir) {
+            Ok(walker) => walker,
+            Err(e) => {
+                let _ = sender.send(Err(e));
+                return;
+            }
+        };
+        let mut entries = Vec::with_capacity(BATCH);
+        for entry in walker.build() {
+            let walked = entry
+                .map_err(|e| {
+                    Error::io(
+                        "reading the sources in",
+                        root,
+                        std::io::Error::other(e.to_string()),
+                    )
+                })
+                .and_then(|entry| {
+                    let depth = entry.depth();
+                    let path = entry.into_path();
+                    let stat = parents
+                        .lstat(&path, depth)
+                        .map_err(|e| Error::io("reading the sources in", &path, e.into()))?;
+                    Ok((path, stat))
+                });
+            match walked {
+                Ok(walked) => entries.push(walked),
+                Err(e) => {
+                    let _ = sender.send(Ok(Batch { mount, entries }));
+                    let _ = sender.send(Err(e));
+                    return;
+                }
+            }
+            if entries.len() == BATCH {
+                let full = std::mem::replace(&mut entries, Vec::with_capacity(BATCH));
+                if sender
+                    .send(Ok(Batch {
+                        mount,
+                        entries: full,
+                    }))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+        if sender.send(Ok(Batch { mount, entries })).is_err() {
+            return;
+        }
+    }
+}
+
+/// Record one walked entry of mount `index` (whose source is `root`), at `path`, `stat`-ed.
+fn scan_entry(
     index: usize,
     root: &Path,
-    out_dir: &Path,
+    path: PathBuf,
+    stat: &Stat,
     previous: &State,
     sources: &mut Sources,
 ) -> Result<()> {
-    for entry in source_walker(root, out_dir)?.build() {
-        let entry = entry.map_err(|e| {
-            Error::io(
-                "reading the sources in",
-                root,
-                std::io::Error::other(e.to_string()),
-            )
-        })?;
-        let path = entry.path();
-        let metadata = std::fs::symlink_metadata(path)
-            .map_err(|e| Error::io("reading the sources in", path, e))?;
-        // The walk joins names onto `root` with `/`: the rest of the bytes is the relative path.
-        let bytes = path.as_os_str().as_bytes();
-        let relative = match bytes.strip_prefix(root.as_os_str().as_bytes()) {
-            Some(rest) => String::from_utf8_lossy(rest.strip_prefix(b"/").unwrap_or(rest)),
-            None => String::from_utf8_lossy(bytes),
-        }
-        .into_owned();
-        let file_type = metadata.file_type();
-        let kind = if file_type.is_dir() {
-            EntryKind::Dir
-        } else if file_type.is_symlink() {
-            EntryKind::Symlink(
-                std::fs::read_link(path).map_err(|e| Error::io("reading symlink", path, e))?,
-            )
-        } else if file_type.is_file() {
-            EntryKind::File(file_digest(path, &metadata, previous, sources)?)
-        } else {
-            continue; // sockets, fifos, devices: nothing a build reads as source
-        };
-        sources.entries.push(SourceEntry {
-            mount: index,
-            path: relative,
-            kind,
-            mode: metadata.mode() & 0o7777,
-        });
+    // The walk joins names onto `root` with `/`: the rest of the bytes is the relative path.
+    let bytes = path.as_os_str().as_bytes();
+    let relative = match bytes.strip_prefix(root.as_os_str().as_bytes()) {
+        Some(rest) => String::from_utf8_lossy(rest.strip_prefix(b"/").unwrap_or(rest)),
+        None => String::from_utf8_lossy(bytes),
     }
+    .into_owned();
+    let kind = match stat.kind {
+        rustix::fs::FileType::Directory => EntryKind::Dir,
+        rustix::fs::FileType::Symlink => EntryKind::Symlink(
+            std::fs::read_link(&path).map_err(|e| Error::io("reading symlink", &path, e))?,
+        ),
+        rustix::fs::FileType::RegularFile => {
+            EntryKind::File(file_digest(path, stat, previous, sources)?)
+        }
+        _ => return Ok(()), // sockets, fifos, devices: nothing a build reads as source
+    };
+    sources.entries.push(SourceEntry {
+        mount: index,
+        path: relative,
+        kind,
+        mode: stat.mode & 0o7777,
+    });
     Ok(())
+}
+
+/// What the scan uses of a path's `lstat`.
+struct Stat {
+    kind: rustix::fs::FileType,
+    mode: u32,
+    size: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+    ino: u64,
+}
+
+impl From<rustix::fs::Stat> for Stat {
+    // The fields' integer types differ between platforms: a cast is needless on some.
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+    fn from(st: rustix::fs::Stat) -> Stat {
+        let ns = |secs: i64, nsec: i64| secs.saturating_mul(1_000_000_000).saturating_add(nsec);
+        Stat {
+            kind: rustix::fs::FileType::from_raw_mode(st.st_mode as rustix::fs::RawMode),
+            mode: st.st_mode as u32,
+            size: st.st_size as u64,
+            mtime_ns: ns(st.st_mtime as i64, st.st_mtime_nsec as i64),
+            ctime_ns: ns(st.st_ctime as i64, st.st_ctime_nsec as i64),
+            ino: st.st_ino as u64,
+        }
+    }
+}
+
+/// The open folders above the entry being looked at, outermost first: the walk is depth first,
+/// so the folder of the next entry is the last one, one more below it, or one further up.
+#[derive(Default)]
+struct ParentDirs {
+    open: Vec<(Vec<u8>, OwnedFd)>,
+}
+
+impl ParentDirs {
+    /// `lstat` of the walked `path`, `depth` below the walk's root: below the root, by its name
+    /// in its folder (the walk joins each name onto its folder's path with a `/`).
+    fn lstat(&mut self, path: &Path, depth: usize) -> rustix::io::Result<Stat> {
+        let bytes = path.as_os_str().as_bytes();
+        match (depth, bytes.iter().rposition(|&b| b == b'/')) {
+            (1.., Some(slash)) => {
+                let parent = if slash == 0 {
+                    &b"/"[..]
+                } else {
+                    &bytes[..slash]
+                };
+                self.stat_in(parent, &bytes[slash + 1..])
+            }
+            _ => rustix::fs::lstat(path).map(Stat::from),
+        }
+    }
+
+    /// `lstat` of `name` in the folder `parent` (both as bytes), relative to that folder.
+    fn stat_in(&mut self, parent: &[u8], name: &[u8]) -> rustix::io::Result<Stat> {
+        while let Some((open, _)) = self.open.last() {
+            let below = parent.len() > open.len()
+                && parent.starts_with(open)
+                && (parent[open.len()] == b'/' || open.ends_with(b"/"));
+            if open.as_slice() == parent || below {
+                break;
+            }
+            self.open.pop();
+        }
+        if self
+            .open
+            .last()
+            .is_none_or(|(open, _)| open.as_slice() != parent)
+        {
+            use rustix::fs::{Mode, OFlags};
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+            let fd = rustix::fs::open(OsStr::from_bytes(parent), flags, Mode::empty())?;
+            self.open.push((parent.to_vec(), fd));
+        }
+        let Some((_, fd)) = self.open.last() else {
+            return Err(rustix::io::Errno::BADF);
+        };
+        let flags = rustix::fs::AtFlags::SYMLINK_NOFOLLOW;
+        rustix::fs::statat(fd, OsStr::from_bytes(name), flags).map(Stat::from)
+    }
 }
 
 /// The walk over a mount's sources: `.gitignore` and `.dockerignore` respected, the tool's own
@@ -366,7 +626,10 @@ fn scan_mount(
 fn source_walker(root: &Path, out_dir: &Path) -> Result<ignore::WalkBuilder> {
     let dockerignore = DockerIgnore::load(root)?;
     let skip_out_dir = out_dir.to_path_buf();
-    let filter_root = root.to_path_buf();
+    // Paths equal only when their last names do: compared first, as bytes, it rules out all
+    // but a few entries before a component-wise comparison.
+    let out_dir_name = out_dir.file_name().map(|n| n.as_bytes().to_vec());
+    let filter_root = root.as_os_str().as_bytes().to_vec();
     let mut walker = ignore::WalkBuilder::new(root);
     walker
         .hidden(false)
@@ -377,54 +640,72 @@ fn source_walker(root: &Path, out_dir: &Path) -> Result<ignore::WalkBuilder> {
         .require_git(false)
         .parents(true)
         .follow_links(false)
-        .sort_by_file_name(|a, b| a.cmp(b))
+        // Siblings by file name. Compared as the bytes after the last `/` of their paths (which
+        // the walk makes by joining a name onto the folder's path): `sort_by_file_name` takes
+        // each name apart with `Path::file_name`, which was a tenth of a no-op's walk.
+        .sort_by_file_path(|a, b| last_name(a).cmp(last_name(b)))
         .filter_entry(move |entry| {
             let path = entry.path();
-            if path == skip_out_dir || entry.file_name() == ".git" {
+            if entry.depth() == 0 {
+                return path != skip_out_dir && entry.file_name() != ".git";
+            }
+            // Below the root the walk joins each name onto its folder's path with a `/`.
+            let bytes = path.as_os_str().as_bytes();
+            let name = last_name(path);
+            if name == b".git" {
                 return false;
             }
-            let is_dir = entry.file_type().is_some_and(|t| t.is_dir());
-            match path.strip_prefix(&filter_root) {
-                Ok(relative) if !relative.as_os_str().is_empty() => {
-                    !dockerignore.excludes(relative, is_dir)
-                }
-                _ => true,
+            if out_dir_name.as_deref().is_none_or(|n| n == name) && path == skip_out_dir {
+                return false;
             }
+            if dockerignore.is_empty() {
+                return true;
+            }
+            let is_dir = entry.file_type().is_some_and(|t| t.is_dir());
+            let relative = match bytes.strip_prefix(filter_root.as_slice()) {
+                Some(rest) => rest.strip_prefix(b"/").unwrap_or(rest),
+                None => return true,
+            };
+            relative.is_empty()
+                || !dockerignore.excludes(Path::new(OsStr::from_bytes(relative)), is_dir)
         });
     Ok(walker)
 }
 
+/// The bytes after the last `/` of `path`: the file name of a path the walk made.
+fn last_name(path: &Path) -> &[u8] {
+    let bytes = path.as_os_str().as_bytes();
+    bytes.rsplit(|&b| b == b'/').next().unwrap_or(bytes)
+}
+
 /// The content digest of the source file at `path`: the last run's, when its stat is
-/// unchanged, else hashed now (and counted). Recorded for the next run.
+/// unchanged, else hashed now (and counted). Recorded for the next run under `path`.
 fn file_digest(
-    path: &Path,
-    metadata: &std::fs::Metadata,
+    path: PathBuf,
+    stat: &Stat,
     previous: &State,
     sources: &mut Sources,
-) -> Result<String> {
-    let ns = |secs: i64, nsec: i64| secs.saturating_mul(1_000_000_000).saturating_add(nsec);
+) -> Result<FileDigest> {
     let mut record = FileRecord {
-        size: metadata.len(),
-        mtime_ns: ns(metadata.mtime(), metadata.mtime_nsec()),
-        ctime_ns: ns(metadata.ctime(), metadata.ctime_nsec()),
-        ino: metadata.ino(),
-        digest: String::new(),
+        size: stat.size,
+        mtime_ns: stat.mtime_ns,
+        ctime_ns: stat.ctime_ns,
+        ino: stat.ino,
+        digest: FileDigest::default(),
     };
-    record.digest = match previous.trusted_digest(path, &record) {
-        Some(digest) => digest.to_string(),
+    record.digest = match previous.trusted_digest(&path, &record) {
+        Some(digest) => digest,
         None => {
             sources.hashed += 1;
-            hash_file(path)?
+            hash_file(&path)?
         }
     };
-    let digest = record.digest.clone();
-    sources
-        .files
-        .insert(path.as_os_str().to_os_string(), record);
+    let digest = record.digest;
+    sources.files.insert(path.into_os_string(), record);
     Ok(digest)
 }
 
-fn hash_file(path: &Path) -> Result<String> {
+fn hash_file(path: &Path) -> Result<FileDigest> {
     let mut file = File::open(path).map_err(|e| Error::io("reading source file", path, e))?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0; 64 * 1024];
@@ -437,7 +718,7 @@ fn hash_file(path: &Path) -> Result<String> {
         }
         hasher.update(&buffer[..n]);
     }
-    Ok(crate::fsutil::hex(&hasher.finalize()))
+    Ok(FileDigest(hasher.finalize().into()))
 }
 
 /// A mount root's `.dockerignore`, with Docker's meaning: every pattern is anchored at the root
@@ -493,6 +774,11 @@ impl DockerIgnore {
             matcher,
             has_exceptions,
         }
+    }
+
+    /// Whether there are no patterns: nothing is excluded.
+    pub fn is_empty(&self) -> bool {
+        self.matcher.is_empty()
     }
 
     /// Whether `relative` (a path below the root) is excluded.

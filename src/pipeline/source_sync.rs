@@ -457,6 +457,7 @@ fn read_record(path: &Path) -> Option<Record> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::fingerprint::FileDigest;
 
     #[test]
     fn deleting_a_folder_covers_what_it_held() {
@@ -478,7 +479,7 @@ mod tests {
         let entry = |mode| SourceEntry {
             mount: 0,
             path: "run.sh".into(),
-            kind: EntryKind::File("abc".into()),
+            kind: EntryKind::File(FileDigest([0xab; 32])),
             mode,
         };
         assert_ne!(identity(&entry(0o644)), identity(&entry(0o755)));

@@ -54,6 +54,7 @@ pub(crate) async fn build_target(
     if let Some((sources, print, previous)) = &fingerprinted {
         if !force && destinations.only_load(plans) {
             if let Some(built) = up_to_date(engine, plan, sources, print, previous).await? {
+                fingerprint::drop_aside(fingerprinted);
                 return Ok(built);
             }
         }

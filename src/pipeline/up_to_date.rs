@@ -54,18 +54,15 @@ pub(crate) async fn scan_sources(
     plan: &Plan,
 ) -> Result<(fingerprint::Sources, fingerprint::State)> {
     let plan = plan.clone();
-    tokio::task::spawn_blocking(move || {
-        let previous = fingerprint::State::load(&plan.out_dir);
-        fingerprint::scan(&plan, &previous).map(|sources| (sources, previous))
-    })
-    .await
-    .map_err(|e| {
-        Error::io(
-            "scanning the sources of",
-            "the mounts",
-            std::io::Error::other(e),
-        )
-    })?
+    tokio::task::spawn_blocking(move || fingerprint::load_and_scan(&plan))
+        .await
+        .map_err(|e| {
+            Error::io(
+                "scanning the sources of",
+                "the mounts",
+                std::io::Error::other(e),
+            )
+        })?
 }
 
 pub(crate) fn context_epoch() -> u64 {

@@ -187,7 +187,7 @@ fn unchanged_old_files_are_not_read_again() {
     // A lie about a digest is believed while size and mtime match: proof it was not read.
     let mut lied = previous.clone();
     let a = f.root().join("a.c");
-    lied.files.get_mut(a.as_os_str()).expect("a.c").digest = "0".repeat(64);
+    lied.files.get_mut(a.as_os_str()).expect("a.c").digest = FileDigest([0; 32]);
     assert_ne!(f.fingerprint(&f.scan(&lied)), print);
 
     // Touching one file re-hashes only that one.
@@ -519,4 +519,179 @@ fn a_one_file_change_in_a_large_tree_hashes_only_that_file() {
     let replaced = f.scan(&previous);
     assert_eq!(replaced.hashed, 2, "d7/f7.c and the replaced d3/f3.c");
     assert_ne!(f.fingerprint(&replaced), f.fingerprint(&changed));
+}
+
+/// A file's path, size, mtime and inode.
+type Stated = (OsString, u64, i64, u64);
+
+/// What a scan on one thread sees, the way the scan worked before it walked on a thread of its
+/// own: the same walk sorted with `sort_by_file_name`, a `symlink_metadata` of each full path,
+/// and every file hashed. Mount, path, kind, mode; and each file's record, by path.
+fn one_thread_scan(plan: &Plan) -> (Vec<SourceEntry>, Vec<Stated>) {
+    use std::os::unix::fs::MetadataExt as _;
+    let (mut entries, mut files) = (vec![], vec![]);
+    for (index, mount) in plan.builder.mounts.iter().enumerate() {
+        let mut walker = source_walker(&mount.source, &plan.out_dir).expect("walker");
+        walker.sort_by_file_name(|a, b| a.cmp(b));
+        for entry in walker.build() {
+            let entry = entry.expect("entry");
+            let path = entry.path();
+            let metadata = std::fs::symlink_metadata(path).expect("stat");
+            let relative = path.strip_prefix(&mount.source).expect("below the root");
+            let kind = if metadata.is_dir() {
+                EntryKind::Dir
+            } else if metadata.file_type().is_symlink() {
+                EntryKind::Symlink(std::fs::read_link(path).expect("link"))
+            } else {
+                files.push((
+                    path.as_os_str().to_os_string(),
+                    metadata.len(),
+                    metadata.mtime() * 1_000_000_000 + metadata.mtime_nsec(),
+                    metadata.ino(),
+                ));
+                EntryKind::File(hash_file(path).expect("hash"))
+            };
+            entries.push(SourceEntry {
+                mount: index,
+                path: relative.to_str().expect("utf-8").to_string(),
+                kind,
+                mode: metadata.mode() & 0o7777,
+            });
+        }
+    }
+    (entries, files)
+}
+
+/// The walk runs on a thread of its own and `stat`s each name in its open folder: the entries
+/// are exactly, and in exactly the order, those of a walk on one thread (depth first, siblings
+/// by file name, which the fingerprint hashes in order), across batches and mounts, with the
+/// ignore files applied; and a second scan against the first's state reuses every digest.
+#[test]
+fn the_threaded_scan_gives_the_entries_and_order_of_a_scan_on_one_thread() {
+    let mut files: Vec<(String, String)> = [
+        ("a/b", "1"),
+        ("a/c/d/e.txt", "2"),
+        ("a.txt", "3"),
+        ("a-b", "4"),
+        ("A", "5"),
+        ("b/a.txt", "6"),
+        ("b/a/x", "7"),
+        ("b.c", "8"),
+        ("z.log", "ignored by .gitignore"),
+        ("sub/.gitignore", "local.*\n"),
+        ("sub/local.c", "ignored by sub/.gitignore"),
+        ("sub/kept.c", "9"),
+        ("skip/me", "ignored by .dockerignore"),
+        ("deep/x.tmp", "ignored by .dockerignore"),
+        (".gitignore", "*.log\n"),
+        (".dockerignore", "skip\n**/*.tmp\n"),
+        (".git/config", "skipped"),
+        (".dockception/state.json", "the output folder"),
+    ]
+    .iter()
+    .map(|(p, b)| (p.to_string(), b.to_string()))
+    .collect();
+    // More than a batch in one folder, and folders after it.
+    files.extend((0..1300).map(|i| (format!("many/f{i}"), format!("{i}"))));
+    files.extend((0..30).map(|i| (format!("many2/d{i}/g"), format!("{i}"))));
+    let refs: Vec<(&str, &str)> = files.iter().map(|(p, b)| (&p[..], &b[..])).collect();
+    let mut f = Fixture::new(&refs);
+    std::os::unix::fs::symlink("a.txt", f.root().join("link")).expect("symlink");
+    let other = f.dir.path().join("other");
+    write(&other, "x/y", "second mount");
+    write(&other, "a", "a");
+    f.plan.builder.mounts.push(BindMount {
+        source: other,
+        target: "/other".into(),
+        read_only: true,
+    });
+
+    let first = f.scan(&State::default());
+    let (expected, records) = one_thread_scan(&f.plan);
+    assert_eq!(first.entries, expected);
+    let paths = f.paths(&first);
+    let at = |p: &str| paths.iter().position(|q| q == p).expect(p);
+    assert!(at("A") < at("a") && at("a") < at("a/b") && at("a/b") < at("a/c/d/e.txt"));
+    assert!(at("a/c/d/e.txt") < at("a-b") && at("a-b") < at("a.txt"));
+    assert!(at("b/a/x") < at("b/a.txt") && at("b/a.txt") < at("b.c"));
+    for gone in [
+        "z.log",
+        "sub/local.c",
+        "skip",
+        "skip/me",
+        "deep/x.tmp",
+        ".git",
+    ] {
+        assert!(!paths.iter().any(|p| p == gone), "{gone} is left out");
+    }
+    assert!(!paths.iter().any(|p| p.starts_with(".dockception")));
+    assert_eq!(first.files.len(), records.len());
+    for (path, size, mtime_ns, ino) in &records {
+        let record = &first.files[path];
+        assert_eq!(
+            (record.size, record.mtime_ns, record.ino),
+            (*size, *mtime_ns, *ino)
+        );
+    }
+    assert_eq!(first.hashed, records.len());
+
+    for (path, _, _, _) in &records {
+        age(Path::new(path));
+    }
+    let aged = f.scan(&State::default());
+    let again = f.scan(&state(&aged, "x"));
+    assert_eq!(again.hashed, 0);
+    assert_eq!(again.entries, aged.entries);
+    assert_eq!(f.fingerprint(&again), f.fingerprint(&first));
+}
+
+#[test]
+fn load_and_scan_reads_the_state_it_scans_against() {
+    let f = Fixture::new(&[("a.c", "int a;")]);
+    age(&f.root().join("a.c"));
+    let first = f.scan(&State::default());
+    let print = f.fingerprint(&first);
+    state(&first, &print).save(&f.plan.out_dir).expect("save");
+    let (sources, previous) = load_and_scan(&f.plan).expect("scan");
+    assert_eq!(previous.files, first.files);
+    assert_eq!(sources.hashed, 0);
+    assert!(previous.last_build_with(&f.fingerprint(&sources)).is_some());
+}
+
+#[test]
+fn a_missing_mount_is_an_error_naming_it() {
+    let mut f = Fixture::new(&[("a.c", "int a;")]);
+    let missing = f.dir.path().join("missing");
+    f.plan.builder.mounts.push(BindMount {
+        source: missing.clone(),
+        target: "/m".into(),
+        read_only: true,
+    });
+    let err = scan(&f.plan, &State::default()).expect_err("a missing mount");
+    assert!(
+        err.to_string().contains(missing.to_str().expect("utf-8")),
+        "{err}"
+    );
+}
+
+#[test]
+fn digests_are_written_and_read_as_hex() {
+    let digest = FileDigest(std::array::from_fn(|i| (i * 9) as u8));
+    let hex = digest.to_string();
+    assert_eq!(hex.len(), 64);
+    assert!(hex.starts_with("0009121b"), "{hex}");
+    assert_eq!(FileDigest::from_hex(hex.as_bytes()), Some(digest));
+    assert_eq!(
+        FileDigest::from_hex(hex.to_uppercase().as_bytes()),
+        Some(digest)
+    );
+    assert_eq!(FileDigest::from_hex(&hex.as_bytes()[1..]), None);
+    assert_eq!(FileDigest::from_hex("g".repeat(64).as_bytes()), None);
+    assert_eq!(&digest.hex()[..], hex.as_bytes());
+    // The digest of "x": what `sha256sum` prints, as the fingerprint hashes it.
+    let f = Fixture::new(&[("x", "x")]);
+    assert_eq!(
+        hash_file(&f.root().join("x")).expect("hash").to_string(),
+        "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"
+    );
 }
