@@ -40,6 +40,19 @@ pub(crate) struct PendingLoad {
     opened: std::time::Instant,
 }
 
+/// `POST /images/load` of `archive`, quietly, to its answer's end.
+async fn post_load(
+    docker: &bollard::Docker,
+    archive: LoadArchive,
+) -> std::result::Result<(), bollard::errors::Error> {
+    let options = ImportImageOptionsBuilder::default().quiet(true).build();
+    let mut load = docker.import_image_stream(options, archive, None);
+    while let Some(item) = load.next().await {
+        item?;
+    }
+    Ok(())
+}
+
 impl Drop for PendingLoad {
     fn drop(&mut self) {
         self.request.abort();
@@ -249,14 +262,7 @@ impl Engine {
         });
         let body = futures_util::stream::once(async { Ok(start) }).chain(rest);
         let docker = self.docker.clone();
-        let request = tokio::spawn(async move {
-            let options = ImportImageOptionsBuilder::default().quiet(true).build();
-            let mut load = docker.import_image_stream(options, body, None);
-            while let Some(item) = load.next().await {
-                item?;
-            }
-            Ok(())
-        });
+        let request = tokio::spawn(async move { post_load(&docker, Box::pin(body)).await });
         PendingLoad {
             archive: Some(archive),
             request,
@@ -294,10 +300,10 @@ impl Engine {
                     },
                     // The request ended before the image was ready (the engine closed it): the
                     // archive goes in a request of its own.
-                    Err(archive) => self.load_now(archive).await,
+                    Err(archive) => post_load(&self.docker, archive).await,
                 }
             }
-            None => self.load_now(archive).await,
+            None => post_load(&self.docker, archive).await,
         };
         if let Err(e) = loaded {
             return Err(if is_connection_lost(&e) {
@@ -317,18 +323,6 @@ impl Engine {
                 message: format!("the engine finished loading but does not list image {image_id}"),
             }),
         }
-    }
-
-    async fn load_now(
-        &self,
-        archive: LoadArchive,
-    ) -> std::result::Result<(), bollard::errors::Error> {
-        let options = ImportImageOptionsBuilder::default().quiet(true).build();
-        let mut load = self.docker.import_image_stream(options, archive, None);
-        while let Some(item) = load.next().await {
-            item?;
-        }
-        Ok(())
     }
 
     /// Run `script` in a container of `base` with `mount_dir` mounted read-only at
