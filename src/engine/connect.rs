@@ -19,8 +19,11 @@ use super::{Engine, Error, Result};
 /// API 1.25 (Docker 1.13, January 2017).
 const MIN_API_VERSION: (usize, usize) = (1, 25);
 
-/// The answer to the background `/version` request, once it came.
+/// The answer to the background `/version` request, once it came. dockerd answers it by
+/// running `runc --version` and its other components (5 to 8 ms of its CPU here), so it is
+/// asked only once a build needs the engine beyond reads: an up-to-date build never asks.
 pub(super) enum ApiVersion {
+    NotAsked,
     Asked(
         tokio::task::JoinHandle<
             std::result::Result<bollard::models::SystemVersion, bollard::errors::Error>,
@@ -56,10 +59,6 @@ impl Engine {
             Ok(Err(e)) => return Err(connect_error(&endpoint, ssh.as_ref(), &e)),
             Ok(Ok(_)) => {}
         }
-        // bollard sends no version prefix (the daemon answers in its own API version), so no
-        // negotiation is needed: only the check that the engine is not too old.
-        let asking = docker.clone();
-        let version = tokio::spawn(async move { asking.version().await });
         Ok(Engine {
             docker,
             host: endpoint.host.clone(),
@@ -68,7 +67,7 @@ impl Engine {
             live_containers: Mutex::new(Vec::new()),
             ensured: Mutex::new(HashMap::new()),
             redact: Mutex::new(Vec::new()),
-            api_version: tokio::sync::Mutex::new(ApiVersion::Asked(version)),
+            api_version: tokio::sync::Mutex::new(ApiVersion::NotAsked),
             mode_setting: Mutex::new(None),
             mode: tokio::sync::OnceCell::new(),
         })
@@ -91,17 +90,40 @@ impl Engine {
         check_api_version(&self.host, version)
     }
 
+    /// Ask the engine for its version in the background, once: a build that will need
+    /// [`Engine::supported`] or [`Engine::kind`] calls this as soon as it knows, so the answer
+    /// is there when it is needed.
+    pub(crate) async fn ask_version(&self) {
+        self.asked_version(&mut *self.api_version.lock().await);
+    }
+
+    /// `known`, with the request sent when nobody asked yet.
+    fn asked_version<'a>(&self, known: &'a mut ApiVersion) -> &'a mut ApiVersion {
+        if let ApiVersion::NotAsked = known {
+            // bollard sends no version prefix (the daemon answers in its own API version), so
+            // no negotiation is needed: only the check that the engine is not too old.
+            let asking = self.docker.clone();
+            *known = ApiVersion::Asked(tokio::spawn(async move { asking.version().await }));
+        }
+        known
+    }
+
     /// Which engine this is ([`EngineKind`]: what it can do), from its `/version` answer.
     pub(crate) async fn kind(&self) -> Result<EngineKind> {
         Ok(self.version_answer().await?.1)
     }
 
-    /// The API version and kind the engine's `/version` named; waits for the answer asked
-    /// for at connect the first time only.
+    /// The API version and kind the engine's `/version` named; asks, when nobody did yet, and
+    /// waits for the answer the first time only.
     async fn version_answer(&self) -> Result<((usize, usize), EngineKind)> {
         let mut known = self.api_version.lock().await;
-        match &mut *known {
+        match self.asked_version(&mut known) {
             ApiVersion::Known(version, kind) => Ok((*version, *kind)),
+            ApiVersion::NotAsked => Err(Error::NoDaemon {
+                host: self.host.clone(),
+                chosen_by: self.endpoint.chosen_by.clone(),
+                reason: "its version was never asked for".into(),
+            }),
             ApiVersion::Asked(pending) => {
                 let answer = pending.await.map_err(|e| Error::NoDaemon {
                     host: self.host.clone(),

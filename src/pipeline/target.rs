@@ -59,6 +59,9 @@ pub(crate) async fn build_target(
             }
         }
     }
+    // Not up to date: the engine's version is needed from here on (what a load may leave out,
+    // whether it may create things), so it is asked for while the rest goes on.
+    engine.ask_version().await;
     if let (false, Some((sources, print, _))) = (force, &fingerprinted) {
         if let Some(built) =
             reuse_earlier(engine, plan, sources, print, progress, destinations).await?
