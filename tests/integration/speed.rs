@@ -122,6 +122,42 @@ fn nothing_changed_means_no_work_and_one_byte_rebuilds() {
         "{stdout}"
     );
 
+    // Up to date, it asks the engine only about the images: never `/version`, which dockerd
+    // answers by running its components. A build that runs asks it (so the proxy sees it).
+    let proxy = EngineProxy::start(None);
+    let through_proxy = |extra: &[&str]| {
+        let mut args = vec!["build", "--tag", &image.0, "--format", "json"];
+        args.extend_from_slice(extra);
+        let out = std::process::Command::new(BIN)
+            .args(&args)
+            .current_dir(dir.path())
+            .env("DOCKER_HOST", &proxy.host)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("dockception runs");
+        let stderr = text(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a report");
+        (report[0].clone(), stderr, proxy.take_requests())
+    };
+    let (noop, stderr, requests) = through_proxy(&[]);
+    assert!(!built(&noop, &stderr));
+    assert!(
+        requests.iter().any(|r| r.starts_with("GET /images/")),
+        "{requests:?}"
+    );
+    assert!(
+        !requests.iter().any(|r| r.contains("/version")),
+        "{requests:?}"
+    );
+    let (forced, stderr, requests) = through_proxy(&["--force"]);
+    assert!(built(&forced, &stderr));
+    assert!(
+        requests.iter().any(|r| r.contains("/version")),
+        "{requests:?}"
+    );
+    drop(proxy);
+
     // A file .gitignore excludes is not an input.
     write_files(dir.path(), &[("src/build.log", "more noise")]);
     let (ignored, stderr) = build(dir.path(), &image, &[]);

@@ -911,6 +911,7 @@ pub struct EngineProxy {
     frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     streams: std::sync::Arc<std::sync::Mutex<Vec<std::os::unix::net::UnixStream>>>,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl EngineProxy {
@@ -942,11 +943,13 @@ impl EngineProxy {
             frozen: Default::default(),
             stop: Default::default(),
             streams: Default::default(),
+            requests: Default::default(),
         };
-        let (frozen, stop, streams) = (
+        let (frozen, stop, streams, requests) = (
             std::sync::Arc::clone(&proxy.frozen),
             std::sync::Arc::clone(&proxy.stop),
             std::sync::Arc::clone(&proxy.streams),
+            std::sync::Arc::clone(&proxy.requests),
         );
         std::thread::spawn(move || {
             for client in listener.incoming() {
@@ -967,16 +970,22 @@ impl EngineProxy {
                     continue;
                 };
                 keep(&engine);
-                for (from, to) in [
-                    (client.try_clone(), engine.try_clone()),
-                    (engine.try_clone(), client.try_clone()),
+                for (from, to, record) in [
+                    (
+                        client.try_clone(),
+                        engine.try_clone(),
+                        Some(std::sync::Arc::clone(&requests)),
+                    ),
+                    (engine.try_clone(), client.try_clone(), None),
                 ] {
                     let (Ok(from), Ok(to)) = (from, to) else {
                         continue;
                     };
                     let (frozen, stop) =
                         (std::sync::Arc::clone(&frozen), std::sync::Arc::clone(&stop));
-                    std::thread::spawn(move || pump_unix(from, to, &frozen, &stop));
+                    std::thread::spawn(move || {
+                        pump_unix(from, to, &frozen, &stop, record.as_deref())
+                    });
                 }
             }
         });
@@ -987,14 +996,25 @@ impl EngineProxy {
     pub fn freeze(&self) {
         self.frozen.store(true, std::sync::atomic::Ordering::SeqCst);
     }
+
+    /// The request lines (`GET /_ping HTTP/1.1`) sent through so far, in the order they came,
+    /// and forgets them.
+    pub fn take_requests(&self) -> Vec<String> {
+        self.requests
+            .lock()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default()
+    }
 }
 
-/// Copy `from` to `to` until either ends; what is read once frozen is held, not written.
+/// Copy `from` to `to` until either ends; what is read once frozen is held, not written. A
+/// read that starts with an HTTP request line adds that line to `record`.
 fn pump_unix(
     mut from: std::os::unix::net::UnixStream,
     mut to: std::os::unix::net::UnixStream,
     frozen: &std::sync::atomic::AtomicBool,
     stop: &std::sync::atomic::AtomicBool,
+    record: Option<&std::sync::Mutex<Vec<String>>>,
 ) {
     use std::io::{Read, Write};
     use std::sync::atomic::Ordering;
@@ -1004,6 +1024,16 @@ fn pump_unix(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        if let Some(record) = record {
+            let read = String::from_utf8_lossy(&buffer[..n]);
+            let line = read.lines().next().unwrap_or("");
+            let methods = ["GET ", "HEAD ", "POST ", "PUT ", "DELETE "];
+            if methods.iter().any(|m| line.starts_with(m)) && line.ends_with(" HTTP/1.1") {
+                if let Ok(mut lines) = record.lock() {
+                    lines.push(line.to_string());
+                }
+            }
+        }
         while frozen.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst) {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
