@@ -83,42 +83,8 @@ pub struct SecondEngine {
 
 /// Runs as the first process of fresh mount and pid namespaces, inside the test's network
 /// namespace: bind mounts, then that folder as the root (pivot_root), sshd (when configured)
-/// and dockerd.
-const INSIDE: &str = r#"set -e
-R=$1 D=$2 CG=$3
-mount --make-rprivate /
-mount --bind "$R" "$R"
-mount -t proc proc "$R/proc"
-mount --rbind /sys "$R/sys"
-mount --rbind /dev "$R/dev"
-mount -t tmpfs tmpfs "$R/run"
-mount -t tmpfs tmpfs "$R/tmp"
-mkdir -p "$R/var/lib/docker" "$R/run/dcpt" "$R/run/sshd"
-mount --bind "$D/data" "$R/var/lib/docker"
-mount --bind "$D" "$R/run/dcpt"
-while read -r shared; do
-    [ -n "$shared" ] || continue
-    mkdir -p "$R$shared"
-    mount --bind "$shared" "$R$shared"
-done < "$D/shared"
-ip link set lo up
-# pivot_root, not chroot: runc joins a container's mount namespace for an exec, and only under
-# a real root is that namespace's root the container's own (under chroot an exec's process
-# sees none of the container's files or mounts).
-cd "$R"
-mkdir -p .oldroot
-pivot_root . .oldroot
-cd /
-umount -l /.oldroot
-if [ -f /run/dcpt/sshd_config ]; then
-    /usr/sbin/sshd -D -e -f /run/dcpt/sshd_config >>/run/dcpt/sshd.log 2>&1 &
-fi
-exec /usr/sbin/dockerd -H unix:///run/dcpt/docker.sock -H unix:///run/docker.sock \
-    -H tcp://0.0.0.0:2376 --tlsverify --tlscacert=/run/dcpt/server/ca.pem \
-    --tlscert=/run/dcpt/server/cert.pem --tlskey=/run/dcpt/server/key.pem \
-    --storage-driver=overlay2 --iptables=false --ip6tables=false --ip-masq=false \
-    --cgroup-parent="/$CG" --pidfile=/run/docker.pid --exec-root=/run/docker-exec
-"#;
+/// and dockerd. The bench's second engine runs the same script.
+const INSIDE: &str = include_str!("../../scripts/second-engine-inside.sh");
 
 impl SecondEngine {
     /// Make the namespace, the certificates and start the engine; waits until it answers.

@@ -12,30 +12,9 @@ use std::time::Instant;
 use super::phased::run_phased;
 use super::{copy_tree, median, one_line_change, quiet, root, secs, GO};
 
-/// What the second engine runs as its namespaces' first process.
-const INSIDE: &str = r#"set -e
-R=$1 D=$2 CG=$3
-mount --make-rprivate /
-mount --bind "$R" "$R"
-mount -t proc proc "$R/proc"
-mount --rbind /sys "$R/sys"
-mount --rbind /dev "$R/dev"
-mount -t tmpfs tmpfs "$R/run"
-mount -t tmpfs tmpfs "$R/tmp"
-mkdir -p "$R/var/lib/docker" "$R/run/dcpt"
-mount --bind "$D/data" "$R/var/lib/docker"
-mount --bind "$D" "$R/run/dcpt"
-ip link set lo up
-# pivot_root, not chroot: only then does an exec (the warm builder) see the container's files.
-cd "$R"
-mkdir -p .oldroot
-pivot_root . .oldroot
-cd /
-umount -l /.oldroot
-exec /usr/sbin/dockerd -H unix:///run/dcpt/docker.sock \
-    --storage-driver=overlay2 --iptables=false --ip6tables=false --ip-masq=false \
-    --cgroup-parent="/$CG" --pidfile=/run/docker.pid --exec-root=/run/docker-exec
-"#;
+/// What the second engine runs as its namespaces' first process: the tests' script (without
+/// a `shared` file, sshd or certificates it serves only its socket).
+const INSIDE: &str = include_str!("../../../scripts/second-engine-inside.sh");
 
 /// The second engine; stopped, and its namespace, cgroups and folder removed, on drop.
 struct SecondEngine {
