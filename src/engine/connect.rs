@@ -21,9 +21,9 @@ const MIN_API_VERSION: (usize, usize) = (1, 25);
 
 /// The answer to the background `/version` request, once it came. dockerd answers it by
 /// running `runc --version` and its other components (5 to 8 ms of its CPU here), so it is
-/// asked only once a build needs the engine beyond reads: an up-to-date build never asks.
+/// asked only once a build needs the engine beyond reads (`None` until then): an up-to-date
+/// build never asks.
 pub(super) enum ApiVersion {
-    NotAsked,
     Asked(
         tokio::task::JoinHandle<
             std::result::Result<bollard::models::SystemVersion, bollard::errors::Error>,
@@ -67,7 +67,7 @@ impl Engine {
             live_containers: Mutex::new(Vec::new()),
             ensured: Mutex::new(HashMap::new()),
             redact: Mutex::new(Vec::new()),
-            api_version: tokio::sync::Mutex::new(ApiVersion::NotAsked),
+            api_version: tokio::sync::Mutex::new(None),
             mode_setting: Mutex::new(None),
             mode: tokio::sync::OnceCell::new(),
         })
@@ -98,14 +98,13 @@ impl Engine {
     }
 
     /// `known`, with the request sent when nobody asked yet.
-    fn asked_version<'a>(&self, known: &'a mut ApiVersion) -> &'a mut ApiVersion {
-        if let ApiVersion::NotAsked = known {
+    fn asked_version<'a>(&self, known: &'a mut Option<ApiVersion>) -> &'a mut ApiVersion {
+        known.get_or_insert_with(|| {
             // bollard sends no version prefix (the daemon answers in its own API version), so
             // no negotiation is needed: only the check that the engine is not too old.
             let asking = self.docker.clone();
-            *known = ApiVersion::Asked(tokio::spawn(async move { asking.version().await }));
-        }
-        known
+            ApiVersion::Asked(tokio::spawn(async move { asking.version().await }))
+        })
     }
 
     /// Which engine this is ([`EngineKind`]: what it can do), from its `/version` answer.
@@ -119,11 +118,6 @@ impl Engine {
         let mut known = self.api_version.lock().await;
         match self.asked_version(&mut known) {
             ApiVersion::Known(version, kind) => Ok((*version, *kind)),
-            ApiVersion::NotAsked => Err(Error::NoDaemon {
-                host: self.host.clone(),
-                chosen_by: self.endpoint.chosen_by.clone(),
-                reason: "its version was never asked for".into(),
-            }),
             ApiVersion::Asked(pending) => {
                 let answer = pending.await.map_err(|e| Error::NoDaemon {
                     host: self.host.clone(),
@@ -136,7 +130,7 @@ impl Engine {
                     answer.components.iter().flatten().map(|c| c.name.as_str()),
                 );
                 let version = api_version_of(&self.endpoint, answer.api_version)?;
-                *known = ApiVersion::Known(version, kind);
+                *known = Some(ApiVersion::Known(version, kind));
                 Ok((version, kind))
             }
         }

@@ -58,10 +58,10 @@ pub struct Engine {
     /// Values that must never be printed (secrets given to the builder); the builder's output
     /// shows `***` instead.
     redact: Mutex<Vec<String>>,
-    /// The engine's API version, asked for in the background at connect: a run with nothing to
-    /// do never waits for it (`/version` takes ~10 ms, most of a no-op build); anything that
-    /// creates something waits for it first.
-    api_version: tokio::sync::Mutex<connect::ApiVersion>,
+    /// The engine's API version: `None` until a build that is not up to date asks for it in
+    /// the background (`/version` costs dockerd 5 to 8 ms of CPU, so a run with nothing to do
+    /// never asks); anything that creates something waits for it first.
+    api_version: tokio::sync::Mutex<Option<connect::ApiVersion>>,
     /// What decides whether the engine sees this machine's files, set before the first build.
     mode_setting: Mutex<Option<mode::ModeSetting>>,
     /// That decision, made once per run when first needed.
