@@ -192,7 +192,7 @@ impl Engine {
         let labels = c.labels.unwrap_or_default();
         // A warm builder outlives the process that made it; another one may be building in it
         // right now.
-        let building = running && labels.contains_key(WARM_LABEL) && self.runs_an_exec(&name).await;
+        let building = running && labels.contains_key(WARM_LABEL) && self.runs_a_build(&name).await;
         let labelled = LabelledContainer {
             labels,
             running,
@@ -275,19 +275,31 @@ impl Engine {
         Ok(())
     }
 
-    /// Whether a `docker exec` runs in `container` right now. When the engine cannot tell,
-    /// it counts as running, so `clean` keeps the container.
-    pub(super) async fn runs_an_exec(&self, container: &str) -> bool {
-        let execs = match self
+    /// Whether a build runs in the warm builder `container` right now: a `docker exec`, or a
+    /// request through its channel. When the engine cannot tell, it counts as running, so
+    /// `clean` keeps the container.
+    pub(super) async fn runs_a_build(&self, container: &str) -> bool {
+        let details = match self
             .docker
             .inspect_container(container, None)
             .await
             .or_absent()
         {
-            Ok(Some(details)) => details.exec_ids.unwrap_or_default(),
+            Ok(Some(details)) => details,
             Ok(None) => return false,
             Err(_) => return true,
         };
+        let channel = details
+            .mounts
+            .unwrap_or_default()
+            .into_iter()
+            .find(|m| m.destination.as_deref() == Some(super::warm_channel::CHANNEL_TARGET));
+        if let Some(dir) = channel.and_then(|m| m.source) {
+            if super::warm_channel::in_use(std::path::Path::new(&dir)) {
+                return true;
+            }
+        }
+        let execs = details.exec_ids.unwrap_or_default();
         for id in execs {
             match self.docker.inspect_exec(&id).await.or_absent() {
                 Ok(Some(exec)) if exec.running == Some(true) => return true,

@@ -306,7 +306,7 @@ impl Engine {
     }
 }
 
-fn emit_line(
+pub(super) fn emit_line(
     line: &[u8],
     redact: &[String],
     progress: &Progress,

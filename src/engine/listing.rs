@@ -59,7 +59,7 @@ impl Engine {
                 .or(c.id)
                 .unwrap_or_default();
             let warm = labels.contains_key(WARM_LABEL);
-            let building = warm && self.runs_an_exec(&name).await;
+            let building = warm && self.runs_a_build(&name).await;
             out.push(ListedContainer {
                 role: labels.get(LABEL).cloned().unwrap_or_default(),
                 project: labels.get(PROJECT_LABEL).cloned(),

@@ -6,7 +6,8 @@
 //! hand it and get back. bollard's types stay in the sibling files, one concern each:
 //! `endpoint` (which engine: `DOCKER_HOST`, a Docker context or the local socket), `connect`
 //! (the connection, TLS, and the engine's version), `ssh` (`ssh://` engines), `images`, `volumes` (cache volumes),
-//! `containers` (one-shot containers: the builder and its helpers), `warm` (the kept builder),
+//! `containers` (one-shot containers: the builder and its helpers), `warm` (the kept builder)
+//! and `warm_channel` (the way into it without an exec),
 //! `files` (reading an image's files), `mode` (whether the engine sees this machine's
 //! files), `sync` and `remote` (sources in volumes, outputs read back, for an engine that does
 //! not), `cleanup` (what a run or a crash leaves), `owner` (which leftovers may go, from labels
@@ -29,6 +30,7 @@ mod ssh;
 pub(crate) mod sync;
 mod volumes;
 mod warm;
+mod warm_channel;
 
 pub use error::{Error, Result};
 pub(crate) use images::PendingLoad;

@@ -138,7 +138,7 @@ impl Engine {
         }
         let ran = async {
             let ran = self
-                .exec_build(name, plan, secrets, image, progress)
+                .exec_build(name, None, plan, secrets, image, progress)
                 .await?;
             if let WarmRun::Ran(exit) = &ran {
                 if exit.code == 0 {

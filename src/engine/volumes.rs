@@ -146,7 +146,7 @@ impl Engine {
         };
         for holder in holders {
             let Some(id) = holder.id else { continue };
-            if !self.runs_an_exec(&id).await {
+            if !self.runs_a_build(&id).await {
                 let _ = self.remove_container(&id).await;
             }
         }

@@ -1,8 +1,9 @@
-//! The warm builder: a builder container kept running between builds, each build a
-//! `docker exec` in it, so a build does not wait for a container to be made and started.
+//! The warm builder: a builder container kept running between builds, each build run in it
+//! through its channel (`warm_channel`) or a `docker exec`, so a build does not wait for a
+//! container to be made and started.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use bollard::exec::{StartExecOptions, StartExecResults};
@@ -11,7 +12,9 @@ use bollard::models::{ContainerCreateBody, ExecConfig};
 use super::containers::{builder_body, env_lines, millis_since, source_volume_mount, TAIL_LINES};
 use super::error::{daemon_message, docker_error, status_code, Answer, On};
 use super::mode::Mode;
+use super::warm_channel;
 use super::{BuilderExit, Engine, ImageFacts, Result, WarmRun};
+use crate::fsutil::FromIo as _;
 use crate::plan::secrets::Resolved;
 use crate::plan::Plan;
 use crate::progress::Progress;
@@ -41,6 +44,9 @@ impl Engine {
     /// command ended the container is tracked like any other (an interrupt removes it, as no
     /// exec can be killed through the API); afterwards it is kept on purpose.
     ///
+    /// On a local engine the container also mounts a folder of its own under `channel_root`
+    /// (named by that hash) holding the pipes builds reach it through (`warm_channel`).
+    ///
     /// On a remote engine the target's source volumes are made first (the container mounts
     /// them), and one root exec makes the output folder anew and reads the volumes' sync
     /// markers, so the sources can be synced through this container
@@ -50,6 +56,7 @@ impl Engine {
         plan: &Plan,
         output_dir: &Path,
         output_identity: &str,
+        channel_root: &Path,
         secrets: &Resolved,
         image: &ImageFacts,
     ) -> Result<WarmOpen> {
@@ -70,10 +77,12 @@ impl Engine {
             Mode::Local => Vec::new(),
             Mode::Remote => self.ensure_source_volumes(plan).await?,
         };
-        let (name, body) = warm_body(
+        let channel_root = (mode == Mode::Local).then_some(channel_root);
+        let (name, body, _channel) = warm_body(
             plan,
             output_dir,
             output_identity,
+            channel_root,
             secrets,
             image,
             warm_secs,
@@ -95,6 +104,7 @@ impl Engine {
             name,
             output_dir: output_dir.to_path_buf(),
             output_identity: output_identity.to_string(),
+            channel_root: channel_root.map(Path::to_path_buf),
             warm_secs,
             started,
             fresh,
@@ -116,9 +126,9 @@ impl Engine {
         Ok(WarmOpen::Ready(session))
     }
 
-    /// Run the build command with `docker exec` in the warm builder `session` opened, and
-    /// wait for its end. Were the container gone since (a sync that had to empty its volumes
-    /// removes it), it is made anew.
+    /// Run the build command in the warm builder `session` opened (through its channel, else
+    /// with `docker exec`), and wait for its end. Were the container gone since (a sync that
+    /// had to empty its volumes removes it), it is made anew.
     pub(crate) async fn run_in_warm(
         &self,
         session: WarmSession,
@@ -129,10 +139,11 @@ impl Engine {
     ) -> Result<WarmRun> {
         let mode = self.mode_now();
         let output_dir = session.output_dir.as_path();
-        let (name, body) = warm_body(
+        let (name, body, channel) = warm_body(
             plan,
             output_dir,
             &session.output_identity,
+            session.channel_root.as_deref(),
             secrets,
             image,
             session.warm_secs,
@@ -148,7 +159,10 @@ impl Engine {
             WarmStart::Started => (true, false),
         };
         let ran = match mode {
-            Mode::Local => self.exec_build(&name, plan, secrets, image, progress).await,
+            Mode::Local => {
+                self.exec_build(&name, channel.as_deref(), plan, secrets, image, progress)
+                    .await
+            }
             Mode::Remote => {
                 self.exec_build_remote(&name, plan, output_dir, secrets, image, prepared, progress)
                     .await
@@ -210,20 +224,38 @@ impl Engine {
         Ok(WarmStart::Started)
     }
 
-    /// Run the plan's command in the running container `name` and wait for its end.
+    /// Run the plan's command in the running container `name` (through its channel folder
+    /// `channel` when it has one and the request fits, else as an exec) and wait for its end.
     pub(super) async fn exec_build(
         &self,
         name: &str,
+        channel: Option<&Path>,
         plan: &Plan,
         secrets: &Resolved,
         image: &ImageFacts,
         progress: &Progress,
     ) -> Result<WarmRun> {
         let config = exec_config(plan, secrets, image);
-        let (code, tail, ran_ms) = match self
-            .run_exec(name, config, "the build's exec", progress, TAIL_LINES)
-            .await?
-        {
+        let through_channel = match channel {
+            Some(dir) => {
+                let request = warm_channel::Request {
+                    cmd: config.cmd.as_deref().unwrap_or_default(),
+                    env: config.env.as_deref().unwrap_or_default(),
+                    workdir: config.working_dir.as_deref(),
+                };
+                self.run_through_channel(name, dir, &request, progress, TAIL_LINES)
+                    .await
+            }
+            None => None,
+        };
+        let ended = match through_channel {
+            Some(ended) => ended,
+            None => {
+                self.run_exec(name, config, "the build's exec", progress, TAIL_LINES)
+                    .await?
+            }
+        };
+        let (code, tail, ran_ms) = match ended {
             ExecEnd::Ended { code, tail, ran_ms } => (code, tail, ran_ms),
             ExecEnd::Refused(reason) => return Ok(WarmRun::Unavailable(reason)),
         };
@@ -300,6 +332,8 @@ pub(crate) struct WarmSession {
     output_dir: std::path::PathBuf,
     /// What identifies that folder (`remote` on a remote engine).
     output_identity: String,
+    /// Where its channel folder is made, on a local engine.
+    channel_root: Option<PathBuf>,
     warm_secs: u64,
     /// Made and started by this run.
     started: bool,
@@ -378,19 +412,24 @@ fn exec_config(plan: &Plan, secrets: &Resolved, image: &ImageFacts) -> ExecConfi
     }
 }
 
-/// The warm builder's name and configuration (see [`Engine::run_builder_warm`]).
+/// The warm builder's name, configuration and channel folder (see [`Engine::open_warm`]):
+/// with `channel_root`, a folder under it named by the configuration's hash, mounted at
+/// [`warm_channel::CHANNEL_TARGET`], so a container of another configuration never reads this
+/// one's requests; none when the pipes cannot be made there.
+#[allow(clippy::too_many_arguments)]
 fn warm_body(
     plan: &Plan,
     output_dir: &Path,
     output_identity: &str,
+    channel_root: Option<&Path>,
     secrets: &Resolved,
     image: &ImageFacts,
     warm_secs: u64,
     mode: Mode,
-) -> Result<(String, ContainerCreateBody)> {
+) -> Result<(String, ContainerCreateBody, Option<PathBuf>)> {
     let mut body = builder_body(plan, output_dir, secrets, false, mode)?;
     body.entrypoint = Some(vec!["/bin/sh".into(), "-c".into()]);
-    body.cmd = Some(vec![idle_script(warm_secs)]);
+    body.cmd = Some(vec![idle_script(warm_secs, channel_root.is_some())]);
     if let Some(host) = body.host_config.as_mut() {
         host.auto_remove = Some(true);
         if mode == Mode::Remote {
@@ -416,7 +455,26 @@ fn warm_body(
         plan.project,
         name_part(&plan.target)
     );
-    Ok((name, body))
+    let channel = match channel_root {
+        Some(root) => {
+            let dir = root.join(&hash);
+            let made = warm_channel::prepare(&dir)
+                .map_err(|e| super::Error::io("making the warm builder's channel", &dir, e))?;
+            if made {
+                let host = body.host_config.get_or_insert_with(Default::default);
+                host.mounts
+                    .get_or_insert_with(Vec::new)
+                    .push(super::containers::bind_mount(
+                        &dir,
+                        warm_channel::CHANNEL_TARGET,
+                        false,
+                    )?);
+            }
+            made.then_some(dir)
+        }
+        None => None,
+    };
+    Ok((name, body, channel))
 }
 
 /// 12 hex digits that change with `body`, the image's id and `output_identity`.
@@ -454,20 +512,26 @@ fn name_part(text: &str) -> String {
         .collect()
 }
 
-/// The warm builder's command (POSIX sh and `sleep` only): wait, and end once no exec has run
+/// The warm builder's command (POSIX sh and `sleep` only): with `serve`, serve requests through
+/// its channel ([`warm_channel::serve_script`]); wait, and end once no build has run
 /// for `secs` seconds. An exec ran during a tick, even one that ended between two looks, when
 /// process ids were taken between the tick's `sleep` and a probe forked right after it (sh's
 /// tests and `read` are builtins, so the loop forks nothing else; the kernel's
 /// `ns_last_pid` would say it directly, but is not readable in every sandbox); and one is at
 /// work while any process but PID 1 is alive and not a zombie.
-fn idle_script(secs: u64) -> String {
+fn idle_script(secs: u64, serve: bool) -> String {
+    let server = if serve {
+        warm_channel::serve_script()
+    } else {
+        String::new()
+    };
     format!(
-        "trap 'exit 0' TERM INT; idle=0; \
+        "trap 'exit 0' TERM INT; {server}idle=0; \
          while [ \"$idle\" -lt {secs} ]; do \
          sleep {WARM_POLL_SECS} & s=$!; wait \"$s\"; : & p=$!; wait \"$p\"; busy=0; \
          [ \"$p\" -gt $((s + 1)) ] && busy=1; \
          if [ \"$busy\" = 0 ]; then for d in /proc/[0-9]*; do \
-         [ \"$d\" = /proc/1 ] && continue; \
+         [ \"$d\" = /proc/1 ] && continue; [ \"$d\" = \"/proc/$srv\" ] && continue; \
          st=''; read -r st 2>/dev/null < \"$d/stat\" || [ -n \"$st\" ] || continue; \
          case \"${{st##*) }}\" in Z*) continue;; esac; \
          busy=1; break; \
@@ -504,11 +568,13 @@ mod tests {
             env: vec![("TOKEN".into(), "secret-value".into())],
             files: vec![],
         };
+        let channels = tempfile::tempdir().expect("tempdir");
         let name = |plan: &Plan, image: &ImageFacts| {
             warm_body(
                 plan,
                 Path::new("/o"),
                 "1:2",
+                Some(channels.path()),
                 &secrets,
                 image,
                 60,
@@ -523,10 +589,11 @@ mod tests {
         for _ in 0..20 {
             assert_eq!(name(&plan, &image), first);
         }
-        let (_, body) = warm_body(
+        let (_, body, channel) = warm_body(
             &plan,
             Path::new("/o"),
             "1:2",
+            Some(channels.path()),
             &secrets,
             &image,
             60,
@@ -534,6 +601,31 @@ mod tests {
         )
         .expect("a body");
         assert!(!format!("{:?}", body.env).contains("secret-value"));
+        // The channel folder is named by the hash the name ends with, and mounted.
+        let channel = channel.expect("a channel folder");
+        let hash = channel.file_name().expect("a name").to_string_lossy();
+        assert!(first.ends_with(&*hash), "{first} {channel:?}");
+        let mounts = body.host_config.as_ref().and_then(|h| h.mounts.clone());
+        assert!(mounts.unwrap_or_default().iter().any(|m| {
+            m.target.as_deref() == Some(warm_channel::CHANNEL_TARGET)
+                && m.source.as_deref() == channel.to_str()
+        }));
+        let script = body.cmd.clone().unwrap_or_default().join(" ");
+        assert!(script.contains(&warm_channel::serve_script()), "{script}");
+        let (_, remote_body, none) = warm_body(
+            &plan,
+            Path::new("/o"),
+            "remote",
+            None,
+            &secrets,
+            &image,
+            60,
+            Mode::Remote,
+        )
+        .expect("a body");
+        assert_eq!(none, None);
+        let script = remote_body.cmd.unwrap_or_default().join(" ");
+        assert!(!script.contains(warm_channel::CHANNEL_TARGET), "{script}");
         assert_eq!(body.host_config.and_then(|h| h.auto_remove), Some(true));
         let other_image = ImageFacts {
             id: "sha256:2".into(),

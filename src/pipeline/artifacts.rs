@@ -200,7 +200,8 @@ pub(crate) struct OpenWarm {
 }
 
 /// Open the target's warm builder (`builder.warm`), when the plan asks for one and no other
-/// dockception is using it; `None` means the build is to run in a fresh container. The warm
+/// dockception is using it; `None` means the build is to run in a fresh container. Its
+/// channel folders go in `<out_dir>/warm/channel`. The warm
 /// container's output mount is `<out_dir>/warm/output`, a folder that stays (the mount points
 /// at it): it is emptied here, and its entries are moved into a fresh run folder after the
 /// command ([`run_warm`]), so the rest of the pipeline sees a run like any other.
@@ -247,7 +248,14 @@ pub(crate) async fn open_warm(
         format!("{}:{}", meta.dev(), meta.ino())
     };
     match engine
-        .open_warm(plan, &output, &identity, secrets, builder)
+        .open_warm(
+            plan,
+            &output,
+            &identity,
+            &dir.join("channel"),
+            secrets,
+            builder,
+        )
         .await?
     {
         engine::WarmOpen::Ready(session) => Ok(Some(OpenWarm {
