@@ -9,7 +9,11 @@
 //! the kernel never splits nor interleaves: the shell never sees half of one. It runs the
 //! command in a subshell with the exec's directory, variables and argv, its input from
 //! `/dev/null`, both output streams into the `output` pipe, followed by an end line that
-//! carries a random marker and the exit status. The folder is the owner's only (0700), so
+//! carries a random marker and the exit status. One difference from an exec remains: the
+//! server is a background job of the container's `sh`, which POSIX starts with SIGINT and
+//! SIGQUIT ignored, and a shell cannot undo that for what it runs; nothing sends a build
+//! those (an interrupted dockception removes the container), and a `sh -c` command's own
+//! background jobs have them ignored under an exec too. The folder is the owner's only (0700), so
 //! nobody else on the machine can send a request. When the pipes cannot be reached (no
 //! reader: the server could not open them, or the engine sees another file system), or a
 //! request cannot be written that way, the build uses `docker exec` as before.
@@ -121,7 +125,10 @@ fn request_script(request: &Request, marker: &str) -> Option<String> {
     if request.cmd.is_empty() {
         return None;
     }
-    let mut inner = String::new();
+    // The server ignores SIGPIPE, so an output pipe nobody reads any more (dockception was
+    // killed) fails its end line instead of ending the server; the command gets the default
+    // back.
+    let mut inner = String::from("trap - PIPE; ");
     if let Some(dir) = request.workdir.filter(|d| !d.is_empty()) {
         inner.push_str(&format!("cd -- {} || exit 126; ", quoted(dir)));
     }
@@ -138,7 +145,7 @@ fn request_script(request: &Request, marker: &str) -> Option<String> {
         inner.push_str(&quoted(arg));
     }
     let script = format!(
-        "{{ ( {inner} ) </dev/null 2>&1; printf '%s %s\\n' '{marker}' \"$?\"; }} >{CHANNEL_TARGET}/{OUTPUT}\n"
+        "trap '' PIPE; {{ ( {inner} ) </dev/null 2>&1; printf '%s %s\\n' '{marker}' \"$?\"; }} >{CHANNEL_TARGET}/{OUTPUT}\n"
     );
     (script.len() <= PIPE_BUF).then_some(script)
 }
@@ -293,6 +300,12 @@ mod tests {
         )
         .expect("a script");
         assert_eq!(run(&s), "it's|x=y\nz|/\nerr\nMARK 3\n");
+    }
+
+    #[test]
+    fn the_command_has_sigpipe_as_usual() {
+        let s = script(&["sh", "-c", "kill -PIPE $$; echo survived"], &[], None).expect("a script");
+        assert_eq!(run(&s), "MARK 141\n");
     }
 
     #[test]

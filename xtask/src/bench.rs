@@ -945,7 +945,8 @@ fn render(results: &Run, reps: usize) -> String {
          - **dockception**: `dockception build` with its defaults, the sources mounted and a `[[cache]]` volume for\n  \
            the compiler's cache (Go's build cache; the objects of `build.sh`; cargo's target folder). On a local\n  \
            engine the default keeps the builder container up between builds (the warm builder, which ends itself\n  \
-           after 10 minutes idle), so a rebuild runs the command in it with `docker exec`. Run with `--progress\n  \
+           after 10 minutes idle), so a rebuild runs the command in it, through the named pipes it mounts (no\n  \
+           `docker exec`). Run with `--progress\n  \
            plain --format json`, its phase lines timed as they arrive.\n\
          - **dockception, `warm = \"5m\"`**: the same manifest with the warm builder asked for explicitly, as the\n  \
            runs before it became the default measured it.\n\n\
@@ -1011,7 +1012,7 @@ fn render(results: &Run, reps: usize) -> String {
         let _ = writeln!(
             out,
             "\n**dockception's runner overhead** (total minus the build command's own time, which is measured\n\
-             from the builder container's start, or the exec's, to the end of its output):\n\n\
+             from the builder container's start, or the warm builder's request, to the end of its output):\n\n\
              | dockception | scenario | total | build command | overhead | peak memory (max RSS) |\n|---|---|---:|---:|---:|---:|"
         );
         let mut overheads = BTreeMap::new();

@@ -26,9 +26,10 @@ pub(super) const CLI: &str = "/usr/bin/docker";
 pub(super) const NOTES: &str = r#"
 ## Issue 15's misses: what they come from
 
-- **Runner overhead at most 100 ms on a rebuild:** the build command runs with `docker exec` in
-  the builder container kept from the build before (the default on a local engine); what is left
-  is mostly the engine's `docker load` of the new layer. dockception opens the load as the
+- **Runner overhead at most 100 ms on a rebuild:** the build command runs in the builder
+  container kept from the build before (the default on a local engine), reached through two
+  named pipes it mounts rather than a `docker exec` (which costs the engine about 55 ms before
+  the command starts); what is left is mostly the engine's `docker load` of the new layer. dockception opens the load as the
   builder starts, so the engine's own start of it (the helper process that unpacks an archive) is
   done by the time the image is written, but the engine still unpacks the whole archive into a
   temporary folder and then applies the layer from there: two passes over the layer, where
