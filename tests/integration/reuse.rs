@@ -1,8 +1,9 @@
 //! Content-addressed reuse, against the real engine: a build whose inputs equal an earlier
 //! build's (an edit undone) runs no container and gives that build's image id; the store keeps
 //! `builder.reuse_limit` bytes, evicting the builds used longest ago; `cache rm` empties it; a
-//! kept output changed or deleted in the store is not reused. That no container ran is read
-//! from the engine's events for the project's label, never from a timer.
+//! kept output changed or deleted in the store is not reused. That no builder ran is read
+//! from the engine's events for the project's label and from the report's facts (a run
+//! through the warm builder's channel makes no event), never from a timer.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -46,16 +47,24 @@ fn write_aged(dir: &Path, files: &[(&str, &str)]) {
     }
 }
 
-/// Build in `dir`: the JSON report, stderr, and the containers the engine created for the
-/// project meanwhile (from `docker events`).
+/// Build in `dir`: the JSON report, stderr, and the builder runs meanwhile: the containers
+/// and execs the engine made for the project (from `docker events`), and a run through the
+/// warm builder's channel, which the engine does not see, from the report's facts (the
+/// command's time is there only when the command ran).
 fn build(dir: &Path, image: &TestImage) -> (serde_json::Value, String, Vec<String>) {
     let started = unix_now();
     let result = dockception(&["build", "--tag", &image.0, "--format", "json"], dir);
     let stderr = text(&result.stderr);
     assert!(result.status.success(), "{stderr}");
     let reports: serde_json::Value = serde_json::from_slice(&result.stdout).expect("a JSON report");
-    let created = created_containers(dir, started);
-    (reports[0].clone(), stderr, created)
+    let mut runs = created_containers(dir, started);
+    let seen_by_engine = runs
+        .iter()
+        .any(|r| r.starts_with("exec_create") || r.starts_with("create dockception-build"));
+    if !reports[0]["build_command_ms"].is_null() && !seen_by_engine {
+        runs.push("a request through the warm builder's channel".into());
+    }
+    (reports[0].clone(), stderr, runs)
 }
 
 fn unix_now() -> f64 {
