@@ -1186,10 +1186,11 @@ const NOTES: &str = r#"
 - **Runner overhead under 300 ms on a cold build: not met.** A cold build has no builder
   container to reuse (and creates its cache volume), so it pays the container's create and start
   once; on this engine (dockerd 20.10 on cgroup v1) that alone is about the "for scale" time above
-  (`docker run --rm BUILDER true`), itself above 300 ms. Rebuilds run the command with `docker
-  exec` in the builder container kept from the build before (the default on a local engine).
-- What is left on a rebuild is the exec, writing and loading the image (see "Assembly plus
-  load") and the report.
+  (`docker run --rm BUILDER true`), itself above 300 ms. Rebuilds run the command in the
+  builder container kept from the build before (the default on a local engine), through the
+  named pipes it mounts.
+- What is left on a rebuild is writing and loading the image (see "Assembly plus load", whose
+  16-byte row is what any new image costs on this engine) and the report.
 "#;
 
 #[cfg(test)]

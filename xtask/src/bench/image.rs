@@ -11,6 +11,9 @@ use super::{capture, median, quiet, Leftovers};
 
 /// The artifact: 5 MiB from /dev/urandom, new each build (nothing compresses, nothing is cached).
 pub(super) const ARTIFACT_BYTES: u64 = 5 << 20;
+/// The artifact of the floor's way: a new image whose one layer is (almost) empty, so what it
+/// costs is what any new image costs on the engine.
+pub(super) const FLOOR_BYTES: u64 = 16;
 /// At least this many timed rounds, after one warm-up round that is not counted.
 pub(super) const MIN_REPS: usize = 7;
 
@@ -24,13 +27,16 @@ pub(super) enum ImageWay {
     OursScratch,
     /// The context's files as a root file system tar (untimed), then `docker import` (timed).
     Import,
+    /// `dockception build` onto scratch of a [`FLOOR_BYTES`] artifact: the floor.
+    OursScratchFloor,
 }
 
-pub(super) const IMAGE_WAYS: [ImageWay; 4] = [
+pub(super) const IMAGE_WAYS: [ImageWay; 5] = [
     ImageWay::OursBusybox,
     ImageWay::Classic,
     ImageWay::OursScratch,
     ImageWay::Import,
+    ImageWay::OursScratchFloor,
 ];
 
 impl ImageWay {
@@ -40,12 +46,19 @@ impl ImageWay {
             ImageWay::Classic => "classic-busybox",
             ImageWay::OursScratch => "ours-scratch",
             ImageWay::Import => "import-scratch",
+            ImageWay::OursScratchFloor => "ours-scratch-floor",
+        }
+    }
+    fn artifact_bytes(self) -> u64 {
+        match self {
+            ImageWay::OursScratchFloor => FLOOR_BYTES,
+            _ => ARTIFACT_BYTES,
         }
     }
     fn base(self) -> &'static str {
         match self {
             ImageWay::OursBusybox | ImageWay::Classic => "busybox:local",
-            ImageWay::OursScratch | ImageWay::Import => "scratch",
+            ImageWay::OursScratch | ImageWay::Import | ImageWay::OursScratchFloor => "scratch",
         }
     }
     pub(super) fn title(self) -> &'static str {
@@ -58,10 +71,16 @@ impl ImageWay {
             }
             ImageWay::OursScratch => "dockception: write the image, `docker load` it (scratch)",
             ImageWay::Import => "before: `docker import` of the root file system tar (scratch)",
+            ImageWay::OursScratchFloor => {
+                "dockception, a 16-byte artifact (scratch): what any new image costs"
+            }
         }
     }
     pub(super) fn ours(self) -> bool {
-        matches!(self, ImageWay::OursBusybox | ImageWay::OursScratch)
+        matches!(
+            self,
+            ImageWay::OursBusybox | ImageWay::OursScratch | ImageWay::OursScratchFloor
+        )
     }
     fn tag(self) -> String {
         format!("dockception-bench/image:{}", self.slug())
@@ -106,10 +125,11 @@ fn manifest(way: ImageWay) -> String {
         "[\"/bin/ls\", \"-l\", \"/blob\"]"
     };
     format!(
-        "[builder]\nimage = \"busybox:local\"\nrun = \"head -c {ARTIFACT_BYTES} /dev/urandom > /out/blob\"\n\n\
+        "[builder]\nimage = \"busybox:local\"\nrun = \"head -c {bytes} /dev/urandom > /out/blob\"\n\n\
          [artifacts]\ninclude = [\"blob\"]\n\n\
          [runtime]\nbase = \"{base}\"\nuser = \"65534:65534\"\nentrypoint = {entrypoint}\n\n\
          [image]\ntags = [\"{tag}\"]\n",
+        bytes = way.artifact_bytes(),
         base = way.base(),
         tag = way.tag(),
     )
@@ -283,7 +303,9 @@ pub(super) fn render(bench: &ImageBench, targets: &mut Vec<super::Target>) -> St
          The builder writes a {artifact} file from `/dev/urandom`, new every build (so no way meets a cache and\n\
          nothing compresses); every way ships it as the image's one layer on busybox:local or on scratch.\n\
          Median of {reps} rounds after one warm-up round (not counted; it keeps busybox's layers in the blob\n\
-         store), all four ways in every round, the first way rotating from round to round.\n\n\
+         store), all five ways in every round, the first way rotating from round to round. The last way\n\
+         is dockception on scratch with a {floor_bytes}-byte artifact: the engine's cost of any new image (its\n\
+         *load and report* column is what a rebuild pays however small its change).\n\n\
          - **dockception**: `dockception build --force --progress plain --format json`. Measured: from the\n  \
            moment the `==> building the runtime image` phase line reaches stderr to the process's exit,\n  \
            so the builder and the artifacts' selection are left out and writing the layer (tar, sha256,\n  \
@@ -302,6 +324,7 @@ pub(super) fn render(bench: &ImageBench, targets: &mut Vec<super::Target>) -> St
          of {n} (same run). The old dockception called the same API through bollard, without that start,\n\
          and then measured the image by exporting it back from the engine, which is not counted here.\n",
         artifact = super::bytes(ARTIFACT_BYTES),
+        floor_bytes = FLOOR_BYTES,
         reps = bench.reps,
         floor = super::secs(median(&mut bench.cli_floor.clone())),
         n = bench.cli_floor.len(),
