@@ -569,10 +569,16 @@ fn measure(
         quiet(Command::new("docker").args(["run", "--rm", workload.builder, "true"]))?;
         floor.push(start.elapsed().as_secs_f64());
         for scenario in SCENARIOS {
-            // The way that goes first rotates from rep to rep: what one way leaves the engine
-            // doing (a build cache's bookkeeping, a container's removal) lands on each way in turn.
+            // The way that goes first rotates from rep to rep, and every other rep runs the
+            // ways in reverse: what one way leaves the engine doing (BuildKit's bookkeeping after
+            // a build, a container's removal) lands on the ways around it in turn, not always
+            // on the same neighbour.
             let n = workload.ways.len();
-            for way in (0..n).map(|k| workload.ways[(k + rep) % n]) {
+            let order = (0..n).map(|k| {
+                let k = if rep % 2 == 0 { n - 1 - k } else { k };
+                workload.ways[(k + rep) % n]
+            });
+            for way in order {
                 if way.is_classic() && rep > classic_reps {
                     continue;
                 }
@@ -926,7 +932,7 @@ fn render(results: &Run, reps: usize) -> String {
         "# Benchmarks\n\nWritten by `cargo xtask bench` (xtask/src/bench.rs); rerun it to refresh. Every workload number\n\
          is a median of {counts}, all ways measured side by side in the same run, interleaved (rep 1: cold for\n\
          every way, then no-op for every way, then the change; rep 2: ...), the way that goes first rotating\n\
-         from rep to rep. The image measurements\n\
+         from rep to rep and every other rep in reverse order. The image measurements\n\
          (issue 14) say their own counts.\n\n\
          ## The machine\n\n{}{}",
         machine(),
