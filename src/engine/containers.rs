@@ -326,6 +326,11 @@ pub(super) fn emit_line(
     tail.push_back(text);
 }
 
+/// `text` as one word for a container's `sh`: single quotes, with each `'` written as `'\''`.
+pub(crate) fn sh_word(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
 /// Milliseconds since `started`, for [`BuilderExit::ran_ms`].
 pub(super) fn millis_since(started: Instant) -> u64 {
     u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)

@@ -32,6 +32,7 @@ mod volumes;
 mod warm;
 mod warm_channel;
 
+pub(crate) use containers::sh_word;
 pub use error::{Error, Result};
 pub(crate) use images::PendingLoad;
 pub(crate) use listing::ListedContainer;

@@ -27,7 +27,7 @@ use std::time::Instant;
 use futures_util::StreamExt as _;
 use tokio::io::AsyncReadExt as _;
 
-use super::containers::{emit_line, millis_since};
+use super::containers::{emit_line, millis_since, sh_word};
 use super::warm::ExecEnd;
 use super::Engine;
 use crate::progress::Progress;
@@ -130,19 +130,19 @@ fn request_script(request: &Request, marker: &str) -> Option<String> {
     // back.
     let mut inner = String::from("trap - PIPE; ");
     if let Some(dir) = request.workdir.filter(|d| !d.is_empty()) {
-        inner.push_str(&format!("cd -- {} || exit 126; ", quoted(dir)));
+        inner.push_str(&format!("cd -- {} || exit 126; ", sh_word(dir)));
     }
     for line in request.env {
         let name = line.split('=').next().unwrap_or("");
         if !is_shell_name(name) || !line.contains('=') {
             return None;
         }
-        inner.push_str(&format!("export {}; ", quoted(line)));
+        inner.push_str(&format!("export {}; ", sh_word(line)));
     }
     inner.push_str("exec");
     for arg in request.cmd {
         inner.push(' ');
-        inner.push_str(&quoted(arg));
+        inner.push_str(&sh_word(arg));
     }
     let script = format!(
         "trap '' PIPE; {{ ( {inner} ) </dev/null 2>&1; printf '%s %s\\n' '{marker}' \"$?\"; }} >{CHANNEL_TARGET}/{OUTPUT}\n"
@@ -154,11 +154,6 @@ fn is_shell_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
         && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
-}
-
-/// `text` as one sh word: single quotes, with each `'` written as `'\''`.
-fn quoted(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "'\\''"))
 }
 
 /// A marker no build output holds by chance: 128 random bits from the standard library's

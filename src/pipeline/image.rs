@@ -416,16 +416,11 @@ pub(crate) fn steps_script(steps: &[String]) -> String {
     for (n, step) in steps.iter().enumerate() {
         script.push_str(&format!(
             "sh -c {} || {{ status=$?; echo \"dockception: runtime step {} failed with exit status $status\" >&2; exit $status; }}\n",
-            single_quoted(step),
+            crate::engine::sh_word(step),
             n + 1
         ));
     }
     script
-}
-
-/// `text` as one sh word: single quotes, with each `'` written as `'\''`.
-fn single_quoted(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "'\\''"))
 }
 
 /// Hard-link (or copy, across file systems) an artifact into the staging folder at its path,
