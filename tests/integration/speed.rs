@@ -128,17 +128,11 @@ fn nothing_changed_means_no_work_and_one_byte_rebuilds() {
     let through_proxy = |extra: &[&str]| {
         let mut args = vec!["build", "--tag", &image.0, "--format", "json"];
         args.extend_from_slice(extra);
-        let out = std::process::Command::new(BIN)
-            .args(&args)
-            .current_dir(dir.path())
-            .env("DOCKER_HOST", &proxy.host)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("dockception runs");
+        let (out, requests) = proxy.dockception(&args, dir.path());
         let stderr = text(&out.stderr);
         assert!(out.status.success(), "{stderr}");
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a report");
-        (report[0].clone(), stderr, proxy.take_requests())
+        (report[0].clone(), stderr, requests)
     };
     let (noop, stderr, requests) = through_proxy(&[]);
     assert!(!built(&noop, &stderr));

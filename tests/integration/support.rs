@@ -1005,6 +1005,19 @@ impl EngineProxy {
             .map(|mut r| std::mem::take(&mut *r))
             .unwrap_or_default()
     }
+
+    /// Run dockception with `args` in `cwd` against the engine through this proxy: its output,
+    /// and the request lines it sent (taken).
+    pub fn dockception(&self, args: &[&str], cwd: &Path) -> (Output, Vec<String>) {
+        let out = Command::new(BIN)
+            .args(args)
+            .current_dir(cwd)
+            .env("DOCKER_HOST", &self.host)
+            .stdin(Stdio::null())
+            .output()
+            .expect("dockception runs");
+        (out, self.take_requests())
+    }
 }
 
 /// Copy `from` to `to` until either ends; what is read once frozen is held, not written. A

@@ -725,14 +725,10 @@ fn a_rebuild_in_the_warm_builder_goes_through_its_channel_not_an_exec() {
 
     let proxy = EngineProxy::start(None);
     let through_proxy = || {
-        let out = std::process::Command::new(BIN)
-            .args(["build", "--tag", &image.0, "--progress", "plain"])
-            .current_dir(dir.path())
-            .env("DOCKER_HOST", &proxy.host)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("dockception runs");
-        (out, proxy.take_requests())
+        proxy.dockception(
+            &["build", "--tag", &image.0, "--progress", "plain"],
+            dir.path(),
+        )
     };
     write_files(dir.path(), &[("msg", "two\n")]);
     let (second, requests) = through_proxy();
